@@ -1,0 +1,40 @@
+"""The ``rait`` command line: thin typer commands over the library functions."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from rait.commands import build, data, distill, evaluation, experiment, predict, train
+from rait.errors import RaitError
+
+app = typer.Typer(
+    name="rait",
+    help="Retrieval-Augmented Instruction Tuning (RA-IT) for open named entity recognition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (data, evaluation, build, train, predict, experiment, distill):
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app and turn rait's own errors into one red line and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except RaitError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

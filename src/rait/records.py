@@ -1,0 +1,95 @@
+"""Typed records shared by every stage: passages with entity mentions, and conversations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One entity mention. ``start``/``end`` are character offsets into the passage (end exclusive),
+    or ``None`` when the source gives only the mention string."""
+
+    text: str
+    type: str
+    start: int | None = None
+    end: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Record:
+    """A passage and its gold mentions.
+
+    ``types`` is the label set the passage is queried for (including types with no mention, as in a
+    benchmark or a UniNER eval file); ``None`` means "the types of its mentions"."""
+
+    id: str
+    text: str
+    mentions: list[Mention] = field(default_factory=list)
+    types: list[str] | None = None
+    source: str = ""
+
+    def query_types(self) -> list[str]:
+        """The types to ask about: ``types`` if set, else the mention types in first-seen order."""
+        if self.types is not None:
+            return list(self.types)
+        return list(dict.fromkeys(m.type for m in self.mentions))
+
+    def answers(self, entity_type: str) -> list[str]:
+        """Mention strings of ``entity_type`` in passage order, de-duplicated."""
+        return list(dict.fromkeys(m.text for m in self.mentions if m.type == entity_type))
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "text": self.text,
+            "mentions": [m.to_dict() for m in self.mentions],
+            "types": self.types,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        return cls(
+            id=str(data["id"]),
+            text=data["text"],
+            mentions=[Mention(**m) for m in data.get("mentions", [])],
+            types=data.get("types"),
+            source=data.get("source", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One conversation turn; ``role`` is ``"user"`` or ``"assistant"``."""
+
+    role: str
+    content: str
+
+
+@dataclass(slots=True)
+class Conversation:
+    """An instruction-tuning conversation, exportable as ShareGPT/UniNER JSON or chat messages."""
+
+    id: str
+    turns: list[Turn]
+
+    def to_sharegpt(self) -> dict:
+        names = {"user": "human", "assistant": "gpt"}
+        return {"id": self.id, "conversations": [{"from": names[t.role], "value": t.content} for t in self.turns]}
+
+    def to_messages(self) -> dict:
+        return {"id": self.id, "messages": [{"role": t.role, "content": t.content} for t in self.turns]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Conversation:
+        """Read either shape (``conversations`` with from/value, or ``messages`` with role/content)."""
+        roles = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
+        if "conversations" in data:
+            turns = [Turn(roles[t["from"]], t["value"]) for t in data["conversations"]]
+        else:
+            turns = [Turn(roles[t["role"]], t["content"]) for t in data["messages"]]
+        return cls(id=str(data.get("id", "")), turns=turns)
