@@ -93,3 +93,27 @@ class Conversation:
         else:
             turns = [Turn(roles[t["role"]], t["content"]) for t in data["messages"]]
         return cls(id=str(data.get("id", "")), turns=turns)
+
+
+@dataclass(slots=True)
+class QueryPrediction:
+    """One (passage, type) query of a benchmark with its gold mentions and the model's raw answer.
+
+    A predictions file is jsonl of these (``rait predict`` writes it, ``rait evaluate`` scores it).
+    ``gold_spans``/``predicted_spans`` (``[start, end]`` pairs) are optional, for span-level scoring."""
+
+    benchmark: str
+    record_id: str
+    type: str
+    gold: list[str]
+    output: str
+    text: str = ""
+    gold_spans: list[list[int]] | None = None
+    predicted_spans: list[list[int]] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QueryPrediction:
+        return cls(**data)
