@@ -4,4 +4,13 @@ from rait.records import Conversation, Mention, QueryPrediction, Record, Turn
 
 __version__ = "0.1.0"
 
-__all__ = ["Conversation", "Mention", "QueryPrediction", "Record", "Turn", "__version__"]
+__all__ = ["NER", "Conversation", "Mention", "QueryPrediction", "Record", "Turn", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported lazily: the predictor pulls in torch and transformers, which plain data work does not need.
+    if name == "NER":
+        from rait.api import NER
+
+        return NER
+    raise AttributeError(f"module 'rait' has no attribute {name!r}")
