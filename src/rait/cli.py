@@ -18,6 +18,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Retrieval-Augmented Instruction Tuning (RA-IT) for open named entity recognition."""
+
+
 for _module in (data, evaluation, build, train, predict, experiment, distill):
     _module.register(app)
 

@@ -1,0 +1,272 @@
+"""UniversalNER-exact scoring: micro precision/recall/F1 over (passage, type) queries, per benchmark.
+
+The metric reproduces ``parser``, ``normalize_answer`` and ``NEREvaluator`` of universal-ner/universal-ner,
+``src/eval/evaluate.py`` (commit 4e454fec), applied to responses cleaned as in its ``src/utils.py``
+``get_response`` (surrounding whitespace stripped). Per query, the answer's JSON list is normalised and
+de-duplicated; every predicted item counts once in ``n_pred`` and, when it is among the query's gold items,
+once in ``n_correct``; every gold item counts once in ``n_gold``. P = correct/(pred + 1e-10),
+R = correct/(gold + 1e-10), F1 = 2PR/(P + R + 1e-10), reported in percent. The average over benchmarks is
+the macro mean of the per-benchmark scores, as in the RA-IT paper's tables.
+
+Deliberate differences from upstream, none of which changes a score:
+- Unparseable outputs (no JSON list at the start, invalid JSON, a non-string item) score as empty answers, as
+  upstream, but are also counted (``n_unparseable``). Upstream silently maps them to ``[]``; the RA-IT repo
+  (Emma1066/Retrieval-Augmented-IT-OpenNER, src/llm_tuning/evaluation/evaluate.py) counts only JSON failures,
+  and finds the list anywhere (``re.search``) where UniversalNER, and this module, require it at the start.
+- Gold mentions come as a list (``QueryPrediction.gold``) and are normalised directly; upstream re-parses the
+  gold answer string with the same regex (identical on every UniversalNER eval file: no gold contains ``]``).
+- Optional span-level scoring (``strict_spans``) matches ``(start, end)`` pairs instead of normalised strings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from rich.table import Table
+
+from rait.errors import DataError
+from rait.fileio import read_jsonl
+from rait.records import QueryPrediction
+
+_EPS = 1e-10
+_LIST_AT_START = re.compile(r"\[(.*?)\]")  # upstream: re.match, non-greedy, '.' does not cross newlines
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
+_COUNTS = ("n_queries", "n_gold", "n_pred", "n_correct", "n_unparseable")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalisation: lowercase, drop ASCII punctuation, drop articles a/an/the, collapse whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def parse_answer(text: str) -> tuple[list[str], bool]:
+    """Normalised, de-duplicated mentions of one answer (first-seen order), and whether it parsed.
+
+    The answer must start (after stripping whitespace) with a JSON list of strings that has no ``]`` inside it
+    and does not span lines; anything else is unparseable and scores as ``[]``. (Upstream also turns nested
+    lists into tuples, but its regex stops at the first ``]``, so a nested list never parses there either.)"""
+    match = _LIST_AT_START.match(text.strip())
+    if match is None:
+        return [], False
+    try:
+        items = json.loads(match.group())
+    except (ValueError, RecursionError):  # RecursionError: a degenerate "[[[[...]" answer
+        return [], False
+    if not all(isinstance(item, str) for item in items):
+        return [], False
+    return list(dict.fromkeys(normalize_answer(item) for item in items)), True
+
+
+@dataclass(frozen=True, slots=True)
+class BenchmarkScore:
+    """Counts of one benchmark; precision/recall/F1 (percent) follow from them."""
+
+    benchmark: str
+    n_queries: int
+    n_gold: int
+    n_pred: int
+    n_correct: int
+    n_unparseable: int
+
+    @property
+    def precision(self) -> float:
+        return 100 * self.n_correct / (self.n_pred + _EPS)
+
+    @property
+    def recall(self) -> float:
+        return 100 * self.n_correct / (self.n_gold + _EPS)
+
+    @property
+    def f1(self) -> float:
+        p, r = self.n_correct / (self.n_pred + _EPS), self.n_correct / (self.n_gold + _EPS)
+        return 100 * 2 * p * r / (p + r + _EPS)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "precision": self.precision, "recall": self.recall, "f1": self.f1}
+
+
+@dataclass(slots=True)
+class EvalReport:
+    """Scores per benchmark (in first-seen order) and their macro average."""
+
+    benchmarks: dict[str, BenchmarkScore]
+    strict_spans: bool = False
+
+    def _mean(self, metric: str) -> float:
+        return sum(getattr(s, metric) for s in self.benchmarks.values()) / len(self.benchmarks)
+
+    @property
+    def average_precision(self) -> float:
+        return self._mean("precision")
+
+    @property
+    def average_recall(self) -> float:
+        return self._mean("recall")
+
+    @property
+    def average_f1(self) -> float:
+        return self._mean("f1")
+
+    @property
+    def n_queries(self) -> int:
+        return sum(s.n_queries for s in self.benchmarks.values())
+
+    @property
+    def n_unparseable(self) -> int:
+        return sum(s.n_unparseable for s in self.benchmarks.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "metric": "UniversalNER micro P/R/F1 in percent; average = macro mean over benchmarks",
+            "strict_spans": self.strict_spans,
+            "benchmarks": {
+                name: {k: v for k, v in s.to_dict().items() if k != "benchmark"}
+                for name, s in self.benchmarks.items()
+            },
+            "average": {
+                "precision": self.average_precision,
+                "recall": self.average_recall,
+                "f1": self.average_f1,
+                "n_benchmarks": len(self.benchmarks),
+                "n_queries": self.n_queries,
+                "n_unparseable": self.n_unparseable,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalReport:
+        """Rebuild from ``to_dict`` output; the scores are recomputed from the counts."""
+        try:
+            benchmarks = {
+                name: BenchmarkScore(name, **{k: int(row[k]) for k in _COUNTS})
+                for name, row in data["benchmarks"].items()
+            }
+            return cls(benchmarks, strict_spans=bool(data["strict_spans"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not an evaluation report: bad or missing {exc}") from None
+
+
+def evaluate(predictions: Iterable[QueryPrediction], strict_spans: bool = False) -> EvalReport:
+    """Score query predictions per ``benchmark``.
+
+    With ``strict_spans`` every row must carry ``gold_spans`` and ``predicted_spans``; items are then the
+    de-duplicated ``(start, end)`` pairs. ``n_unparseable`` always counts outputs ``parse_answer`` rejects."""
+    tallies: dict[str, dict[str, int]] = {}
+    for row in predictions:
+        mentions, parsed = parse_answer(row.output)
+        if strict_spans:
+            if row.gold_spans is None or row.predicted_spans is None:
+                query = f"benchmark={row.benchmark!r}, record_id={row.record_id!r}, type={row.type!r}"
+                raise ValueError(
+                    f"strict span scoring needs gold_spans and predicted_spans; query ({query}) lacks them"
+                )
+            predicted: list = list(dict.fromkeys(tuple(span) for span in row.predicted_spans))
+            gold: set = {tuple(span) for span in row.gold_spans}
+        else:
+            predicted = mentions
+            gold = {normalize_answer(mention) for mention in row.gold}
+        tally = tallies.setdefault(row.benchmark, dict.fromkeys(_COUNTS, 0))
+        tally["n_queries"] += 1
+        tally["n_gold"] += len(gold)
+        tally["n_pred"] += len(predicted)
+        tally["n_correct"] += sum(item in gold for item in predicted)
+        tally["n_unparseable"] += not parsed
+    if not tallies:
+        raise ValueError("no predictions to evaluate")
+    return EvalReport({name: BenchmarkScore(name, **t) for name, t in tallies.items()}, strict_spans)
+
+
+_STRING_FIELDS = ("benchmark", "record_id", "type", "output", "text")
+_REQUIRED = ("benchmark", "record_id", "type", "gold", "output")
+_KNOWN = {f.name for f in fields(QueryPrediction)}
+
+
+def _check_spans(path: Path, line: int, name: str, value) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(span, list)
+        and len(span) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in span)
+        and 0 <= span[0] <= span[1]
+        for span in value
+    ):
+        raise DataError(path, "expected a list of [start, end] integer pairs", line=line, field=name)
+
+
+def _read_predictions(path: Path, require_spans: bool) -> Iterator[tuple[int, QueryPrediction]]:
+    """Validated rows of a predictions jsonl with their line numbers."""
+    for line, row in read_jsonl(path):
+        if not isinstance(row, dict):
+            raise DataError(path, "expected a JSON object (a QueryPrediction)", line=line)
+        unknown = sorted(row.keys() - _KNOWN)
+        if unknown:
+            raise DataError(path, f"unknown field (expected {sorted(_KNOWN)})", line=line, field=unknown[0])
+        for name in _REQUIRED:
+            if name not in row:
+                raise DataError(path, "missing", line=line, field=name)
+        for name in _STRING_FIELDS:
+            if name in row and not isinstance(row[name], str):
+                raise DataError(path, "expected a string", line=line, field=name)
+        if not isinstance(row["gold"], list) or not all(isinstance(m, str) for m in row["gold"]):
+            raise DataError(path, "expected a list of mention strings", line=line, field="gold")
+        for name in ("gold_spans", "predicted_spans"):
+            if row.get(name) is not None:
+                _check_spans(path, line, name, row[name])
+            elif require_spans:
+                raise DataError(path, "needed by --strict-spans but missing", line=line, field=name)
+        yield line, QueryPrediction.from_dict(row)
+
+
+def evaluate_files(paths: Sequence[str | Path], *, strict_spans: bool = False) -> EvalReport:
+    """Score one or more predictions jsonl files (rows of ``QueryPrediction.to_dict()``) together.
+
+    A malformed row or a (benchmark, record_id, type) query seen twice raises DataError (file, line)."""
+    rows: list[QueryPrediction] = []
+    seen: dict[tuple[str, str, str], tuple[Path, int]] = {}
+    for path in map(Path, paths):
+        for line, row in _read_predictions(path, strict_spans):
+            key = (row.benchmark, row.record_id, row.type)
+            if key in seen:
+                first_path, first_line = seen[key]
+                raise DataError(
+                    path, f"duplicate query {key}, first seen in {first_path}, line {first_line}", line=line
+                )
+            seen[key] = (path, line)
+            rows.append(row)
+    if not rows:
+        raise DataError(", ".join(map(str, paths)), "no predictions to evaluate")
+    return evaluate(rows, strict_spans=strict_spans)
+
+
+def evaluate_file(path: str | Path, *, strict_spans: bool = False) -> EvalReport:
+    """Score one predictions jsonl file; see ``evaluate_files``."""
+    return evaluate_files([path], strict_spans=strict_spans)
+
+
+def render_table(report: EvalReport) -> Table:
+    """The report as a paper-style table: one row per benchmark, then the macro Average."""
+    title = "Zero-shot NER, micro P/R/F1 (%)" + (", span-level" if report.strict_spans else "")
+    table = Table(title=title)
+    table.add_column("Benchmark")
+    for column in ("Queries", "P", "R", "F1", "Unparseable"):
+        table.add_column(column, justify="right")
+    for name, s in report.benchmarks.items():
+        scores = (f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}")
+        table.add_row(name, str(s.n_queries), *scores, str(s.n_unparseable))
+    table.add_section()
+    table.add_row(
+        "Average",
+        str(report.n_queries),
+        f"{report.average_precision:.2f}",
+        f"{report.average_recall:.2f}",
+        f"{report.average_f1:.2f}",
+        str(report.n_unparseable),
+        style="bold",
+    )
+    return table
