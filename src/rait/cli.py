@@ -32,16 +32,7 @@ for _module in (data, evaluation, build, train, predict, experiment, distill):
 def main() -> None:
     """Entry point: run the app and turn rait's own errors into one red line and exit code 1."""
     try:
-        app(standalone_mode=False)
+        app()
     except RaitError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)
-    except (typer.Exit, typer.Abort) as exc:
-        sys.exit(getattr(exc, "exit_code", 1))
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -1,7 +1,78 @@
-"""CLI commands for the data stage."""
+"""CLI commands for the data stage: ``rait convert`` between formats, ``rait benchmarks`` (the registry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from rait.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
+from rait.errors import RaitError
+from rait.formats import LOAD_FORMATS, WRITE_FORMATS, convert
+
+
+def convert_command(
+    input: Annotated[Path, typer.Argument(help="Data file to read.")],
+    output: Annotated[Path, typer.Argument(help="File to write.")],
+    from_fmt: Annotated[
+        str | None,
+        typer.Option("--from", help=f"Input format [default: detected]: {', '.join(LOAD_FORMATS)}."),
+    ] = None,
+    to_fmt: Annotated[str, typer.Option("--to", help=f"Output format: {', '.join(WRITE_FORMATS)}.")] = "rait",
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip malformed items (counted and listed) instead of failing.")
+    ] = False,
+    lang: Annotated[
+        str | None, typer.Option("--lang", help="Template language for uniner/messages [default: detected].")
+    ] = None,
+) -> None:
+    """Convert an NER data file between formats (uniner/messages: vanilla UniversalNER conversations)."""
+    if from_fmt is not None and from_fmt not in LOAD_FORMATS:
+        raise RaitError(f"--from {from_fmt!r}: choose one of {', '.join(LOAD_FORMATS)}")
+    if to_fmt not in WRITE_FORMATS:
+        raise RaitError(f"--to {to_fmt!r}: choose one of {', '.join(WRITE_FORMATS)}")
+    stats = convert(input, output, from_fmt, to_fmt, skip_bad=skip_bad, lang=lang)
+    console = Console()
+    for message in stats.skipped:
+        console.print(f"[yellow]skipped[/] {message}", highlight=False)
+    console.print(
+        f"{stats.records} records, {stats.mentions} mentions written to {output}; "
+        f"{len(stats.skipped)} skipped, {len(stats.repaired)} repaired",
+        highlight=False,
+    )
+
+
+def benchmarks_command(
+    data: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory [default: $RAIT_DATA_DIR or ../shared/data]."),
+    ] = None,
+) -> None:
+    """List the registered benchmarks and training sources, and whether their files are here."""
+    root = data if data is not None else data_dir()
+    table = Table(title=f"Benchmarks (data: {root or 'not found'})")
+    for column in ("name", "kind", "lang", "#types", "splits", "here?"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("notes", ratio=1)
+    for spec in (*BENCHMARKS.values(), *TRAINING_SOURCES.values()):
+        split = "test" if "test" in spec.splits else "train"
+        available = root is not None and is_available(spec.name, split, data_dir=root)
+        table.add_row(
+            spec.name,
+            spec.kind,
+            spec.lang,
+            str(len(spec.types)) if spec.labels is not None else "open",
+            ",".join(spec.splits),
+            "[green]yes[/]" if available else "[red]no[/]",
+            spec.notes,
+        )
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to app."""
+    app.command("convert")(convert_command)
+    app.command("benchmarks")(benchmarks_command)

@@ -1,0 +1,20 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rait.benchmarks import data_dir
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data directory ($RAIT_DATA_DIR or ../shared/data); skips the test when it is absent."""
+    root = data_dir()
+    if root is None or not root.is_dir():
+        pytest.skip("real data not available (set RAIT_DATA_DIR or provide ../shared/data)")
+    return root
