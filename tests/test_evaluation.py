@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from rait.benchmarks import data_dir
 from rait.cli import app
 from rait.errors import DataError
 from rait.evaluation import (
@@ -25,14 +25,8 @@ from rait.evaluation import (
 from rait.records import QueryPrediction
 
 
-def _data_dir() -> Path | None:
-    """$RAIT_DATA_DIR, else <repo>/../shared/data (the rule of rait.benchmarks.data_dir)."""
-    path = Path(os.environ.get("RAIT_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
-    return path if path.is_dir() else None
-
-
 def _uniner_files() -> list[Path]:
-    root = _data_dir()
+    root = data_dir()
     return sorted((root / "eval" / "en" / "uniner_json").glob("*.json")) if root else []
 
 
