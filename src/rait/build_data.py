@@ -1,0 +1,263 @@
+"""Build vanilla or RA-IT instruction-tuning conversations from a training source.
+
+Every passage becomes a UniversalNER-style conversation (its entity types, then ``negatives`` absent
+types sampled by frequency over the whole source); with ``method="ra-it"`` it is preceded by up to ``k``
+examples retrieved from the (sub-sampled) source itself. A sample left with no example (BM25 filter)
+uses the vanilla template and is counted. Same inputs + seed give byte-identical data files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import rait
+from rait.embed import Embedder, get_embedder, progress
+from rait.errors import DataError, RaitError
+from rait.fileio import atomic_write, write_json
+from rait.records import Conversation, Record
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, ExamplePool, check_options
+from rait.templates import NegativeTypeSampler, training_conversation
+
+METHODS = ("vanilla", "ra-it")
+FORMATS = ("sharegpt", "messages")
+HUB_PREFIX = "hub:"
+
+
+@dataclass
+class BuildConfig:
+    """Options of :func:`build_data` (``rait build-data``).
+
+    ``source``: a data file (any format :func:`rait.formats.load_records` reads), a registered training
+    source / benchmark name (its train split), or ``hub:<dataset id>`` (Pile-NER-type from the Hub).
+    ``output``: the data file (``.jsonl``: one conversation per line; otherwise a JSON list); the
+    manifest goes beside it as ``<stem>.manifest.json``. ``size``: a seeded subsample (the retrieval
+    pool is the subsample). ``lang``: None detects it from the texts. ``embedder``: None picks the
+    offline default for the language."""
+
+    source: str
+    output: str | Path
+    method: str = "ra-it"
+    k: int = 2
+    strategy: str = "nn"
+    K: int = DEFAULT_K
+    bm25_threshold: float = DEFAULT_BM25_THRESHOLD
+    mixed_ratio: float = 0.5
+    size: int | None = None
+    lang: str | None = None
+    format: str = "sharegpt"
+    negatives: int = 2
+    embedder: str | None = None
+    seed: int = 42
+    source_format: str | None = None
+    stopwords: str | None = None
+    index: str = "flat"
+    cache_dir: str | None = None
+    show_progress: bool = True
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise RaitError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.format not in FORMATS:
+            raise RaitError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
+        if self.index not in INDEXES:
+            raise RaitError(f"unknown index {self.index!r}; choose one of {', '.join(INDEXES)}")
+        if self.lang not in (None, "en", "zh"):
+            raise RaitError(f"unknown language {self.lang!r}; choose en or zh")
+        if self.size is not None and self.size <= 0:
+            raise RaitError(f"size must be positive, got {self.size}")
+        if self.negatives < 0:
+            raise RaitError(f"negatives must be >= 0, got {self.negatives}")
+        check_options(self.k, self.strategy, self.K, self.mixed_ratio)
+
+    def manifest_options(self) -> dict:
+        return {f: v for f, v in asdict(self).items() if f not in ("show_progress", "source", "output")}
+
+
+@dataclass
+class BuildResult:
+    """The conversations built, the number of examples each sample got (None for vanilla), the pool and
+    the embedder used (None for vanilla, random examples or given vectors)."""
+
+    conversations: list[Conversation]
+    example_counts: list[int] | None
+    pool: ExamplePool | None
+    embedder: Embedder | None
+
+
+def load_source(source: str, fmt: str | None = None) -> tuple[list[Record], str | None]:
+    """Records of a training source and its language when known (a registry entry's, else None)."""
+    from rait.benchmarks import get_spec, load_benchmark
+    from rait.formats import load_pile_ner_hub, load_records
+
+    if source.startswith(HUB_PREFIX):
+        return load_pile_ner_hub(source[len(HUB_PREFIX) :] or "Universal-NER/Pile-NER-type"), None
+    path = Path(source)
+    if path.exists():
+        if path.is_dir():
+            raise DataError(path, "is a directory; give the data file")
+        return load_records(path, fmt), None
+    try:
+        spec = get_spec(source)
+    except RaitError as exc:
+        raise RaitError(f"source {source!r} is not a file, nor a registered name ({exc})") from None
+    return load_benchmark(spec.name, split="train", max_examples=None), spec.lang
+
+
+def detect_lang(records: list[Record], sample: int = 200) -> str:
+    """``"zh"`` when the first ``sample`` passages are mostly Chinese (:func:`rait.formats.detect_lang`)."""
+    from rait.formats import detect_lang as detect_text_lang
+
+    return detect_text_lang("".join(r.text for r in records[:sample]))
+
+
+def subsample(records: list[Record], size: int | None, seed: int) -> list[Record]:
+    """``size`` records chosen by a seeded hash of their ids, kept in source order. Smaller samples are
+    subsets of larger ones (same seed), as a data-size study wants; ``None`` keeps all."""
+    if size is None or size >= len(records):
+        if size is not None and size > len(records):
+            raise RaitError(f"size {size} is larger than the source ({len(records)} records)")
+        return list(records)
+    rank = sorted(
+        range(len(records)), key=lambda i: hashlib.sha256(f"{seed}:{records[i].id}".encode()).digest()
+    )
+    return [records[i] for i in sorted(rank[:size])]
+
+
+def _check_unique_ids(records: list[Record], source: str) -> None:
+    seen: set[str] = set()
+    for index, record in enumerate(records):
+        if record.id in seen:
+            raise DataError(
+                source,
+                f"duplicate record id {record.id!r} (record {index + 1}); ids must be unique",
+                field="id",
+            )
+        seen.add(record.id)
+
+
+def build_conversations(
+    records: list[Record],
+    config: BuildConfig,
+    *,
+    lang: str,
+    sampler: NegativeTypeSampler,
+    vectors: np.ndarray | None = None,
+) -> BuildResult:
+    """Conversations for ``records`` (the pool, for RA-IT); ``vectors`` skips embedding (row i = record i)."""
+    examples: list[list[int]] | None = None
+    pool = embedder = None
+    if config.method == "ra-it":
+        if vectors is None and config.strategy != "random":
+            embedder = get_embedder(config.embedder, lang, config.cache_dir)
+        pool = ExamplePool(
+            records,
+            embedder,
+            lang,
+            vectors=vectors,
+            index=config.index,
+            stopwords=config.stopwords,
+            show_progress=config.show_progress,
+        )
+        examples = pool.self_retrieve(
+            config.k,
+            config.strategy,
+            K=config.K,
+            bm25_threshold=config.bm25_threshold,
+            mixed_ratio=config.mixed_ratio,
+            seed=config.seed,
+        )
+    conversations = []
+    with progress("conversations", len(records), config.show_progress) as advance:
+        for i, record in enumerate(records):
+            shots = [records[j] for j in examples[i]] if examples is not None else []
+            conversations.append(training_conversation(record, sampler, config.negatives, shots, lang))
+            advance(1)
+    counts = [len(e) for e in examples] if examples is not None else None
+    return BuildResult(conversations, counts, pool, embedder)
+
+
+def write_conversations(path: str | Path, conversations: list[Conversation], fmt: str = "sharegpt") -> None:
+    """Atomically write ``.jsonl`` (one per line) or a JSON list (one conversation per line)."""
+    path = Path(path)
+    rows = (c.to_sharegpt() if fmt == "sharegpt" else c.to_messages() for c in conversations)
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    with atomic_write(path) as handle:
+        if path.suffix == ".jsonl":
+            handle.writelines(line + "\n" for line in lines)
+        else:
+            handle.write("[\n" + ",\n".join(lines) + "\n]\n")
+
+
+def manifest_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.stem + ".manifest.json")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_data(config: BuildConfig) -> dict:
+    """Load, subsample, retrieve, write the data file and its manifest; returns the manifest."""
+    config.validate()
+    started = time.perf_counter()
+    records, source_lang = load_source(config.source, config.source_format)
+    if not records:
+        raise DataError(config.source, "the source has no records")
+    _check_unique_ids(records, config.source)
+    loaded = time.perf_counter()
+    lang = config.lang or source_lang or detect_lang(records)
+    sampler = NegativeTypeSampler.from_records(records, seed=config.seed)
+    samples = subsample(records, config.size, config.seed)
+    result = build_conversations(samples, config, lang=lang, sampler=sampler)
+    built = time.perf_counter()
+    output = Path(config.output)
+    write_conversations(output, result.conversations, config.format)
+    finished = time.perf_counter()
+
+    counts: dict = {
+        "source_records": len(records),
+        "samples": len(samples),
+        "conversations": len(result.conversations),
+    }
+    with_examples = sum(1 for n in result.example_counts or [] if n)
+    counts["questions"] = sum((len(c.turns) - 2) // 2 for c in result.conversations) - with_examples
+    embedder_info = None
+    timings = {"load": loaded - started}
+    if result.pool is not None:
+        histogram = Counter(result.example_counts)
+        counts["examples_per_sample"] = {str(n): histogram[n] for n in sorted(histogram)}
+        counts["fallback_vanilla"] = histogram[0]
+        timings.update(result.pool.timings)
+    if result.embedder is not None:
+        embedder = result.embedder
+        embedder_info = {
+            "name": embedder.name,
+            "embedded": embedder.n_embedded,
+            "from_cache": embedder.n_cached,
+        }
+    timings.update({"build": built - loaded, "write": finished - built, "total": finished - started})
+    manifest = {
+        "rait_version": rait.__version__,
+        "command": "build-data",
+        "inputs": {"source": config.source, "source_format": config.source_format},
+        "options": config.manifest_options(),
+        "seed": config.seed,
+        "lang": lang,
+        "embedder": embedder_info,
+        "counts": counts,
+        "output": {"data": str(output), "sha256": _sha256(output)},
+        "timings_s": {name: round(value, 3) for name, value in timings.items()},
+    }
+    write_json(manifest_path(output), manifest)
+    return manifest

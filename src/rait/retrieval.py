@@ -1,0 +1,614 @@
+"""Example retrieval for RA-IT: exact cosine kNN with faiss, a BM25 filter with bm25s, and the paper's
+sampling strategies over an :class:`ExamplePool` of labelled records.
+
+Strategies (``k`` examples per query; ``K`` candidates for the diverse ones):
+
+- ``nn``: the k nearest neighbours.
+- ``nn_bm25``: the k nearest, then drop those whose BM25 score against the query is below the threshold.
+- ``dnn``: sample k of the K nearest.  ``dnn_bm25``: sample k of the K nearest, then the BM25 filter.
+- ``random``: k uniformly random pool records.
+- ``mixed_nn``: a fraction ``mixed_ratio`` of the queries get ``nn``, the rest ``random``.
+
+A query never retrieves itself or a record with exactly its text. Sampling is seeded per query
+(``seed`` + query id), so a query's examples do not depend on the order of queries or records (nor,
+except for which queries ``mixed_nn`` gives NN examples to, on the other queries)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+import scipy.sparse as sp
+
+from rait.embed import Embedder, get_embedder, l2_normalise, progress
+from rait.errors import RaitError
+from rait.records import Record
+
+STRATEGIES = ("nn", "nn_bm25", "dnn", "dnn_bm25", "random", "mixed_nn")
+INDEXES = ("flat", "hnsw", "ivf")
+DEFAULT_K = 128
+DEFAULT_BM25_THRESHOLD = 20.0
+
+_WORD = re.compile(r"\w")
+_WORDS = re.compile(r"\w+")
+
+
+def check_options(k: int, strategy: str, K: int = DEFAULT_K, mixed_ratio: float = 0.5) -> None:
+    """Raise RaitError for an unknown strategy or out-of-range k / K / ratio."""
+    if strategy not in STRATEGIES:
+        raise RaitError(f"unknown retrieval strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if k < 0:
+        raise RaitError(f"k must be >= 0, got {k}")
+    if strategy.startswith("dnn") and K < k:
+        raise RaitError(f"K ({K}) must be >= k ({k}) for strategy {strategy}")
+    if not 0.0 <= mixed_ratio <= 1.0:
+        raise RaitError(f"mixed ratio must be in [0, 1], got {mixed_ratio}")
+
+
+# ---------------------------------------------------------------------------------------------- BM25
+
+
+def load_stopwords(spec: str | Path | Iterable[str] | None) -> frozenset[str]:
+    """``None`` (no stopwords), ``"en"`` / ``"zh"`` (bm25s's English / Chinese lists), a file path
+    (one word per line), or an iterable of words."""
+    if spec is None:
+        return frozenset()
+    if isinstance(spec, str) and spec in ("en", "zh"):
+        from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
+
+        return frozenset(STOPWORDS_EN if spec == "en" else STOPWORDS_CHINESE)
+    if isinstance(spec, str | Path):
+        path = Path(spec)
+        if not path.is_file():
+            raise RaitError(f"stopword list {path} does not exist (or use 'en' / 'zh')")
+        return frozenset(
+            w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()
+        )
+    return frozenset(w.lower() for w in spec)
+
+
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def tokenize(text: str, lang: str = "en", stopwords: frozenset[str] = frozenset()) -> list[str]:
+    """BM25 tokens: lowercase words (``\\w+``) for English, jieba segments for Chinese; tokens without
+    a word character (punctuation, spaces) and stopwords are dropped."""
+    text = text.lower()
+    if lang == "zh":
+        tokens = [t for t in _jieba().lcut(text) if _WORD.search(t)]
+    else:
+        tokens = _WORDS.findall(text)
+    return [t for t in tokens if t not in stopwords] if stopwords else tokens
+
+
+class BM25Index:
+    """BM25 (bm25s, ATIRE variant: ``idf = log(N/df)``, ``tf*(k1+1)/(tf+k1*(1-b+b*dl/avgdl))``, so scores
+    are on the scale of the gensim BM25 the paper thresholded at 20) over a pool, built once.
+
+    ``score`` returns BM25 scores of queries against given candidate documents only: it gathers the
+    candidates' rows of the document-term weight matrix and looks the query's term counts up in a
+    dense per-batch table, instead of scoring the whole pool per query (``bm25s.BM25.get_scores``)."""
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        lang: str = "en",
+        stopwords=None,
+        *,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "atire",
+        show_progress: bool = False,
+    ):
+        self.lang = lang
+        self.stopwords = load_stopwords(stopwords)
+        vocab: defaultdict[str, int] = defaultdict()
+        vocab.default_factory = vocab.__len__  # a new token gets the next id
+        ids: list[list[int]] = []
+        with progress("BM25 tokenizing", len(texts), show_progress) as advance:
+            for text in texts:
+                ids.append(list(map(vocab.__getitem__, tokenize(text, lang, self.stopwords))))
+                advance(1)
+        self.vocab: dict[str, int] = dict(vocab)
+        self.n_docs = len(texts)
+        self.doc_terms = self._count_matrix(ids)
+        self.retriever = bm25s.BM25(k1=k1, b=b, method=method)
+        if self.vocab:
+            self.retriever.index((ids, dict(self.vocab)), create_empty_token=False, show_progress=False)
+            scores = self.retriever.scores
+            shape = (self.n_docs, len(self.vocab))
+            csc = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=shape)
+            self.weights = csc.tocsr()
+        else:
+            self.weights = sp.csr_matrix((self.n_docs, 0), dtype=np.float32)
+
+    def _count_matrix(self, ids: list[list[int]]) -> sp.csr_matrix:
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        cols = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        rows = np.repeat(np.arange(len(ids)), lengths)
+        shape = (len(ids), len(self.vocab))
+        matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=shape)
+        matrix.sum_duplicates()
+        return matrix
+
+    def query_matrix(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Term counts of external query texts over the pool vocabulary (unknown terms dropped)."""
+        vocab = self.vocab
+        ids = [[vocab[t] for t in tokenize(text, self.lang, self.stopwords) if t in vocab] for text in texts]
+        return self._count_matrix(ids)
+
+    def score(
+        self, queries: sp.csr_matrix, candidates: np.ndarray, show_progress: bool = False
+    ) -> np.ndarray:
+        """``scores[i, j]`` = BM25 of query row ``i`` against pool document ``candidates[i, j]``
+        (``-inf`` where ``candidates`` is -1). A repeated query term counts once per occurrence."""
+        candidates = np.asarray(candidates, dtype=np.int64).reshape(queries.shape[0], -1)
+        n, m = candidates.shape
+        out = np.full((n, m), -np.inf, dtype=np.float32)
+        width = max(len(self.vocab), 1)
+        batch = int(max(1, min(32, 4_000_000 // width)))  # a small (cache-friendly) query table
+        table = np.zeros(batch * width, dtype=np.float32)  # row q = query q's term counts
+        with progress("BM25 scoring", n, show_progress) as advance:
+            for start in range(0, n, batch):
+                stop = min(start + batch, n)
+                size = stop - start
+                block = queries[start:stop]
+                slots = np.repeat(np.arange(size) * width, np.diff(block.indptr)) + block.indices
+                table[slots] = block.data
+                cand = candidates[start:stop]
+                valid = cand >= 0
+                rows = self.weights[np.where(valid, cand, 0).ravel()]  # candidates' term weights
+                per_query = np.diff(rows.indptr[::m])
+                lookup = np.repeat(np.arange(size) * width, per_query) + rows.indices
+                contrib = table[lookup] * rows.data
+                if len(contrib):
+                    sums = np.add.reduceat(contrib, np.minimum(rows.indptr[:-1], len(contrib) - 1))
+                    sums[np.diff(rows.indptr) == 0] = 0
+                else:
+                    sums = np.zeros(size * m, dtype=np.float32)
+                out[start:stop] = np.where(valid, sums.reshape(size, m), -np.inf)
+                table[slots] = 0
+                advance(size)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- kNN
+
+
+def build_index(vectors: np.ndarray, kind: str = "flat", seed: int = 42) -> faiss.Index:
+    """A faiss inner-product index over L2-normalised ``vectors`` (so scores are cosines).
+
+    ``flat`` is exact (the default; reproducible). For pools in the millions use ``hnsw`` (graph,
+    M=32, no training; efSearch is raised to the number of results asked) or ``ivf`` (inverted lists,
+    ``4*sqrt(n)`` clusters trained on a seeded sample, nprobe 32). Approximate indexes may miss true
+    neighbours and are not guaranteed to give byte-identical results across thread counts."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    elif kind == "ivf":
+        nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(seed).permutation(n)[: nlist * 256]
+        index.cp.seed = seed
+        index.train(vectors[np.sort(sample)])
+        index.nprobe = min(nlist, 32)
+    else:
+        raise RaitError(f"unknown index {kind!r}; choose one of {', '.join(INDEXES)}")
+    index.add(vectors)
+    return index
+
+
+def knn_search(
+    index: faiss.Index,
+    queries: np.ndarray,
+    K: int,
+    *,
+    pool_groups: np.ndarray,
+    query_groups: np.ndarray,
+    batch_size: int = 4096,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``K`` most similar pool items per query, as ``(indices, scores)`` of shape ``(n, K)``.
+
+    Pool items in the query's group (same text; group -1 matches nothing) are excluded; rows are
+    ordered by decreasing score, ties by pool index; missing results are -1 / -inf. One faiss search
+    per batch of queries."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    pool_groups = np.asarray(pool_groups, dtype=np.int64)
+    query_groups = np.asarray(query_groups, dtype=np.int64)
+    n_pool, n = index.ntotal, len(queries)
+    group_size = np.bincount(pool_groups[pool_groups >= 0], minlength=int(query_groups.max(initial=0)) + 1)
+    indices = np.full((n, K), -1, dtype=np.int64)
+    scores = np.full((n, K), -np.inf, dtype=np.float32)
+    if n_pool == 0 or K == 0:
+        return indices, scores
+    with progress("nearest neighbours", n, show_progress) as advance:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            groups = query_groups[start:stop]
+            extra = int(group_size[groups[groups >= 0]].max(initial=0))
+            want = min(K + extra, n_pool)
+            if hasattr(index, "hnsw"):
+                index.hnsw.efSearch = max(64, want)
+            dist, found = index.search(queries[start:stop], want)
+            bad = (found < 0) | (pool_groups[np.maximum(found, 0)] == groups[:, None])
+            dist = np.where(bad, -np.inf, dist)
+            order = np.lexsort((np.where(bad, n_pool, found), -dist), axis=-1)[:, :K]
+            top = np.take_along_axis(found, order, axis=1)
+            top_bad = np.take_along_axis(bad, order, axis=1)
+            width = top.shape[1]
+            indices[start:stop, :width] = np.where(top_bad, -1, top)
+            scores[start:stop, :width] = np.take_along_axis(dist, order, axis=1)
+            advance(stop - start)
+    return indices, scores
+
+
+# ------------------------------------------------------------------------------------------ the pool
+
+
+def _unit(text: str) -> float:
+    """A uniform number in [0, 1) derived from ``text`` (stable across runs and platforms)."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def mixed_nn_rows(seeds: Sequence[str], ratio: float, seed: int = 42) -> np.ndarray:
+    """The rows (sorted) that get NN examples under ``mixed_nn``: exactly ``round(ratio * n)`` of them,
+    those whose ``seed`` + query id hashes lowest, so the choice does not depend on query order."""
+    order = sorted(range(len(seeds)), key=lambda i: (_unit(f"{seed}:mixed:{seeds[i]}"), seeds[i], i))
+    return np.sort(np.array(order[: math.floor(ratio * len(seeds) + 0.5)], dtype=np.int64))
+
+
+class ExamplePool:
+    """Labelled records to retrieve in-context examples from, for training-data building (every
+    record queries the others: :meth:`self_retrieve`) and for inference (:meth:`retrieve`).
+
+    Embeddings (``embedder``, default the offline model for ``lang``), the faiss index and the BM25
+    index are built lazily, on first need; ``vectors`` may be given precomputed (row i = record i).
+    Results depend on the set of records and the query ids, not on the order of either.
+    ``timings`` accumulates seconds spent embedding, in kNN search and in BM25."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        embedder: Embedder | None = None,
+        lang: str = "en",
+        *,
+        vectors: np.ndarray | None = None,
+        index: str = "flat",
+        stopwords=None,
+        show_progress: bool = True,
+    ):
+        if index not in INDEXES:
+            raise RaitError(f"unknown index {index!r}; choose one of {', '.join(INDEXES)}")
+        self.records = list(records)
+        self.lang = lang
+        self.index_kind = index
+        self.stopwords = stopwords
+        self.show_progress = show_progress
+        self._embedder = embedder
+        if vectors is not None and len(vectors) != len(self.records):
+            raise RaitError(f"{len(vectors)} vectors given for {len(self.records)} pool records")
+        self._vectors = None if vectors is None else l2_normalise(vectors)
+        self._index: faiss.Index | None = None
+        self._bm25: BM25Index | None = None
+        self._group_of_text: dict[str, int] = {}
+        self.groups = np.array(
+            [self._group_of_text.setdefault(r.text, len(self._group_of_text)) for r in self.records],
+            dtype=np.int64,
+        )
+        self._order = np.array(
+            sorted(range(len(self.records)), key=lambda i: (self.records[i].id, i)), dtype=np.int64
+        )
+        self._group_members: list[list[int]] | None = None
+        self.timings = {"embed": 0.0, "knn": 0.0, "bm25": 0.0}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @classmethod
+    def from_benchmark(
+        cls, name: str, size: int | None, seed: int = 42, embedder: Embedder | None = None, **kwargs
+    ) -> ExamplePool:
+        """In-domain pool: ``size`` seeded labelled examples (``None`` = all; 0 = an empty pool) of a
+        benchmark's train split (:func:`rait.benchmarks.load_benchmark`)."""
+        from rait.benchmarks import get_spec, load_benchmark
+
+        spec = get_spec(name)
+        records = [] if size == 0 else load_benchmark(spec.name, split="train", max_examples=size, seed=seed)
+        return cls(records, embedder, lang=spec.lang, **kwargs)
+
+    @classmethod
+    def from_source(
+        cls,
+        source: str,
+        embedder: Embedder | None = None,
+        lang: str | None = None,
+        *,
+        fmt: str | None = None,
+        size: int | None = None,
+        seed: int = 42,
+        **kwargs,
+    ) -> ExamplePool:
+        """Out-domain pool from a training source (a file, a registered source name or ``hub:<id>``),
+        optionally a seeded subsample of ``size`` records; see :func:`rait.build_data.load_source`."""
+        from rait.build_data import detect_lang, load_source, subsample
+
+        records, source_lang = load_source(source, fmt)
+        records = subsample(records, size, seed)
+        return cls(records, embedder, lang=lang or source_lang or detect_lang(records), **kwargs)
+
+    # -- lazily built parts ------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = get_embedder(None, self.lang)
+        return self._embedder
+
+    @contextmanager
+    def _timed(self, what: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[what] += time.perf_counter() - start
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._timed("embed"):
+            return self.embedder.encode(list(texts), show_progress=self.show_progress)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if self._vectors is None:
+            self._vectors = self._embed([r.text for r in self.records])
+        return self._vectors
+
+    @property
+    def bm25(self) -> BM25Index:
+        if self._bm25 is None:
+            with self._timed("bm25"):
+                self._bm25 = BM25Index(
+                    [r.text for r in self.records],
+                    self.lang,
+                    self.stopwords,
+                    show_progress=self.show_progress,
+                )
+        return self._bm25
+
+    def _neighbours(
+        self, query_vectors: np.ndarray, query_groups: np.ndarray, K: int, allowed: np.ndarray | None
+    ) -> np.ndarray:
+        """Pool indices of the K nearest allowed records per query. The faiss index holds the pool in
+        id order, so ties (and everything else) do not depend on the order of the records."""
+        vectors = self.vectors
+        with self._timed("knn"):
+            if allowed is None:
+                keep = self._order
+                if self._index is None:
+                    self._index = build_index(vectors[keep], self.index_kind)
+                index = self._index
+            else:
+                keep = self._order[allowed[self._order]]
+                index = build_index(vectors[keep], self.index_kind)
+            found, _ = knn_search(
+                index,
+                query_vectors,
+                K,
+                pool_groups=self.groups[keep],
+                query_groups=query_groups,
+                show_progress=self.show_progress,
+            )
+        return np.where(found >= 0, keep[np.maximum(found, 0)], -1)
+
+    # -- selection ---------------------------------------------------------------------------------
+
+    def _select(
+        self,
+        seeds: Sequence[str],
+        query_groups: np.ndarray,
+        query_vectors: Callable[[np.ndarray], np.ndarray],
+        query_terms: Callable[[np.ndarray], sp.csr_matrix],
+        *,
+        k: int,
+        strategy: str,
+        K: int,
+        bm25_threshold: float,
+        mixed_ratio: float,
+        seed: int,
+        exclude_ids: Iterable[str] | None,
+    ) -> list[list[int]]:
+        check_options(k, strategy, K, mixed_ratio)
+        n = len(seeds)
+        chosen: list[list[int]] = [[] for _ in range(n)]
+        allowed = None
+        if exclude_ids is not None:
+            banned = set(exclude_ids)
+            allowed = np.array([r.id not in banned for r in self.records], dtype=bool)
+        n_allowed = len(self.records) if allowed is None else int(allowed.sum())
+        if n == 0 or k == 0 or n_allowed == 0:
+            return chosen
+
+        if strategy == "random":
+            nn_rows, random_rows = np.zeros(0, np.int64), np.arange(n)
+        elif strategy == "mixed_nn":
+            nn_rows = mixed_nn_rows(seeds, mixed_ratio, seed)
+            random_rows = np.setdiff1d(np.arange(n), nn_rows)
+        else:
+            nn_rows, random_rows = np.arange(n), np.zeros(0, np.int64)
+
+        if len(nn_rows):
+            diverse = strategy.startswith("dnn")
+            found = self._neighbours(
+                query_vectors(nn_rows), query_groups[nn_rows], K if diverse else k, allowed
+            )
+            for row, candidates in zip(nn_rows, found, strict=True):
+                candidates = [int(c) for c in candidates if c >= 0]
+                if diverse:
+                    picked = random.Random(f"{seed}:{seeds[row]}").sample(candidates, min(k, len(candidates)))
+                else:
+                    picked = candidates[:k]
+                chosen[row] = picked
+            if strategy.endswith("_bm25"):
+                self._bm25_filter(chosen, nn_rows, query_terms, k, bm25_threshold)
+
+        for row in random_rows:
+            chosen[row] = self._random_examples(
+                random.Random(f"{seed}:{seeds[row]}"), int(query_groups[row]), k, allowed, n_allowed
+            )
+        return chosen
+
+    def _bm25_filter(
+        self,
+        chosen: list[list[int]],
+        rows: np.ndarray,
+        query_terms: Callable[[np.ndarray], sp.csr_matrix],
+        k: int,
+        threshold: float,
+    ) -> None:
+        index = self.bm25
+        candidates = np.full((len(rows), k), -1, dtype=np.int64)
+        for i, row in enumerate(rows):
+            candidates[i, : len(chosen[row])] = chosen[row]
+        with self._timed("bm25"):
+            scores = index.score(query_terms(rows), candidates, show_progress=self.show_progress)
+        for i, row in enumerate(rows):
+            chosen[row] = [c for c, s in zip(chosen[row], scores[i], strict=False) if s >= threshold]
+
+    def _random_examples(
+        self, rng: random.Random, group: int, k: int, allowed: np.ndarray | None, n_allowed: int
+    ) -> list[int]:
+        n_pool = len(self.records)
+        own = set(self._members()[group]) if group >= 0 else set()
+        if allowed is not None:
+            own = {i for i in own if allowed[i]}
+        eligible_count = n_allowed - len(own)
+        if eligible_count <= 0:
+            return []
+        order = self._order  # draw positions in id order, so picks do not depend on record order
+        if eligible_count < max(2 * k, n_pool // 2):  # rejection sampling would be slow: list them
+            eligible = [int(i) for i in order if i not in own and (allowed is None or allowed[i])]
+            return rng.sample(eligible, min(k, len(eligible)))
+        picked: dict[int, None] = {}
+        while len(picked) < k:
+            i = int(order[rng.randrange(n_pool)])
+            if i not in own and (allowed is None or allowed[i]):
+                picked.setdefault(i)
+        return list(picked)
+
+    def _members(self) -> list[list[int]]:
+        """Pool indices per text group."""
+        if self._group_members is None:
+            self._group_members = [[] for _ in self._group_of_text]
+            for i, group in enumerate(self.groups):
+                self._group_members[group].append(i)
+        return self._group_members
+
+    # -- public API --------------------------------------------------------------------------------
+
+    def self_retrieve(
+        self,
+        k: int = 2,
+        strategy: str = "nn",
+        *,
+        K: int = DEFAULT_K,
+        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
+        mixed_ratio: float = 0.5,
+        seed: int = 42,
+    ) -> list[list[int]]:
+        """Examples for every pool record from the other records (RA-IT training data): row i holds
+        pool indices; seeded by ``seed`` + record id."""
+        return self._select(
+            [r.id for r in self.records],
+            self.groups,
+            lambda rows: self.vectors[rows],
+            lambda rows: self.bm25.doc_terms[rows],
+            k=k,
+            strategy=strategy,
+            K=K,
+            bm25_threshold=bm25_threshold,
+            mixed_ratio=mixed_ratio,
+            seed=seed,
+            exclude_ids=None,
+        )
+
+    def retrieve_indices(
+        self,
+        texts: Sequence[str],
+        k: int = 2,
+        strategy: str = "nn",
+        *,
+        K: int = DEFAULT_K,
+        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
+        mixed_ratio: float = 0.5,
+        seed: int = 42,
+        exclude_ids: Iterable[str] | None = None,
+        query_ids: Sequence[str] | None = None,
+    ) -> list[list[int]]:
+        """Like :meth:`retrieve`, returning pool indices."""
+        texts = list(texts)
+        if query_ids is not None and len(query_ids) != len(texts):
+            raise RaitError(f"{len(query_ids)} query ids given for {len(texts)} texts")
+        seeds = list(query_ids) if query_ids is not None else texts
+        groups = np.array([self._group_of_text.get(t, -1) for t in texts], dtype=np.int64)
+        return self._select(
+            seeds,
+            groups,
+            lambda rows: self._embed([texts[i] for i in rows]),
+            lambda rows: self.bm25.query_matrix([texts[i] for i in rows]),
+            k=k,
+            strategy=strategy,
+            K=K,
+            bm25_threshold=bm25_threshold,
+            mixed_ratio=mixed_ratio,
+            seed=seed,
+            exclude_ids=exclude_ids,
+        )
+
+    def retrieve(
+        self,
+        texts: Sequence[str],
+        k: int = 2,
+        strategy: str = "nn",
+        *,
+        K: int = DEFAULT_K,
+        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
+        mixed_ratio: float = 0.5,
+        seed: int = 42,
+        exclude_ids: Iterable[str] | None = None,
+        query_ids: Sequence[str] | None = None,
+    ) -> list[list[Record]]:
+        """Up to ``k`` example records per query text (fewer after the BM25 filter; none from an empty
+        pool). Pool records with exactly the query's text, and those whose id is in ``exclude_ids``, are
+        never returned. Per-query sampling is seeded by ``seed`` + ``query_ids[i]`` (default: the text)."""
+        found = self.retrieve_indices(
+            texts,
+            k,
+            strategy,
+            K=K,
+            bm25_threshold=bm25_threshold,
+            mixed_ratio=mixed_ratio,
+            seed=seed,
+            exclude_ids=exclude_ids,
+            query_ids=query_ids,
+        )
+        return [[self.records[i] for i in row] for row in found]
