@@ -1,0 +1,627 @@
+"""LoRA instruction tuning of a causal LM on conversation files (transformers ``Trainer`` + peft).
+
+Input: ShareGPT/UniNER-style conversation files (JSON list or JSONL; each conversation has
+``conversations`` with ``from``/``value`` or ``messages`` with ``role``/``content``). Every conversation is
+encoded with :func:`rait.chat.encode_for_training` (loss on assistant turns only), batched with dynamic
+padding, optionally grouped by length. The output directory holds the adapter, the tokenizer, the exact
+resolved config (``rait_train_config.json``, itself a valid ``--config`` file), a summary, the training log
+(``train_log.jsonl``), a loss-curve PNG and resumable checkpoints (``checkpoints/checkpoint-<step>``).
+
+Multi-GPU: run the same command under ``accelerate launch`` or ``torchrun``; ``batch_size`` stays the
+effective batch (per-device batch x gradient accumulation x number of processes)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from rait.chat import IGNORE_INDEX, encode_for_training
+from rait.errors import DataError, RaitError
+from rait.fileio import JsonlAppender, read_json, read_jsonl, write_json, write_jsonl
+from rait.models import (
+    DEFAULT_MODEL,
+    default_device,
+    default_dtype,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
+from rait.records import Conversation
+
+logger = logging.getLogger(__name__)
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LENGTH_RULES = ("truncate", "drop")
+CONFIG_FILE = "rait_train_config.json"
+SUMMARY_FILE = "train_summary.json"
+LOG_FILE = "train_log.jsonl"
+LOSS_PLOT = "loss_curve.png"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults follow the RA-IT paper (3 epochs, effective batch 8,
+    learning rate 5e-5, cosine schedule, LoRA on every attention and MLP projection)."""
+
+    data: list[str] = field(default_factory=list)  # conversation files (JSON list or JSONL)
+    output_dir: str = ""
+    model: str = DEFAULT_MODEL  # name, local directory, .gguf file or Hub id
+    epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 8  # effective batch: per_device_batch_size x gradient accumulation x processes
+    per_device_batch_size: int = 2
+    learning_rate: float = 5e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.04
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    max_length: int = 2048  # tokens per conversation
+    length_rule: str = "truncate"  # longer conversations: "truncate" or "drop" (counts are logged)
+    group_by_length: bool = True  # batch conversations of similar length (less padding)
+    seed: int = 42
+    save_steps: int = 200  # checkpoint every N optimizer steps
+    save_total_limit: int | None = 2  # checkpoints kept (None = all)
+    logging_steps: int = 10
+    gradient_checkpointing: bool = False
+    require_chat_template: bool = False  # False: a model without one gets the ChatML fallback (logged)
+    resume: bool = False  # continue from the last checkpoint in output_dir
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | Path = "config") -> TrainConfig:
+        """Build from a mapping; unknown keys and values of the wrong type raise :class:`DataError`."""
+        if not isinstance(data, dict):
+            raise DataError(source, "expected a mapping of training options")
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key not in known:
+                raise DataError(source, f"unknown option; accepted: {', '.join(known)}", field=key)
+            values[key] = _coerce(value, known[key].type, source, key)
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Check values before any work starts."""
+        if not self.data:
+            raise RaitError("no training data given")
+        if not self.output_dir:
+            raise RaitError("no output directory given")
+        checks = [
+            (self.length_rule in LENGTH_RULES, f"length_rule must be one of {', '.join(LENGTH_RULES)}"),
+            (self.batch_size > 0 and self.per_device_batch_size > 0, "batch sizes must be positive"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be positive"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (0 <= self.lora_dropout < 1, "lora_dropout must be in [0, 1)"),
+            (self.lora_r > 0 and self.lora_alpha > 0, "lora_r and lora_alpha must be positive"),
+            (bool(self.lora_target_modules), "lora_target_modules is empty"),
+            (self.max_length > 1, "max_length must be at least 2"),
+            (self.save_steps > 0 and self.logging_steps > 0, "save_steps and logging_steps must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RaitError(f"invalid training config: {message}")
+
+    def gradient_accumulation_steps(self, world_size: int = 1) -> int:
+        per_step = self.per_device_batch_size * world_size
+        if self.batch_size % per_step:
+            raise RaitError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_batch_size "
+                f"{self.per_device_batch_size} x {world_size} process(es)"
+            )
+        return self.batch_size // per_step
+
+
+def _coerce(value, annotation: str, source, key: str):
+    """Check/convert one option value against its dataclass annotation (given as a string)."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise DataError(source, "must not be null", field=key)
+    base = annotation.replace("| None", "").strip()
+    if base == "list[str]":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DataError(source, "expected a list of strings", field=key)
+        return value
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise DataError(source, f"expected true or false, got {value!r}", field=key)
+        return value
+    if base in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise DataError(source, f"expected a number, got {value!r}", field=key)
+        try:
+            number = float(value)
+        except ValueError:
+            raise DataError(source, f"expected a number, got {value!r}", field=key) from None
+        if base == "int":
+            if not number.is_integer():
+                raise DataError(source, f"expected an integer, got {value!r}", field=key)
+            return int(number)
+        return number
+    if not isinstance(value, str):
+        raise DataError(source, f"expected a string, got {value!r}", field=key)
+    return value
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Options from a YAML or JSON file (a mapping of :class:`TrainConfig` fields)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "config file does not exist")
+    if path.suffix == ".json":
+        data = read_json(path)
+    else:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
+            raise DataError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line=line) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError(path, "expected a mapping of training options")
+    return data
+
+
+def resolve_config(config_file: str | Path | None = None, **overrides) -> TrainConfig:
+    """Defaults, then the config file's options, then ``overrides`` whose value is not None."""
+    values = load_config_file(config_file) if config_file else {}
+    TrainConfig.from_dict(values, source=config_file or "config")  # report file errors against the file
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = TrainConfig.from_dict(values, source=config_file or "options")
+    config.validate()
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------- data
+
+
+_ROLES = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
+
+
+def _conversation(obj, path: Path, line: int | None, prefix: str) -> Conversation:
+    def error(message: str, key: str | None = None):
+        return DataError(
+            path, message, line=line, field=f"{prefix}{key}" if key else (prefix.rstrip(".") or None)
+        )
+
+    if not isinstance(obj, dict):
+        raise error("expected a conversation object")
+    if "conversations" in obj:
+        key, role_key, text_key = "conversations", "from", "value"
+    elif "messages" in obj:
+        key, role_key, text_key = "messages", "role", "content"
+    else:
+        raise error(
+            "missing 'conversations' (from/value turns) or 'messages' (role/content turns)", "conversations"
+        )
+    turns = obj[key]
+    if not isinstance(turns, list) or not turns:
+        raise error("expected a non-empty list of turns", key)
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise error("expected a turn object", where)
+        role = turn.get(role_key)
+        if role not in _ROLES:
+            raise error(
+                f"unknown or missing role {role!r}; expected one of {', '.join(_ROLES)}",
+                f"{where}.{role_key}",
+            )
+        if not isinstance(turn.get(text_key), str):
+            raise error("missing or not a string", f"{where}.{text_key}")
+    conversation = Conversation.from_dict(obj)
+    if not any(t.role == "assistant" for t in conversation.turns):
+        raise error("no assistant turn to learn from", key)
+    return conversation
+
+
+def load_conversations(paths: Sequence[str | Path]) -> list[Conversation]:
+    """Read and validate conversation files; any malformed conversation raises :class:`DataError`."""
+    conversations: list[Conversation] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DataError(path, "file does not exist")
+        found: list[Conversation] = []
+        if path.suffix == ".json":
+            data = read_json(path)
+            if isinstance(data, dict) and ("conversations" in data or "messages" in data):
+                data = [data]
+            if not isinstance(data, list):
+                raise DataError(path, "expected a JSON list of conversations (or JSONL, one per line)")
+            found = [_conversation(obj, path, None, f"[{i}].") for i, obj in enumerate(data)]
+        else:
+            found = [_conversation(obj, path, line, "") for line, obj in read_jsonl(path)]
+        if not found:
+            raise DataError(path, "no conversations in file")
+        conversations += found
+    return conversations
+
+
+@dataclass
+class EncodedData:
+    """Tokenized training examples and what the length rule did."""
+
+    examples: list[dict[str, list[int]]]
+    n_conversations: int
+    n_truncated: int = 0
+    n_dropped_long: int = 0
+    n_dropped_unlabelled: int = 0
+
+    def stats(self) -> dict:
+        return {
+            "conversations": self.n_conversations,
+            "examples": len(self.examples),
+            "truncated": self.n_truncated,
+            "dropped_too_long": self.n_dropped_long,
+            "dropped_no_labels": self.n_dropped_unlabelled,
+            "tokens": sum(len(e["input_ids"]) for e in self.examples),
+            "label_tokens": sum(sum(x != IGNORE_INDEX for x in e["labels"]) for e in self.examples),
+        }
+
+
+def encode_conversations(
+    tokenizer, conversations: Sequence[Conversation], max_length: int, length_rule: str = "truncate"
+) -> EncodedData:
+    """Encode for training and apply the length rule; a conversation with no assistant token left within
+    ``max_length`` is dropped (it has nothing to learn). Every truncation and drop is counted."""
+    data = EncodedData([], len(conversations))
+    for conversation in conversations:
+        encoded = encode_for_training(tokenizer, conversation.turns)
+        if len(encoded["input_ids"]) > max_length:
+            if length_rule == "drop":
+                data.n_dropped_long += 1
+                continue
+            encoded = {k: v[:max_length] for k, v in encoded.items()}
+            data.n_truncated += 1
+        if all(x == IGNORE_INDEX for x in encoded["labels"]):
+            data.n_dropped_unlabelled += 1
+            continue
+        data.examples.append(encoded)
+    return data
+
+
+@dataclass
+class PaddingCollator:
+    """Right-pads a batch to its longest example: ``input_ids`` with the pad id, ``labels`` with -100."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = torch.full((len(features), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(features), longest), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for row, feature in enumerate(features):
+            n = len(feature["input_ids"])
+            input_ids[row, :n] = torch.tensor(feature["input_ids"])
+            labels[row, :n] = torch.tensor(feature["labels"])
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """Orders examples so that each batch holds conversations of similar length (transformers' grouping:
+    shuffle, sort within mega-batches, longest batch first), with a per-epoch seed so that a resumed run
+    sees exactly the order an uninterrupted run would (the Trainer calls ``set_epoch``)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def _trainer_class(group_by_length: bool):
+    from transformers import Trainer
+
+    class RaitTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if not group_by_length:
+                return super()._get_train_sampler(train_dataset)
+            group = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            return LengthGroupedSampler([len(e["input_ids"]) for e in dataset], group, self.args.seed)
+
+    return RaitTrainer
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def _model_reference(model: str) -> str:
+    """How the adapter names its base model: local paths absolute, names and Hub ids as given."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+def _last_checkpoint(output_dir: Path) -> Path | None:
+    root = output_dir / CHECKPOINTS
+    steps = [
+        (int(p.name.split("-")[1]), p)
+        for p in root.glob("checkpoint-*")
+        if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
+    """The checkpoint to resume from (None: fresh start); refuses to mix runs with different configs."""
+    checkpoint = _last_checkpoint(output_dir)
+    if checkpoint is None:
+        if (output_dir / "adapter_model.safetensors").exists():
+            raise RaitError(f"{output_dir} already holds a trained adapter; use a new output dir")
+        if config.resume:
+            logger.info("no checkpoint in %s; starting from scratch", output_dir / CHECKPOINTS)
+        return None
+    if not config.resume:
+        raise RaitError(
+            f"{output_dir} already has checkpoints; pass --resume to continue or use a new output dir"
+        )
+    saved = read_json(output_dir / CONFIG_FILE) if (output_dir / CONFIG_FILE).exists() else {}
+    current = config.to_dict()
+    changed = sorted(k for k in current if k != "resume" and saved.get(k) != current[k])
+    if changed:
+        raise RaitError(
+            f"cannot resume {output_dir}: options differ from the saved run: {', '.join(changed)}"
+        )
+    return checkpoint
+
+
+def _callbacks(log_path: Path, resume_step: int | None):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import TrainerCallback
+
+    class JsonlLog(TrainerCallback):
+        """Appends every Trainer log row (loss, lr, grad norm, ...) to train_log.jsonl."""
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            rows = [
+                r for r in _log_rows(log_path) if resume_step is not None and r.get("step", 0) <= resume_step
+            ]
+            write_jsonl(log_path, rows)  # a resumed run drops rows logged after its checkpoint
+            self.appender = JsonlAppender(log_path)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                self.appender.append({"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs})
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.appender.close()
+
+    class RichProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.progress = Progress(
+                    TextColumn("training"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeRemainingColumn(),
+                    TextColumn("{task.description}"),
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("", total=state.max_steps, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs and "loss" in logs:
+                self.progress.update(self.task, description=f"loss {logs['loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.progress.stop()
+
+    return [JsonlLog(), RichProgress()]
+
+
+def _log_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    JsonlAppender(path).close()  # drop a torn last line
+    return [row for _, row in read_jsonl(path)]
+
+
+def plot_loss(log_path: str | Path, output: str | Path) -> Path | None:
+    """Training loss against optimizer step, from a train_log.jsonl; None when nothing was logged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _log_rows(Path(log_path)) if "loss" in r]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel("training loss")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    output = Path(output)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
+    return output
+
+
+def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
+    """Train a LoRA adapter; returns the output directory. Bad input fails before any training step.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    config.validate()
+    output_dir = Path(config.output_dir)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = config.gradient_accumulation_steps(world_size)
+    conversations = load_conversations(config.data)
+    resume_from = _check_resume(config, output_dir)
+    model_path = resolve_model_path(config.model)
+    tokenizer = load_tokenizer(model_path, require_chat_template=config.require_chat_template)
+    data = encode_conversations(tokenizer, conversations, config.max_length, config.length_rule)
+    stats = data.stats()
+    logger.info(
+        "%d conversations -> %d training examples (%d truncated to %d tokens, %d dropped as longer, "
+        "%d dropped with no assistant token within the limit)",
+        stats["conversations"], stats["examples"], stats["truncated"], config.max_length,
+        stats["dropped_too_long"], stats["dropped_no_labels"],
+    )  # fmt: skip
+    if not data.examples:
+        raise RaitError("no training example left after applying the length rule")
+
+    device = default_device()
+    dtype = default_dtype(device)
+    args = TrainingArguments(
+        output_dir=str(output_dir / CHECKPOINTS),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        bf16=dtype == torch.bfloat16,
+        fp16=dtype == torch.float16,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        ddp_find_unused_parameters=False,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=device == "cpu",
+    )
+    if args.should_save:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / CONFIG_FILE, config.to_dict())
+
+    set_seed(config.seed)
+    # Base weights in bf16 where the GPU has it; fp16 GPUs keep fp32 weights under fp16 autocast.
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.bfloat16 if args.bf16 else torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise RaitError(f"cannot load model {config.model}: {str(exc).strip().splitlines()[0]}") from None
+    model.config.use_cache = False
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
+    model.peft_config["default"].base_model_name_or_path = _model_reference(config.model)
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+
+    trainer = _trainer_class(config.group_by_length)(
+        model=model,
+        args=args,
+        train_dataset=data.examples,
+        data_collator=PaddingCollator(
+            tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None
+        ),
+        callbacks=[*_callbacks(output_dir / LOG_FILE, _checkpoint_step(resume_from)), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(output_dir)
+        plot_loss(output_dir / LOG_FILE, output_dir / LOSS_PLOT)
+        write_json(
+            output_dir / SUMMARY_FILE,
+            {
+                "model_path": model_path,
+                "data": stats,
+                "world_size": world_size,
+                "gradient_accumulation_steps": accumulation,
+                "optimizer_steps": trainer.state.global_step,
+                "resumed_from": str(resume_from) if resume_from else None,
+                "train_loss": result.training_loss,
+                "seconds": round(time.time() - started, 2),
+                "device": device,
+                "dtype": str(model.dtype).removeprefix("torch."),
+            },
+        )
+    return output_dir
+
+
+def _checkpoint_step(checkpoint: Path | None) -> int | None:
+    return int(checkpoint.name.split("-")[1]) if checkpoint else None
+
+
+def merge_adapter(adapter: str | Path, output: str | Path, *, dtype: str | None = None) -> Path:
+    """Merge a LoRA adapter into its base model and save the result (with the adapter's tokenizer) to
+    ``output``, atomically. ``dtype`` (e.g. ``"bfloat16"``) defaults to fp32."""
+    output = Path(output)
+    if output.exists():
+        raise RaitError(f"{output} already exists")
+    if dtype not in (None, "float32", "bfloat16", "float16"):
+        raise RaitError(f"unknown dtype {dtype!r}; choose float32, bfloat16 or float16")
+    model, tokenizer = load_model(str(adapter), dtype=dtype or torch.float32, device="cpu", merge=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return output

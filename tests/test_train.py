@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+from typer.testing import CliRunner
+
+from rait.chat import IGNORE_INDEX, encode_turns
+from rait.cli import app
+from rait.errors import DataError, RaitError
+from rait.models import load_model
+from rait.records import Mention, Record
+from rait.templates import build_conversation
+from rait.testing import save_tiny_model, tiny_model_and_tokenizer
+from rait.train import (
+    CONFIG_FILE,
+    LOG_FILE,
+    LOSS_PLOT,
+    SUMMARY_FILE,
+    PaddingCollator,
+    TrainConfig,
+    encode_conversations,
+    load_conversations,
+    resolve_config,
+    train,
+)
+
+RECORDS = [
+    (
+        "en",
+        Record(
+            "a", "Barack Obama was born in Honolulu.", [Mention("Barack Obama", "person")], ["person", "date"]
+        ),
+    ),
+    ("en", Record("b", "Apple Inc. is in Cupertino.", [Mention("Apple Inc.", "organization")])),
+    ("zh", Record("c", "马云在杭州创立了阿里巴巴。", [Mention("马云", "人名"), Mention("杭州", "地名")])),
+    ("en", Record("d", "Marie Curie studied in Paris.", [Mention("Paris", "location")])),
+]
+
+
+def conversations():
+    return [build_conversation(r, lang=lang) for lang, r in RECORDS]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    save_tiny_model(root / "model")
+    write_jsonl(root / "conv.jsonl", [c.to_sharegpt() for c in conversations()])
+    return root
+
+
+def config(workdir: Path, out: str, **overrides) -> TrainConfig:
+    values = dict(
+        data=[str(workdir / "conv.jsonl")],
+        output_dir=str(workdir / out),
+        model=str(workdir / "model"),
+        max_steps=6,
+        batch_size=2,
+        per_device_batch_size=1,
+        learning_rate=2e-2,
+        warmup_ratio=0.0,
+        save_steps=3,
+        logging_steps=1,
+        lora_r=4,
+        lora_alpha=8,
+        lora_dropout=0.1,
+    )
+    return TrainConfig(**(values | overrides))
+
+
+def test_collated_labels_cover_exactly_the_assistant_spans():
+    _, tok = tiny_model_and_tokenizer()
+    convs = conversations()
+    data = encode_conversations(tok, convs, max_length=4096)
+    batch = PaddingCollator(tok.pad_token_id)(data.examples)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+    for row, conv in enumerate(convs):
+        n = len(encode_turns(tok, conv.turns))
+        assert batch["attention_mask"][row].sum() == n
+        assert batch["input_ids"][row, :n].tolist() == encode_turns(tok, conv.turns)
+        assert (batch["input_ids"][row, n:] == tok.pad_token_id).all()
+        assert (batch["labels"][row, n:] == IGNORE_INDEX).all()
+        labelled = batch["labels"][row][batch["labels"][row] != IGNORE_INDEX].tolist()
+        assert tok.decode(labelled) == "".join(
+            t.content + "<|im_end|>" for t in conv.turns if t.role == "assistant"
+        )
+        assert "Text:" not in tok.decode(labelled) and "文本：" not in tok.decode(labelled)
+
+
+def test_length_rule_counts():
+    _, tok = tiny_model_and_tokenizer()
+    convs = conversations()
+    lengths = sorted(len(encode_turns(tok, c.turns)) for c in convs)
+    limit = lengths[1]  # two conversations are longer than this
+    truncated = encode_conversations(tok, convs, limit, "truncate")
+    assert truncated.n_truncated == 2 and len(truncated.examples) == 4
+    assert max(len(e["input_ids"]) for e in truncated.examples) == limit
+    dropped = encode_conversations(tok, convs, limit, "drop")
+    assert dropped.n_dropped_long == 2 and len(dropped.examples) == 2
+    tiny = encode_conversations(tok, convs, 5, "truncate")  # no assistant token within 5 tokens
+    assert tiny.n_dropped_unlabelled == 4 and tiny.examples == []
+
+
+def test_training_run_outputs_and_loss_decreases(workdir):
+    out = train(config(workdir, "run", max_steps=12, batch_size=4, per_device_batch_size=2, lora_dropout=0.0))
+    for name in (
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        CONFIG_FILE,
+        LOSS_PLOT,
+    ):
+        assert (out / name).is_file(), name
+    losses = [
+        row["loss"] for row in map(json.loads, (out / LOG_FILE).read_text().splitlines()) if "loss" in row
+    ]
+    assert len(losses) == 12
+    assert losses[-1] < losses[0] - 0.2
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["optimizer_steps"] == 12 and summary["gradient_accumulation_steps"] == 2
+    assert summary["data"]["examples"] == 4
+    # the saved config is complete and reproduces the run's config
+    assert resolve_config(out / CONFIG_FILE) == config(
+        workdir, "run", max_steps=12, batch_size=4, per_device_batch_size=2, lora_dropout=0.0
+    )
+    # the adapter names its base model and loads alone; it changed the model
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        (workdir / "model").resolve()
+    )
+    tuned, _ = load_model(str(out))
+    base, _ = load_model(str(workdir / "model"))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert not torch.allclose(tuned(ids).logits, base(ids).logits)
+
+
+class Crash(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 4:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_resume_gives_the_same_adapter(workdir, group_by_length):
+    tag = f"g{int(group_by_length)}"
+    full = train(config(workdir, f"full-{tag}", group_by_length=group_by_length))
+    with pytest.raises(KeyboardInterrupt):
+        train(config(workdir, f"cut-{tag}", group_by_length=group_by_length), callbacks=[Crash()])
+    cut = workdir / f"cut-{tag}"
+    assert not (cut / "adapter_model.safetensors").exists()
+    with pytest.raises(RaitError, match="--resume"):
+        train(config(workdir, f"cut-{tag}", group_by_length=group_by_length))
+    with pytest.raises(RaitError, match="learning_rate"):
+        train(config(workdir, f"cut-{tag}", group_by_length=group_by_length, resume=True, learning_rate=1e-3))
+    resumed = train(config(workdir, f"cut-{tag}", group_by_length=group_by_length, resume=True))
+    a = load_file(full / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (resumed / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        (
+            [{"conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "y"}]}, {"id": 1}],
+            "line 2",
+        ),
+        ([{"conversations": [{"from": "system", "value": "x"}]}], r"conversations\[0\]\.from"),
+        ([{"messages": [{"role": "user", "content": 3}]}], r"messages\[0\]\.content"),
+        ([{"messages": [{"role": "user", "content": "only a question"}]}], "no assistant turn"),
+        ([], "no conversations"),
+    ],
+)
+def test_bad_conversation_files(tmp_path, rows, match):
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError, match=match) as info:
+        load_conversations([path])
+    assert "bad.jsonl" in str(info.value)
+
+
+def test_bad_json_list_names_the_index(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([{"messages": [{"role": "assistant", "content": "ok"}]}, {"messages": "x"}]))
+    with pytest.raises(DataError, match=r"bad\.json: field '\[1\]\.messages'"):
+        load_conversations([path])
+
+
+def test_bad_inputs_fail_before_training(workdir, tmp_path):
+    def fails(match: str, **overrides):
+        cfg = config(workdir, "never", **overrides)
+        with pytest.raises(RaitError, match=match):
+            train(cfg)
+        assert not (workdir / "never" / "checkpoints").exists()
+
+    fails("does not exist", data=[str(tmp_path / "missing.jsonl")])
+    fails("does not exist", model=str(tmp_path / "no-model"))
+    fails("not a multiple", batch_size=3, per_device_batch_size=2)
+    fails("length_rule", length_rule="cut")
+    (workdir / "done").mkdir()
+    (workdir / "done" / "adapter_model.safetensors").write_bytes(b"")
+    with pytest.raises(RaitError, match="already holds a trained adapter"):
+        train(config(workdir, "done"))
+    no_template = save_tiny_model(tmp_path / "base")
+    (no_template / "chat_template.jinja").unlink()
+    fails("no chat template", model=str(no_template), require_chat_template=True)
+
+
+def test_config_file_errors_and_overrides(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 2\nlora_r: 4\nlora_target_modules: q_proj,v_proj\n")
+    cfg = resolve_config(path, data=["d.jsonl"], output_dir="o", lora_r=8)
+    assert (cfg.epochs, cfg.lora_r, cfg.lora_target_modules) == (2.0, 8, ["q_proj", "v_proj"])
+    path.write_text("epochs: 2\nlearning_rat: 1e-4\n")
+    with pytest.raises(DataError, match=r"train\.yaml: field 'learning_rat': unknown option"):
+        resolve_config(path, data=["d.jsonl"], output_dir="o")
+    path.write_text("group_by_length: maybe\n")
+    with pytest.raises(DataError, match="group_by_length"):
+        resolve_config(path, data=["d.jsonl"], output_dir="o")
+
+
+def test_cli_train_and_merge(workdir, tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(
+        f"model: {workdir / 'model'}\nmax_steps: 2\nbatch_size: 2\nlora_r: 4\nlearning_rate: 0.01\n"
+    )
+    out = tmp_path / "adapter"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["train", str(workdir / "conv.jsonl"), "-o", str(out), "-c", str(cfg_file), "--lr", "0.02"]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / CONFIG_FILE).read_text())
+    assert (saved["max_steps"], saved["learning_rate"], saved["lora_r"]) == (2, 0.02, 4)
+    merged_dir = tmp_path / "merged"
+    result = runner.invoke(app, ["merge", str(out), str(merged_dir)])
+    assert result.exit_code == 0, result.output
+    merged, _ = load_model(str(merged_dir))
+    adapted, _ = load_model(str(out))
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
+    result = runner.invoke(app, ["merge", str(out), str(merged_dir)])
+    assert isinstance(result.exception, RaitError) and "already exists" in str(result.exception)
