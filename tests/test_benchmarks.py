@@ -187,7 +187,7 @@ def test_benchmarks_cli_lists_everything(tmp_path) -> None:
     cells = [[c.strip() for c in line.split("│")[1:-1]] for line in result.output.splitlines() if "│" in line]
     rows = {row[0]: row for row in cells if row[0]}
     assert set(rows) >= PAPER_BENCHMARKS | set(TRAINING_SOURCES)
-    assert rows["boson"][2:6] == ["zh", "6", "train, dev, test", "yes"]
+    assert rows["boson"][2:6] == ["zh", "6", "train,dev,test", "yes"]
     assert rows["msra"][5] == "no" and rows["pile_ner_subset"][3] == "open"
 
 
