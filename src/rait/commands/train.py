@@ -13,7 +13,7 @@ from rich.logging import RichHandler
 
 from rait.train import LENGTH_RULES, merge_adapter, resolve_config, train
 
-_DEFAULTS = "\\[default: the config file's, else the paper's]"
+_DEFAULTS = "[default: the config file's, else the paper's]"
 
 
 def _setup_logging() -> None:
@@ -42,7 +42,7 @@ def train_command(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="Base model: name, local dir, .gguf or Hub id \\[default: smollm2-135m]."
+            "--model", "-m", help="Base model: name, local dir, .gguf or Hub id [default: smollm2-135m]."
         ),
     ] = None,
     epochs: Annotated[float | None, typer.Option(help=f"Training epochs {_DEFAULTS}.")] = None,
@@ -50,41 +50,41 @@ def train_command(
         int | None, typer.Option(help="Stop after N optimizer steps (overrides epochs).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Effective batch = per-device x accumulation x processes \\[8].")
+        int | None, typer.Option(help="Effective batch = per-device x accumulation x processes [8].")
     ] = None,
-    per_device_batch_size: Annotated[int | None, typer.Option(help="Micro-batch per device \\[2].")] = None,
+    per_device_batch_size: Annotated[int | None, typer.Option(help="Micro-batch per device [2].")] = None,
     learning_rate: Annotated[
-        float | None, typer.Option("--lr", "--learning-rate", help="Peak LR \\[5e-5].")
+        float | None, typer.Option("--lr", "--learning-rate", help="Peak LR [5e-5].")
     ] = None,
-    lr_scheduler: Annotated[str | None, typer.Option(help="transformers scheduler name \\[cosine].")] = None,
+    lr_scheduler: Annotated[str | None, typer.Option(help="transformers scheduler name [cosine].")] = None,
     warmup_ratio: Annotated[
-        float | None, typer.Option(help="Fraction of steps for linear warmup \\[0.04].")
+        float | None, typer.Option(help="Fraction of steps for linear warmup [0.04].")
     ] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay \\[0].")] = None,
-    lora_r: Annotated[int | None, typer.Option(help="LoRA rank \\[16].")] = None,
-    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha \\[32].")] = None,
-    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout \\[0.05].")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0].")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank [16].")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha [32].")] = None,
+    lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout [0.05].")] = None,
     lora_target_modules: Annotated[
-        str | None, typer.Option(help="Comma-separated module names \\[q,k,v,o,gate,up,down projections].")
+        str | None, typer.Option(help="Comma-separated module names [q,k,v,o,gate,up,down projections].")
     ] = None,
-    max_length: Annotated[int | None, typer.Option(help="Tokens per conversation \\[2048].")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per conversation [2048].")] = None,
     length_rule: Annotated[
-        str | None, typer.Option(help=f"Longer conversations: {' or '.join(LENGTH_RULES)} \\[truncate].")
+        str | None, typer.Option(help=f"Longer conversations: {' or '.join(LENGTH_RULES)} [truncate].")
     ] = None,
     group_by_length: Annotated[
         bool | None,
-        typer.Option("--group-by-length/--no-group-by-length", help="Batch similar lengths \\[on]."),
+        typer.Option("--group-by-length/--no-group-by-length", help="Batch similar lengths [on]."),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of LoRA init, data order and dropout \\[42].")
+        int | None, typer.Option(help="Seed of LoRA init, data order and dropout [42].")
     ] = None,
     save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N optimizer steps \\[200].")
+        int | None, typer.Option(help="Checkpoint every N optimizer steps [200].")
     ] = None,
-    save_total_limit: Annotated[int | None, typer.Option(help="Checkpoints kept \\[2].")] = None,
-    logging_steps: Annotated[int | None, typer.Option(help="Log every N optimizer steps \\[10].")] = None,
+    save_total_limit: Annotated[int | None, typer.Option(help="Checkpoints kept [2].")] = None,
+    logging_steps: Annotated[int | None, typer.Option(help="Log every N optimizer steps [10].")] = None,
     gradient_checkpointing: Annotated[
-        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="\\[off].")
+        bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="[off].")
     ] = None,
     require_chat_template: Annotated[
         bool | None,
@@ -133,7 +133,7 @@ def merge_command(
     adapter: Annotated[Path, typer.Argument(help="LoRA adapter directory written by 'rait train'.")],
     output: Annotated[Path, typer.Argument(help="Directory for the merged model (must not exist).")],
     dtype: Annotated[
-        str | None, typer.Option(help="Saved dtype: float32, bfloat16 or float16 \\[float32].")
+        str | None, typer.Option(help="Saved dtype: float32, bfloat16 or float16 [float32].")
     ] = None,
 ) -> None:
     """Merge a LoRA adapter into its base model and save a standalone model (with the tokenizer)."""
