@@ -1,0 +1,346 @@
+"""Inference: prefix-reuse decoding equals the naive path; answers are parsed and located; jobs resume."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rait.chat import encode_turns, stop_token_ids
+from rait.cli import app
+from rait.errors import DataError, RaitError
+from rait.evaluation import evaluate_file
+from rait.fileio import write_jsonl
+from rait.predict import (
+    Answerer,
+    PassageQuery,
+    PredictConfig,
+    Predictor,
+    VllmPredictor,
+    answer_mentions,
+    entities_from_answers,
+    locate,
+    predict_records,
+    run_predict,
+)
+from rait.records import Mention, Record
+from rait.templates import prompt_turns, question_turn
+from rait.testing import save_tiny_model, tiny_model_and_tokenizer
+
+MAX_NEW = 12
+EN_EXAMPLE = Record(
+    "ex-en", "Obama visited Paris.", [Mention("Obama", "person"), Mention("Paris", "location")]
+)
+ZH_EXAMPLE = Record("ex-zh", "马云在杭州。", [Mention("马云", "人物"), Mention("杭州", "地点")])
+QUERIES = [
+    PassageQuery(
+        "Barack Obama won the Nobel Peace Prize in Oslo.", ("person", "award", "a much longer type name", "x")
+    ),
+    PassageQuery("Oslo.", ("person", "city"), (EN_EXAMPLE,)),
+    PassageQuery("马云于1999年在杭州创立了阿里巴巴集团。", ("人物", "组织机构", "地点"), (), "zh"),
+    PassageQuery("No types are asked about this one.", ()),
+    PassageQuery("北京是中华人民共和国的首都。", ("地点", "国家或地区名称"), (ZH_EXAMPLE,), "zh"),
+    PassageQuery(
+        "A passage about Oslo and Obama, with many types.",
+        tuple(f"type {i}" for i in range(9)),
+        (EN_EXAMPLE,),
+    ),
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest single-threaded (and the machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _stopping_model(arch: str):
+    """The tiny random model in float64 (no float ties), with the end-of-turn token made to win wherever
+    one chosen token would: the token first generated at the most different steps, so that answers end
+    at different steps (a random model never stops on its own)."""
+    model, tokenizer = tiny_model_and_tokenizer(arch)
+    model = model.double()
+    predictor = Predictor(model, tokenizer, max_new_tokens=MAX_NEW)
+    first_steps: dict[int, set[int]] = {}
+    for query in QUERIES:
+        prefix, suffixes = predictor._token_ids(tokenizer, query)
+        for out in predictor._greedy([prefix], [0] * len(suffixes), suffixes) if suffixes else []:
+            for token in set(out):
+                first_steps.setdefault(token, set()).add(out.index(token))
+    chosen = max(first_steps, key=lambda token: (len(first_steps[token]), -token))
+    with torch.no_grad():
+        model.lm_head.weight[stop_token_ids(tokenizer)[0]] = model.lm_head.weight[chosen] * 1.01
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def model_and_naive(request):
+    model, tokenizer = _stopping_model(request.param)
+    predictor = Predictor(model, tokenizer, max_new_tokens=MAX_NEW)
+    naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in QUERIES]
+    lengths = []
+    for q in QUERIES:
+        for entity_type in q.types:
+            turns = [
+                *prompt_turns(q.text, q.examples, q.lang or "en"),
+                question_turn(entity_type, q.lang or "en"),
+            ]
+            ids = encode_turns(tokenizer, turns, add_generation_prompt=True)
+            lengths.append(len(predictor._greedy([[]], [0], [ids])[0]))
+    return model, tokenizer, naive, lengths
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_prefix_reuse_gives_the_naive_answers(model_and_naive, batch_size):
+    model, tokenizer, naive, lengths = model_and_naive
+    # the check is only meaningful if answers end at different steps, some early and some at the cap
+    assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW and len(set(lengths)) >= 3
+    predictor = Predictor(model, tokenizer, max_new_tokens=MAX_NEW, batch_size=batch_size)
+    fast = predictor.answer_many(QUERIES)
+    assert fast == naive
+    assert [len(a) for a in fast] == [len(q.types) for q in QUERIES]
+
+
+def test_iter_answers_yields_every_passage_in_order(model_and_naive):
+    model, tokenizer, naive, _ = model_and_naive
+    predictor = Predictor(model, tokenizer, max_new_tokens=MAX_NEW, batch_size=3)
+    assert list(predictor.iter_answers(QUERIES)) == list(enumerate(naive))
+
+
+# ------------------------------------------------------------------------------- parsing and offsets
+
+
+def test_locate_returns_every_whole_word_occurrence():
+    text = "AI at MAIN: the AI lab. AI!"
+    assert locate(text, "AI") == [(0, 2), (16, 18), (24, 26)]
+    assert locate("MAIN road", "AI") == [(1, 3)]  # only inside a word: kept rather than lost
+    assert locate("Barack Obama met obama.", "OBAMA") == [(7, 12), (17, 22)]  # case-insensitive fallback
+    assert locate("马云在杭州，杭州很美。", "杭州") == [(3, 5), (6, 8)]
+    assert locate("Paris", "London") == []
+
+
+def test_entities_have_offsets_flags_and_malformed_counts():
+    text = "New York City is bigger than York. Obama lives in New York City."
+    types = ["location", "person", "award", "date"]
+    answers = [
+        '["New York", "New York City", "York"]',
+        '["Obama", "Michelle Obama"]',
+        "no list here",
+        '["x", 1]',
+    ]
+    entities, malformed = entities_from_answers(text, types, answers)
+    assert malformed == 2
+    for e in entities:
+        if e["found"]:
+            assert text[e["start"] : e["end"]] == e["text"]
+    located = [(e["text"], e["type"], e["start"]) for e in entities if e["found"]]
+    # "New York" inside "New York City" is dropped; the standalone "York" at 29 is kept
+    assert located == [
+        ("New York City", "location", 0),
+        ("York", "location", 29),
+        ("Obama", "person", 35),
+        ("New York City", "location", 50),
+    ]
+    missing = [e for e in entities if not e["found"]]
+    assert missing == [
+        {"text": "Michelle Obama", "type": "person", "start": None, "end": None, "found": False}
+    ]
+
+
+def test_answer_mentions_keeps_the_models_spelling():
+    assert answer_mentions(' ["The Beatles", "the Beatles", "The Beatles"] trailing') == (
+        ["The Beatles", "the Beatles"],
+        True,
+    )
+    assert answer_mentions('["unterminated"') == ([], False)
+
+
+# ------------------------------------------------------------------------------- jobs
+
+
+class ScriptedAnswerer(Answerer):
+    """Answers from a script {(text, type): answer} ("[]" otherwise); counts predictions per passage and
+    can crash after a number of passages."""
+
+    def __init__(self, script: dict[tuple[str, str], str], crash_after: int | None = None):
+        self.script, self.crash_after, self.lang = script, crash_after, "en"
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.examples: dict[str, list[str]] = {}
+
+    def iter_answers(self, queries):
+        for index, query in enumerate(queries):
+            self.examples[query.text] = [example.id for example in query.examples]
+            if self.crash_after is not None and sum(self.calls.values()) >= self.crash_after:
+                raise RuntimeError("simulated crash")
+            for entity_type in query.types:
+                self.calls[(query.text, entity_type)] += 1
+            yield index, [self.script.get((query.text, t), "[]") for t in query.types]
+
+
+def _records(n: int = 6) -> list[Record]:
+    records = []
+    for i in range(n):
+        text = f"Person{i} works at Company{i} in City{i}."
+        mentions = [Mention(f"Person{i}", "person", 0, len(f"Person{i}"))]
+        records.append(Record(f"r{i}", text, mentions, types=["person", "organization"], source="toy"))
+    return records
+
+
+def _script(records: list[Record]) -> dict:
+    return {(r.text, "person"): json.dumps([r.mentions[0].text]) for r in records}
+
+
+def test_predict_records_writes_scorable_rows_and_counts_malformed(tmp_path):
+    records = _records(3)
+    script = _script(records) | {(records[1].text, "organization"): "I think it is Company1"}
+    out = tmp_path / "preds.jsonl"
+    stats = predict_records(records, ScriptedAnswerer(script), out, lang="en", progress=False)
+    assert (stats.n_predicted, stats.n_queries, stats.n_malformed) == (3, 6, 1)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["record_id"], r["type"]) for r in rows] == [
+        (f"r{i}", t) for i in range(3) for t in ("person", "organization")
+    ]
+    assert (
+        rows[0]["predicted_spans"] == [[0, 7]]
+        and rows[0]["gold_spans"] == [[0, 7]]
+        and rows[0]["gold"] == ["Person0"]
+    )
+    report = evaluate_file(out, strict_spans=True)
+    assert report.benchmarks["toy"].f1 == pytest.approx(100.0) and report.n_unparseable == 1
+
+
+def test_resume_after_a_crash_predicts_each_passage_once(tmp_path):
+    records = _records(7)
+    out = tmp_path / "preds.jsonl"
+    first = ScriptedAnswerer(_script(records), crash_after=2 * 3)  # dies while answering the 4th passage
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        predict_records(records, first, out, lang="en", chunk_size=5, progress=False)
+    assert len(out.read_text().splitlines()) == 3 * 2
+    second = ScriptedAnswerer(_script(records))
+    stats = predict_records(records, second, out, lang="en", chunk_size=5, progress=False)
+    assert (stats.n_resumed, stats.n_predicted) == (3, 4)
+    assert first.calls + second.calls == Counter(
+        {(r.text, t): 1 for r in records for t in ("person", "organization")}
+    )
+    assert evaluate_file(out).n_queries == 14  # evaluate_file rejects duplicate queries
+
+
+def test_resume_completes_a_torn_passage(tmp_path):
+    records = _records(2)
+    out = tmp_path / "preds.jsonl"
+    predict_records(records[:1], ScriptedAnswerer(_script(records)), out, lang="en", progress=False)
+    first_row = out.read_text().splitlines()[0]
+    out.write_text(first_row + "\n" + '{"benchmark": "toy", "record_id": "r0", "ty')  # crash mid-write
+    answerer = ScriptedAnswerer(_script(records))
+    predict_records(records, answerer, out, lang="en", progress=False)
+    assert answerer.calls == Counter(
+        {
+            (records[0].text, "organization"): 1,
+            (records[1].text, "person"): 1,
+            (records[1].text, "organization"): 1,
+        }
+    )
+    assert evaluate_file(out).n_queries == 4
+
+
+def test_duplicate_record_ids_are_an_error(tmp_path):
+    records = _records(2)
+    records[1].id = "r0"
+    with pytest.raises(DataError, match="duplicate record id 'r0'"):
+        predict_records(records, ScriptedAnswerer({}), tmp_path / "p.jsonl", progress=False)
+
+
+def test_run_predict_refuses_to_resume_with_other_settings(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Person1 works at Company1.\n\nPerson2 lives in City2.\n", encoding="utf-8")
+    config = PredictConfig(output=tmp_path / "p.jsonl", input=texts, types=["person"], max_new_tokens=8)
+    stats = run_predict(config, progress=False, answerer=ScriptedAnswerer({}))
+    assert (stats.n_passages, stats.n_predicted) == (2, 2)
+    config.max_new_tokens = 16
+    with pytest.raises(RaitError, match="max_new_tokens: 8"):
+        run_predict(config, progress=False, answerer=ScriptedAnswerer({}))
+
+
+@pytest.mark.parametrize(
+    ("examples", "threshold", "pool_size", "per_passage", "distinct"),
+    [("out-domain", 0.0, None, 2, 4), ("out-domain", 1e6, None, 0, 0), ("in-domain", 1e6, 1, 1, 1)],
+)
+def test_run_predict_retrieves_examples_from_a_pool(
+    tmp_path, monkeypatch, examples, threshold, pool_size, per_passage, distinct
+):
+    """Out-domain: k nearest kept only above the BM25 threshold; in-domain: k nearest of a pool of N."""
+    monkeypatch.setenv("RAIT_CACHE_DIR", str(tmp_path / "cache"))
+    pool = [
+        Record(f"p{i}", f"Person{i} founded Company{i} in City{i}.", [Mention(f"City{i}", "city")])
+        for i in range(4)
+    ]
+    write_jsonl(tmp_path / "pool.jsonl", [r.to_dict() for r in pool])
+    write_jsonl(tmp_path / "test.jsonl", [r.to_dict() for r in _records(4)])
+    config = PredictConfig(
+        output=tmp_path / "p.jsonl",
+        input=tmp_path / "test.jsonl",
+        examples=examples,
+        pool=str(tmp_path / "pool.jsonl"),
+        pool_size=pool_size,
+        k=2,
+        bm25_threshold=threshold,
+        embedder="hashing",
+        lang="en",
+    )
+    answerer = ScriptedAnswerer({})
+    stats = run_predict(config, progress=False, answerer=answerer)
+    assert stats.n_with_examples == (4 if per_passage else 0)
+    assert [len(ids) for ids in answerer.examples.values()] == [per_passage] * 4
+    assert len({i for ids in answerer.examples.values() for i in ids}) == distinct
+
+
+def test_run_predict_rejects_incomplete_example_settings(tmp_path):
+    config = PredictConfig(output=tmp_path / "p.jsonl", benchmarks=["crossner_ai"], examples="out-domain")
+    with pytest.raises(RaitError, match="needs --pool"):
+        run_predict(config, progress=False, answerer=ScriptedAnswerer({}))
+
+
+def test_cli_predicts_a_text_file_with_a_tiny_model_and_resumes(tmp_path):
+    model_dir = save_tiny_model(tmp_path / "tiny")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Barack Obama was born in Honolulu.\n北京是中华人民共和国的首都。\n", encoding="utf-8")
+    out = tmp_path / "preds.jsonl"
+    args = [
+        "predict",
+        "-m",
+        str(model_dir),
+        "-i",
+        str(texts),
+        "--types",
+        "person, location",
+        "-o",
+        str(out),
+        "--max-new-tokens",
+        "4",
+        "-q",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["record_id"], r["type"], r["benchmark"]) for r in rows] == [
+        ("line-1", "person", "texts"),
+        ("line-1", "location", "texts"),
+        ("line-2", "person", "texts"),
+        ("line-2", "location", "texts"),
+    ]
+    again = CliRunner().invoke(app, args)
+    assert (
+        again.exit_code == 0 and "0 passages predicted" in again.output and "2 already done" in again.output
+    )
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_vllm_backend_without_vllm_is_a_clear_error():
+    with pytest.raises(RaitError, match=r"pip install 'rait\[gpu\]'"):
+        VllmPredictor("some/model")
