@@ -1,7 +1,71 @@
-"""CLI commands for the experiment stage."""
+"""CLI commands for experiments: ``rait experiment`` runs a config's grid, ``rait report`` draws its views."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def experiment_command(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML (see docs/experiments.md).")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Override the config's output_dir.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the steps and which are done; run nothing.")
+    ] = False,
+) -> None:
+    """Run every unfinished cell of an experiment; write results.json and results.md in its output dir."""
+    from rait.experiment import load_config, plan, run_experiment
+
+    console = Console()
+    cfg = load_config(config, output_dir=output_dir)
+    if not dry_run:
+        results = run_experiment(cfg, log=console.print)
+        console.print(
+            f"{len(results['rows'])} eval cells done; results in {cfg.output_dir / 'results.json'} "
+            f"and {cfg.output_dir / 'results.md'}",
+            highlight=False,
+        )
+        return
+    table = Table(
+        title=f"{cfg.name}: {len(cfg.train_cells())} training cells, {len(cfg.eval_cells())} eval cells"
+    )
+    for column in ("stage", "cell", "status", "directory"):
+        table.add_column(column)
+    counts: dict[str, int] = {}
+    for step in plan(cfg):
+        status = step.status()
+        counts[status] = counts.get(status, 0) + 1
+        style = {"done": "green", "stale": "red"}.get(status)
+        table.add_row(
+            step.stage, step.name, f"[{style}]{status}[/]" if style else status, str(step.directory)
+        )
+    console.print(table)
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    console.print(f"{summary}; output {cfg.output_dir}", highlight=False)
+
+
+def report_command(
+    results: Annotated[Path, typer.Argument(help="results.json of an experiment, or its output directory.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Report directory (default: beside RESULTS).")
+    ] = None,
+) -> None:
+    """Write the paper's views of an experiment's results: report.md and PNG plots."""
+    from rait.report import build_report, load_results
+
+    data = load_results(results)
+    where = output if output is not None else (results if results.is_dir() else results.parent)
+    path = build_report(data, where, source=results)
+    Console().print(f"Report written to {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to app."""
+    app.command("experiment")(experiment_command)
+    app.command("report")(report_command)

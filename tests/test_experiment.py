@@ -1,0 +1,328 @@
+"""The experiment runner with fake stage functions: cell expansion, resume, crash safety, config errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rait.cli import app
+from rait.errors import DataError
+from rait.experiment import (
+    DONE_NAME,
+    EvalCell,
+    ExperimentError,
+    InferenceMode,
+    Stages,
+    TrainCell,
+    load_config,
+    plan,
+    run_experiment,
+)
+
+CONFIG = """\
+name: fake
+lang: en
+model: fake-model
+embedder: fake-embedder
+training:
+  source: fake-source
+  sizes: [10, 20]
+  methods: [vanilla, ra-it]
+  strategies: [nn]
+  k: [2]
+  seeds: [1]
+evaluation:
+  benchmarks: [crossner_ai, mit_movie]
+  max_examples: 5
+  modes:
+    - none
+    - kind: out-domain
+      strategies: [nn_bm25]
+      models: {sizes: [20]}
+"""
+
+
+class FakeStages:
+    """Stage functions that write small files, count calls, and can crash in one step after writing."""
+
+    def __init__(self, crash_on: str | None = None):
+        self.calls: list[tuple[str, str]] = []
+        self.crash_on = crash_on
+
+    def _call(self, stage: str, name: str, out_dir: Path) -> None:
+        self.calls.append((stage, name))
+        if self.crash_on == name:
+            (out_dir / "partial.txt").write_text("half")
+            raise RuntimeError(f"crash in {stage} {name}")
+
+    def build(self, config, cell: TrainCell, out_dir: Path) -> Path:
+        self._call("build", cell.name, out_dir)
+        path = out_dir / "data.jsonl"
+        path.write_text(cell.name)
+        return path
+
+    def train(self, config, cell: TrainCell, data: Path, out_dir: Path) -> Path:
+        self._call("train", cell.name, out_dir)
+        assert data.read_text() == cell.name
+        (out_dir / "adapter").mkdir(exist_ok=True)
+        return out_dir / "adapter"
+
+    def predict(self, config, cell: EvalCell, model: Path | None, out_dir: Path) -> Path:
+        self._call("predict", cell.name, out_dir)
+        assert (model is None) == (cell.train is None)
+        path = out_dir / "predictions.jsonl"
+        path.write_text(json.dumps({"model": str(model)}) + "\n")
+        return path
+
+    def evaluate(self, config, cell: EvalCell, predictions: Path) -> dict:
+        self.calls.append(("evaluate", cell.name))
+        f1 = float(len(cell.name) % 7 * 10)
+        return {"precision": f1, "recall": f1, "f1": f1, "n_queries": 3, "n_unparseable": 0}
+
+    def stages(self) -> Stages:
+        return Stages(self.build, self.train, self.predict, self.evaluate)
+
+    def count(self, stage: str) -> int:
+        return sum(1 for s, _ in self.calls if s == stage)
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    path = tmp_path / "fake.yaml"
+    path.write_text(CONFIG)
+    return load_config(path, output_dir=tmp_path / "out")
+
+
+def test_cells_expand_from_the_grid(config):
+    assert [c.name for c in config.train_cells()] == [
+        "n10-vanilla-s1",
+        "n10-ra-it-nn-k2-s1",
+        "n20-vanilla-s1",
+        "n20-ra-it-nn-k2-s1",
+    ]
+    cells = config.eval_cells()
+    # base and the two size-20 models get both modes, the size-10 models only "none"; two benchmarks each
+    assert len(cells) == 2 * (2 + 1 + 1 + 2 + 2)
+    assert EvalCell(None, InferenceMode("out-domain", "nn_bm25", 2), "mit_movie") in cells
+    assert (
+        EvalCell(TrainCell(10, "ra-it", "nn", 2, 1), InferenceMode("out-domain", "nn_bm25", 2), "mit_movie")
+        not in cells
+    )
+    # out-domain examples come from the model's own training sample; for the base model the largest one
+    assert config.pool_sample(TrainCell(10, "ra-it", "nn", 2, 1)) == (10, 1)
+    assert config.pool_sample(None) == (20, 1)
+
+
+def test_second_run_calls_nothing(config):
+    fake = FakeStages()
+    results = run_experiment(config, stages=fake.stages())
+    assert (fake.count("build"), fake.count("train"), fake.count("predict"), fake.count("evaluate")) == (
+        4,
+        4,
+        16,
+        16,
+    )
+    assert results["complete"] and len(results["rows"]) == 16
+    saved = json.loads((config.output_dir / "results.json").read_text())
+    assert saved == results
+    assert "| base | no examples |" in (config.output_dir / "results.md").read_text()
+
+    again = FakeStages()
+    assert run_experiment(config, stages=again.stages()) == results
+    assert again.calls == []
+
+
+def test_deleting_one_marker_reruns_only_that_cell(config):
+    run_experiment(config, stages=FakeStages().stages())
+    eval_dir = config.output_dir / "eval" / "n20-ra-it-nn-k2-s1" / "out-nn_bm25-k2" / "mit_movie"
+    (eval_dir / DONE_NAME).unlink()
+    (config.output_dir / "train" / "n10-vanilla-s1" / DONE_NAME).unlink()
+    fake = FakeStages()
+    results = run_experiment(config, stages=fake.stages())
+    assert fake.calls == [
+        ("train", "n10-vanilla-s1"),
+        ("predict", "n20-ra-it-nn-k2-s1/out-nn_bm25-k2/mit_movie"),
+        ("evaluate", "n20-ra-it-nn-k2-s1/out-nn_bm25-k2/mit_movie"),
+    ]
+    assert results["complete"]
+
+
+def test_crash_mid_cell_leaves_no_marker_and_resumes(config):
+    crashing = FakeStages(crash_on="n20-ra-it-nn-k2-s1")
+    with pytest.raises(RuntimeError, match="crash in build"):
+        run_experiment(config, stages=crashing.stages())
+    data_dir = config.output_dir / "data" / "n20-ra-it-nn-k2-s1"
+    assert (data_dir / "partial.txt").exists() and not (data_dir / DONE_NAME).exists()
+    partial = json.loads((config.output_dir / "results.json").read_text())
+    assert not partial["complete"] and 0 < len(partial["rows"]) < 16
+
+    fake = FakeStages()
+    results = run_experiment(config, stages=fake.stages())
+    assert results["complete"]
+    assert fake.count("build") == 1 and fake.count("train") == 1
+    assert all(name.startswith("n20-ra-it-nn-k2-s1") for _, name in fake.calls)
+    assert fake.count("predict") == 4
+
+
+def test_dataset_and_model_made_once_for_all_their_cells(config):
+    fake = FakeStages()
+    run_experiment(config, stages=fake.stages())
+    for stage in ("build", "train"):
+        names = [name for s, name in fake.calls if s == stage]
+        assert len(names) == len(set(names)) == 4
+    models = {}
+    for step in plan(config, fake.stages()):
+        if step.stage == "eval" and step.cell.train is not None:
+            used = json.loads((step.directory / "predictions.jsonl").read_text())["model"]
+            models.setdefault(step.cell.train.name, set()).add(used)
+    assert models["n20-ra-it-nn-k2-s1"] == {
+        str(config.output_dir / "train" / "n20-ra-it-nn-k2-s1" / "adapter")
+    }
+    assert all(len(paths) == 1 for paths in models.values())
+
+
+def test_changed_settings_refuse_to_mix_with_finished_cells(config, tmp_path):
+    run_experiment(config, stages=FakeStages().stages())
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(CONFIG.replace("max_examples: 5", "max_examples: 6"))
+    fake = FakeStages()
+    with pytest.raises(ExperimentError, match="other settings"):
+        run_experiment(load_config(changed, output_dir=config.output_dir), stages=fake.stages())
+    assert fake.calls == []
+
+
+def test_half_done_step_with_other_settings_is_not_resumed(config):
+    with pytest.raises(RuntimeError):
+        run_experiment(config, stages=FakeStages(crash_on="n20-ra-it-nn-k2-s1").stages())
+    started = config.output_dir / "data" / "n20-ra-it-nn-k2-s1" / "STARTED.json"
+    marker = json.loads(started.read_text())
+    marker["params"]["source"] = "what an older config said"
+    started.write_text(json.dumps(marker))
+    fake = FakeStages()
+    with pytest.raises(ExperimentError, match=r"^1 step\(s\) .*data/n20-ra-it-nn-k2-s1; delete"):
+        run_experiment(config, stages=fake.stages())
+    assert fake.calls == []
+
+
+def test_dry_run_lists_steps_and_what_is_done(config):
+    runner = CliRunner()
+    args = ["experiment", str(config.path), "--output-dir", str(config.output_dir), "--dry-run"]
+    before = runner.invoke(app, args, terminal_width=200)
+    assert before.exit_code == 0, before.output
+    assert "24 todo" in before.output and "n20-ra-it-nn-k2-s1" in before.output
+    assert not config.output_dir.exists()
+    run_experiment(config, stages=FakeStages().stages())
+    after = runner.invoke(app, args, terminal_width=200)
+    assert "24 done" in after.output and "todo" not in after.output
+
+
+BAD_CONFIGS = [
+    ("trainng:\n  source: x\n", "trainng", 1, "unknown key"),
+    (CONFIG.replace("sizes: [10, 20]", "sizes: [10, 0]"), "training.sizes[1]", 7, "at least 1"),
+    (
+        CONFIG.replace("methods: [vanilla, ra-it]", "methods: [vanilla, raitt]"),
+        "training.methods[1]",
+        8,
+        "must be one of vanilla, ra-it",
+    ),
+    (CONFIG.replace("  source: fake-source\n", ""), "training", 5, "missing required key 'source'"),
+    (
+        CONFIG.replace("[crossner_ai, mit_movie]", "[crossner_ai, no_such_bench]"),
+        "evaluation.benchmarks[1]",
+        13,
+        "must be one of",
+    ),
+    (
+        CONFIG.replace("[crossner_ai, mit_movie]", "[crossner_ai, weibo]"),
+        "evaluation.benchmarks[1]",
+        13,
+        "is zh, the experiment's lang is en",
+    ),
+    (CONFIG.replace("kind: out-domain", "kind: in-domain"), "evaluation.modes[1]", 17, "pool_sizes"),
+    (
+        CONFIG.replace("strategies: [nn_bm25]", "strategies: nn_bm25\n      pool_sizes: [3]"),
+        "evaluation.modes[1].pool_sizes",
+        19,
+        "only for in-domain",
+    ),
+    (
+        CONFIG.replace("max_examples: 5", "max_examples: five"),
+        "evaluation.max_examples",
+        14,
+        "must be an integer",
+    ),
+    (
+        CONFIG.replace("models: {sizes: [20]}", "models: {size: [20]}"),
+        "evaluation.modes[1].models.size",
+        19,
+        "unknown key",
+    ),
+    (CONFIG.replace("model: fake-model\n", ""), "", None, "missing required key 'model'"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "line", "message"), BAD_CONFIGS)
+def test_config_errors_name_file_line_and_key(tmp_path, text, key, line, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        load_config(path)
+    error = info.value
+    assert error.path == str(path)
+    assert error.field == (key or None)
+    assert error.line == line
+    assert message in str(error)
+
+
+def test_invalid_yaml_reports_its_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\ntraining: [a,\n  b: }\n")
+    with pytest.raises(DataError, match="invalid YAML") as info:
+        load_config(path)
+    assert info.value.line == 3
+
+
+def test_shipped_configs_are_valid():
+    configs = sorted((Path(__file__).parents[1] / "configs" / "experiments").glob("*.yaml"))
+    assert {p.stem for p in configs} >= {"paper_en", "paper_zh", "cpu_en", "cpu_zh", "smoke"}
+    for path in configs:
+        config = load_config(path)
+        assert config.eval_cells(), path
+
+
+@pytest.mark.slow
+def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
+    """smoke.yaml through the real stages (build, train, predict, evaluate), scaled down to a tiny model."""
+    from rait.testing import save_tiny_model
+
+    repo = Path(__file__).parents[1]
+    monkeypatch.chdir(repo)  # the config's sample-data paths are relative to the repository root
+    monkeypatch.setenv("RAIT_CACHE_DIR", str(tmp_path / "cache"))
+    data = yaml.safe_load((repo / "configs" / "experiments" / "smoke.yaml").read_text())
+    data["model"] = str(save_tiny_model(tmp_path / "tiny"))
+    data["training"]["hyper"]["max_steps"] = 1
+    data["evaluation"]["max_examples"] = 3
+    data["evaluation"]["predict"]["max_new_tokens"] = 4
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path, output_dir=tmp_path / "out")
+
+    results = run_experiment(config)
+    assert results["complete"]
+    assert [(r["model"], r["mode"]) for r in results["rows"]] == [
+        ("base", "none"),
+        ("n20-vanilla-s42", "none"),
+        ("n20-ra-it-nn-k2-s42", "none"),
+        ("n20-ra-it-nn-k2-s42", "out-domain"),
+    ]
+    assert all(r["benchmark"] == "en_test" and r["n_queries"] > 0 for r in results["rows"])
+    out = config.output_dir
+    ra_it = (out / "data" / "n20-ra-it-nn-k2-s42" / "train.jsonl").read_text()
+    vanilla = (out / "data" / "n20-vanilla-s42" / "train.jsonl").read_text()
+    assert "Here are some examples" in ra_it and "Here are some examples" not in vanilla
+    assert (out / "train" / "n20-ra-it-nn-k2-s42" / "adapter_config.json").is_file()
+    assert all(s.status() == "done" for s in plan(config))
