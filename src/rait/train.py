@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,6 +36,10 @@ from rait.models import (
     resolve_model_path,
 )
 from rait.records import Conversation
+
+# peft looks the base model up on the Hub when saving an adapter; with an alias or offline that lookup
+# fails harmlessly, and the warning would follow every checkpoint.
+warnings.filterwarnings("ignore", message="Unable to fetch remote file", module="peft")
 
 logger = logging.getLogger(__name__)
 
