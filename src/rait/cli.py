@@ -20,7 +20,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """Retrieval-Augmented Instruction Tuning (RA-IT) for open named entity recognition."""

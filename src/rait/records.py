@@ -79,7 +79,10 @@ class Conversation:
 
     def to_sharegpt(self) -> dict:
         names = {"user": "human", "assistant": "gpt"}
-        return {"id": self.id, "conversations": [{"from": names[t.role], "value": t.content} for t in self.turns]}
+        return {
+            "id": self.id,
+            "conversations": [{"from": names[t.role], "value": t.content} for t in self.turns],
+        }
 
     def to_messages(self) -> dict:
         return {"id": self.id, "messages": [{"role": t.role, "content": t.content} for t in self.turns]}

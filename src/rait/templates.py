@@ -60,7 +60,7 @@ def format_answer(mentions: Sequence[str]) -> str:
 
 
 def format_example_entities(record: Record) -> str:
-    """A retrieved example's entities in the RA-IT paper's Python-literal form ``[{'mention': 'type'}, ...]``."""
+    """A retrieved example's entities in the RA-IT paper's Python-literal form ``[{'m': 'type'}, ...]``."""
     return repr([{m.text: m.type} for m in record.mentions])
 
 
@@ -122,7 +122,9 @@ class NegativeTypeSampler:
     def sample(self, record: Record, count: int) -> list[str]:
         """Up to ``count`` types that have no mention in ``record``."""
         present = {m.type for m in record.mentions}
-        candidates = [(t, w) for t, w in zip(self.types, self.weights, strict=True) if t not in present and w > 0]
+        candidates = [
+            (t, w) for t, w in zip(self.types, self.weights, strict=True) if t not in present and w > 0
+        ]
         rng = random.Random(f"{self.seed}:{record.id}")
         chosen: list[str] = []
         while candidates and len(chosen) < count:
