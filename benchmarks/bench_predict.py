@@ -219,7 +219,7 @@ def main() -> None:
         "--examples-from", default="crossner_ai", help="crossner_ai (train split) or a source"
     )
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--naive-n", type=int, default=None, help="run the naive path on N passages only")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     parser.add_argument("--seed", type=int, default=42)

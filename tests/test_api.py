@@ -36,19 +36,17 @@ class ScriptedPredictor(Predictor):
         self.prefixes: list[str] = []
 
     def _greedy(self, prefixes, owner, suffixes):
-        decoded = [self.tokenizer.decode(p) for p in prefixes]
-        self.prefixes += decoded
+        self.prefixes += [self.tokenizer.decode(p) for p in prefixes]
         outputs = []
         for row, suffix in zip(owner, suffixes, strict=True):
-            question = self.tokenizer.decode(suffix)
+            prompt = self.tokenizer.decode(prefixes[row] + suffix)
             answer = "[]"
             for (text, entity_type), scripted in SCRIPT.items():
                 lang = "zh" if text == ZH_TEXT else "en"
-                if text in decoded[row] and question_turn(entity_type, lang).content in question:
+                if text in prompt and question_turn(entity_type, lang).content in prompt:
                     answer = scripted
-            outputs.append(
-                self.tokenizer(answer, add_special_tokens=False)["input_ids"] + stop_token_ids(self.tokenizer)
-            )
+            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            outputs.append(ids + stop_token_ids(self.tokenizer))
         return outputs
 
 

@@ -78,7 +78,7 @@ class NER:
         lang: str | None = None,
         embedder=None,
         max_new_tokens: int = 64,
-        batch_size: int = 32,
+        batch_size: int = 128,
         device: str | None = None,
         backend: str = "hf",
     ) -> NER:

@@ -87,13 +87,14 @@ class Answerer(ABC):
 
 
 class Predictor(Answerer):
-    """Greedy transformers inference with the passage prefix's KV cache shared by all its type questions.
+    """Greedy transformers inference with the passage prefix's KV cache shared by all its type questions
+    (the prefix includes the tokens all the questions start with).
 
     ``batch_size`` is the largest number of type questions decoded together; several passages go in one
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
     Generation stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`) or ``max_new_tokens``."""
 
-    def __init__(self, model, tokenizer, lang: str = "en", max_new_tokens: int = 64, batch_size: int = 32):
+    def __init__(self, model, tokenizer, lang: str = "en", max_new_tokens: int = 64, batch_size: int = 128):
         if batch_size < 1 or max_new_tokens < 1:
             raise RaitError("batch_size and max_new_tokens must be at least 1")
         self.model = model.eval()
@@ -117,7 +118,9 @@ class Predictor(Answerer):
             if not suffixes:
                 units.append((index, prefix, []))
             for start in range(0, len(suffixes), self.batch_size):
-                units.append((index, prefix, suffixes[start : start + self.batch_size]))
+                chunk = suffixes[start : start + self.batch_size]
+                shared = _shared_start(chunk)  # e.g. "<|im_start|>user\nWhat describes": run once, as prefix
+                units.append((index, prefix + chunk[0][:shared], [suffix[shared:] for suffix in chunk]))
         remaining = Counter(index for index, _, _ in units)
         pending: dict[int, list[str]] = {}
         next_index = 0
@@ -233,6 +236,15 @@ def _left_pad(seqs: list[list[int]], width: int, pad_id: int, device) -> tuple[t
     return ids.to(device), mask.to(device)
 
 
+def _shared_start(seqs: list[list[int]]) -> int:
+    """Length of the token prefix common to all ``seqs``, leaving at least one token in each."""
+    limit = min(len(seq) for seq in seqs) - 1
+    for position in range(limit):
+        if any(seq[position] != seqs[0][position] for seq in seqs[1:]):
+            return position
+    return max(limit, 0)
+
+
 def _group_units(units: list, batch_size: int) -> Iterator[list]:
     """Consecutive units whose question rows fit in one batch."""
     group: list = []
@@ -303,7 +315,7 @@ def load_predictor(
     backend: str = "hf",
     lang: str = "en",
     max_new_tokens: int = 64,
-    batch_size: int = 32,
+    batch_size: int = 128,
     device: str | None = None,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir."""
@@ -496,7 +508,7 @@ def predict_records(
     *,
     examples: ExampleSource | None = None,
     lang: str | None = None,
-    chunk_size: int = 32,
+    chunk_size: int = 64,
     progress: bool = True,
 ) -> PredictStats:
     """Answer every (record, type) query and append :class:`QueryPrediction` rows to ``output`` (jsonl).
@@ -571,7 +583,7 @@ class PredictConfig:
     embedder: str | None = None
     lang: str | None = None
     max_new_tokens: int = 64
-    batch_size: int = 32
+    batch_size: int = 128
     backend: str = "hf"
 
     def settings(self) -> dict:

@@ -57,7 +57,7 @@ def predict_command(
         str | None, typer.Option(help="Template language en/zh [default: benchmark's / detected].")
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length cap, in tokens.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Type questions decoded together.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Type questions decoded together.")] = 128,
     backend: Annotated[
         str, typer.Option(help=f"{' or '.join(BACKENDS)} (vllm: GPU, pip install 'rait[gpu]').")
     ] = "hf",
