@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rait.api import NER, _as_pool
 from rait.chat import stop_token_ids
@@ -24,6 +23,9 @@ SCRIPT = {
     (ZH_TEXT, "地点"): '["杭州"]',
     (ZH_TEXT, "组织机构"): '["阿里巴巴集团"]',
 }
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ScriptedPredictor(Predictor):
@@ -48,15 +50,6 @@ class ScriptedPredictor(Predictor):
             ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
             outputs.append(ids + stop_token_ids(self.tokenizer))
         return outputs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded (and the machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

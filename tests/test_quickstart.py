@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -17,13 +16,7 @@ from rait.quickstart import run_quickstart
 from rait.records import Record
 from rait.testing import save_tiny_model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
