@@ -46,20 +46,30 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def parse_answer(text: str) -> tuple[list[str], bool]:
-    """Normalised, de-duplicated mentions of one answer (first-seen order), and whether it parsed.
+def parse_answer_items(text: str) -> list[str] | None:
+    """The strings of one answer's list exactly as the model wrote them, or ``None`` when it does not parse.
 
     The answer must start (after stripping whitespace) with a JSON list of strings that has no ``]`` inside it
-    and does not span lines; anything else is unparseable and scores as ``[]``. (Upstream also turns nested
-    lists into tuples, but its regex stops at the first ``]``, so a nested list never parses there either.)"""
+    and does not span lines; anything else is unparseable. (Upstream also turns nested lists into tuples, but
+    its regex stops at the first ``]``, so a nested list never parses there either.)"""
     match = _LIST_AT_START.match(text.strip())
     if match is None:
-        return [], False
+        return None
     try:
         items = json.loads(match.group())
     except (ValueError, RecursionError):  # RecursionError: a degenerate "[[[[...]" answer
-        return [], False
+        return None
     if not all(isinstance(item, str) for item in items):
+        return None
+    return items
+
+
+def parse_answer(text: str) -> tuple[list[str], bool]:
+    """Normalised, de-duplicated mentions of one answer (first-seen order), and whether it parsed.
+
+    What parses is decided by :func:`parse_answer_items`; an unparseable answer scores as ``[]``."""
+    items = parse_answer_items(text)
+    if items is None:
         return [], False
     return list(dict.fromkeys(normalize_answer(item) for item in items)), True
 

@@ -6,7 +6,7 @@ row per type question, and decodes all questions together, greedily. Token ids c
 :func:`rait.chat.encode_turns`, exactly as in training. :meth:`Predictor.answer_naive` re-encodes the full
 prompt for every type: the reference the fast path must match token for token.
 
-Answers are parsed with :func:`rait.evaluation.parse_answer` (a malformed answer counts as empty and is
+Answers are parsed with :func:`rait.evaluation.parse_answer_items` (a malformed answer counts as empty and is
 counted) and each mention is located in the passage: **all** its occurrences are returned with character
 offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` and ``found`` ``False``.
 """
@@ -14,7 +14,6 @@ offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` an
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -34,7 +33,7 @@ from rich.progress import (
 
 from rait.chat import encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import DataError, RaitError
-from rait.evaluation import parse_answer
+from rait.evaluation import parse_answer_items
 from rait.fileio import JsonlAppender, read_json, write_json
 from rait.formats import detect_lang
 from rait.records import QueryPrediction, Record
@@ -331,16 +330,13 @@ def load_predictor(
 
 # ----------------------------------------------------------------------------- answers -> located entities
 
-_LIST_AT_START = re.compile(r"\[(.*?)\]")  # the list rait.evaluation.parse_answer accepts
-
 
 def answer_mentions(answer: str) -> tuple[list[str], bool]:
     """The mention strings of one answer as the model wrote them (de-duplicated, first-seen order) and
-    whether it parsed. What parses is decided by :func:`rait.evaluation.parse_answer`; a malformed answer
-    gives ``[]``. (parse_answer's own mentions are normalised for scoring, so unusable for locating.)"""
-    if not parse_answer(answer)[1]:
+    whether it parsed (:func:`rait.evaluation.parse_answer_items`); a malformed answer gives ``[]``."""
+    items = parse_answer_items(answer)
+    if items is None:
         return [], False
-    items = json.loads(_LIST_AT_START.match(answer.strip()).group())
     return list(dict.fromkeys(item for item in items if item.strip())), True
 
 

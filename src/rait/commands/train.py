@@ -75,12 +75,8 @@ def train_command(
         bool | None,
         typer.Option("--group-by-length/--no-group-by-length", help="Batch similar lengths [on]."),
     ] = None,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed of LoRA init, data order and dropout [42].")
-    ] = None,
-    save_steps: Annotated[
-        int | None, typer.Option(help="Checkpoint every N optimizer steps [200].")
-    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of LoRA init, data order and dropout [42].")] = None,
+    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N optimizer steps [200].")] = None,
     save_total_limit: Annotated[int | None, typer.Option(help="Checkpoints kept [2].")] = None,
     logging_steps: Annotated[int | None, typer.Option(help="Log every N optimizer steps [10].")] = None,
     gradient_checkpointing: Annotated[
