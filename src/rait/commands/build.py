@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
+from rait.console import make_console
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
 
 
@@ -88,7 +88,7 @@ def build_data_command(
     line = f"wrote {counts['conversations']} conversations to {output}"
     if "fallback_vanilla" in counts:
         line += f" ({counts['fallback_vanilla']} without examples: vanilla template)"
-    console = Console()
+    console = make_console()
     console.print(line, highlight=False)
     console.print(
         f"manifest: {manifest_path(output)} ({manifest['timings_s']['total']:.1f} s)", highlight=False

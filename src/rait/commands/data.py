@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from rait.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
+from rait.console import make_console
 from rait.errors import RaitError
 from rait.formats import LOAD_FORMATS, WRITE_FORMATS, convert
 
@@ -35,7 +35,7 @@ def convert_command(
     if to_fmt not in WRITE_FORMATS:
         raise RaitError(f"--to {to_fmt!r}: choose one of {', '.join(WRITE_FORMATS)}")
     stats = convert(input, output, from_fmt, to_fmt, skip_bad=skip_bad, lang=lang)
-    console = Console()
+    console = make_console()
     for message in stats.skipped:
         console.print(f"[yellow]skipped[/] {message}", highlight=False)
     console.print(
@@ -69,7 +69,7 @@ def benchmarks_command(
             "[green]yes[/]" if available else "[red]no[/]",
             spec.notes,
         )
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:

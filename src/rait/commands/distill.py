@@ -4,9 +4,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from rait.console import make_console
 from rait.distill import DistillConfig, distill
 
 
@@ -137,7 +137,7 @@ def distill_command(
         show_progress=progress,
     )
     result = distill(config)
-    console = Console()
+    console = make_console()
     console.print(summary_table(result))
     console.print(f"Wrote {result['chunks']['written']} records to {output}", highlight=False)
     console.print(f"Report written to {config.resolved_report_path()}", highlight=False)

@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rait.console import make_console
 from rait.evaluation import evaluate_files, render_table
 from rait.fileio import write_json
 
@@ -39,6 +39,6 @@ def evaluate_command(
     report = evaluate_files(predictions, strict_spans=strict_spans)
     output = output or default_report_path(predictions[0])
     write_json(output, report.to_dict())
-    console = Console()
+    console = make_console()
     console.print(render_table(report))
     console.print(f"Report written to {output}", highlight=False)

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from rait.console import make_console
 
 
 def experiment_command(
@@ -22,7 +23,7 @@ def experiment_command(
     """Run every unfinished cell of an experiment; write results.json and results.md in its output dir."""
     from rait.experiment import load_config, plan, run_experiment
 
-    console = Console()
+    console = make_console()
     cfg = load_config(config, output_dir=output_dir)
     if not dry_run:
         results = run_experiment(cfg, log=console.print)
@@ -62,7 +63,7 @@ def report_command(
     data = load_results(results)
     where = output if output is not None else (results if results.is_dir() else results.parent)
     path = build_report(data, where, source=results)
-    Console().print(f"Report written to {path}", highlight=False)
+    make_console().print(f"Report written to {path}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from rait.console import make_console
 from rait.models import DEFAULT_MODEL
 from rait.predict import BACKENDS, EXAMPLE_MODES, PredictConfig, meta_path, run_predict
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
@@ -90,7 +90,7 @@ def predict_command(
         backend=backend,
     )
     stats = run_predict(config, progress=not quiet)
-    Console().print(
+    make_console().print(
         f"{stats.n_predicted} passages predicted ({stats.n_queries} queries, {stats.n_malformed} malformed "
         f"answers), {stats.n_resumed} already done; {stats.n_with_examples} had examples -> {output}",
         highlight=False,
@@ -111,7 +111,7 @@ def quickstart_command(
     result = run_quickstart(
         workdir, model=model, lang=lang, max_steps=max_steps, embedder=embedder, progress=not quiet
     )
-    Console().print(
+    make_console().print(
         f"adapter: {result.adapter}   predictions: {result.predictions}\n"
         f"next: rait predict -m {result.adapter} -i passages.txt --types person,location -o preds.jsonl",
         highlight=False,

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 
+from rait.console import make_console
 from rait.train import LENGTH_RULES, merge_adapter, resolve_config, train
 
 _DEFAULTS = "[default: the config file's, else the paper's]"
@@ -122,7 +122,7 @@ def train_command(
     )
     out = train(cfg)
     if os.environ.get("RANK", "0") == "0":
-        Console().print(f"adapter written to {out}", highlight=False)
+        make_console().print(f"adapter written to {out}", highlight=False)
 
 
 def merge_command(
@@ -135,7 +135,7 @@ def merge_command(
     """Merge a LoRA adapter into its base model and save a standalone model (with the tokenizer)."""
     _setup_logging()
     out = merge_adapter(adapter, output, dtype=dtype)
-    Console().print(f"merged model written to {out}", highlight=False)
+    make_console().print(f"merged model written to {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

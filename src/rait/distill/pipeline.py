@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
+from rait.console import make_console
 from rait.distill.cache import ResponseCache, request_key
 from rait.distill.corpus import (
     TEXT_UNITS,
@@ -386,7 +387,7 @@ def distill(
     files = corpus_files(config.inputs, stats)
     budget = Budget(config.max_requests, config.max_tokens)
     policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max)
-    console = console or Console(stderr=True)
+    console = console or make_console(stderr=True)
     with Progress(console=console, disable=not config.show_progress) as progress:
         task = progress.add_task("chunking", total=len(files))
         chunk_iter = iter_chunks(
