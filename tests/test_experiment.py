@@ -195,6 +195,32 @@ def test_changed_settings_refuse_to_mix_with_finished_cells(config, tmp_path):
     assert fake.calls == []
 
 
+@pytest.mark.parametrize(
+    ("hyper", "redone"),
+    [
+        ("{per_device_batch_size: 1, gradient_checkpointing: true, save_steps: 5}", False),  # how, not what
+        ("{learning_rate: 0.1}", True),
+    ],
+)
+def test_execution_settings_leave_finished_steps_done(config, tmp_path, hyper, redone):
+    first = tmp_path / "first.yaml"
+    first.write_text(CONFIG.replace("  seeds: [1]\n", "  seeds: [1]\n  hyper: {per_device_batch_size: 4}\n"))
+    run_experiment(load_config(first, output_dir=config.output_dir), stages=FakeStages().stages())
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(
+        CONFIG.replace("  seeds: [1]\n", f"  seeds: [1]\n  hyper: {hyper}\n").replace(
+            "  max_examples: 5\n", "  max_examples: 5\n  predict: {batch_size: 2}\n"
+        )
+    )
+    fake, edited_config = FakeStages(), load_config(edited, output_dir=config.output_dir)
+    if redone:
+        with pytest.raises(ExperimentError, match="other settings"):
+            run_experiment(edited_config, stages=fake.stages())
+    else:
+        assert run_experiment(edited_config, stages=fake.stages())["complete"]
+    assert fake.calls == []
+
+
 def test_half_done_step_with_other_settings_is_not_resumed(config):
     with pytest.raises(RuntimeError):
         run_experiment(config, stages=FakeStages(crash_on="n20-ra-it-nn-k2-s1").stages())

@@ -664,11 +664,42 @@ class Step:
         config's: its partial outputs must not be resumed into)."""
         marker = self.read_marker()
         if marker is None and self.started.exists():
-            marker = read_json(self.started)
-            return "todo" if marker.get("params") == _jsonable(self.params) else "stale"
+            return "todo" if self.made_with_current_settings(read_json(self.started)) else "stale"
         if marker is None:
             return "todo"
-        return "done" if marker.get("params") == _jsonable(self.params) else "stale"
+        return "done" if self.made_with_current_settings(marker) else "stale"
+
+    def made_with_current_settings(self, marker: dict) -> bool:
+        """Whether a marker's settings match the config's, execution-only settings aside."""
+        return _result_settings(marker.get("params", {})) == _result_settings(_jsonable(self.params))
+
+
+# Settings that change how a step runs (memory, speed, checkpoints, logs) but not what it computes: editing
+# them, e.g. a smaller micro-batch after running out of memory, leaves finished steps done. The Trainer
+# normalises the loss over the whole batch's answer tokens, so the micro-batch size does not change the
+# objective; results differ only by float rounding and dropout draws.
+EXECUTION_SETTINGS = {
+    "hyper": (
+        "per_device_batch_size",
+        "gradient_checkpointing",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+    ),
+    "predict": ("batch_size", "chunk_size"),
+}
+
+
+def _result_settings(params):
+    """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's)."""
+    if not isinstance(params, dict):
+        return params
+    return {
+        key: {k: v for k, v in value.items() if k not in EXECUTION_SETTINGS[key]}
+        if key in EXECUTION_SETTINGS and isinstance(value, dict)
+        else _result_settings(value)
+        for key, value in params.items()
+    }
 
 
 def _jsonable(value):
@@ -801,7 +832,7 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         if step.stage != "eval":
             continue
         marker = step.read_marker()
-        if marker is None or marker.get("params") != _jsonable(step.params):
+        if marker is None or not step.made_with_current_settings(marker):
             missing.append(step.name)
             continue
         metrics = marker["result"]["metrics"]

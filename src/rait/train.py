@@ -37,9 +37,11 @@ from rait.models import (
 )
 from rait.records import Conversation
 
-# peft looks the base model up on the Hub when saving an adapter; with an alias or offline that lookup
-# fails harmlessly, and the warning would follow every checkpoint.
+# When saving an adapter peft looks the base model's config up (locally, then on the Hub) to see whether the
+# vocabulary changed; rait never changes it, and with a model alias or offline the lookup fails harmlessly
+# with one of these warnings after every checkpoint.
 warnings.filterwarnings("ignore", message="Unable to fetch remote file", module="peft")
+warnings.filterwarnings("ignore", message="Could not find a config file in", module="peft")
 
 logger = logging.getLogger(__name__)
 
