@@ -8,7 +8,7 @@ def test_redirected_output_gets_log_width_not_80(monkeypatch, capsys):
     console = make_console()
     assert console.width == LOG_WIDTH
     table = Table("directory")
-    directory = "runs/cpu_en_session_with_a_long_name/eval/n2000-ra-it-dnn_bm25-k2-s42/out-domain/crossner_literature"
+    directory = "runs/cpu_en_session_with_a_long_name/eval/n2000-ra-it-dnn_bm25-k2-s42/out-domain/" + "x" * 20
     table.add_row(directory)
     console.print(table)
     assert directory in capsys.readouterr().out  # at rich's default 80 columns it is cut short with "…"
