@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from rait.embed import Embedder, get_embedder, l2_normalise, progress
 from rait.errors import RaitError
 from rait.records import Record
+from rait.sources import detect_lang, load_source, subsample
 
 STRATEGIES = ("nn", "nn_bm25", "dnn", "dnn_bm25", "random", "mixed_nn")
 INDEXES = ("flat", "hnsw", "ivf")
@@ -350,9 +351,7 @@ class ExamplePool:
         **kwargs,
     ) -> ExamplePool:
         """Out-domain pool from a training source (a file, a registered source name or ``hub:<id>``),
-        optionally a seeded subsample of ``size`` records; see :func:`rait.build_data.load_source`."""
-        from rait.build_data import detect_lang, load_source, subsample
-
+        optionally a seeded subsample of ``size`` records; see :func:`rait.sources.load_source`."""
         records, source_lang = load_source(source, fmt)
         records = subsample(records, size, seed)
         return cls(records, embedder, lang=lang or source_lang or detect_lang(records), **kwargs)
