@@ -1,0 +1,158 @@
+"""The cells of an experiment grid: training cells, inference modes, eval cells, and the grid and
+mode specs that expand into them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TrainCell:
+    """One fine-tuned model: training-set size, method, retrieval strategy and k (RA-IT only), seed."""
+
+    size: int
+    method: str
+    strategy: str | None = None
+    k: int = 0
+    seed: int = 42
+
+    @property
+    def name(self) -> str:
+        if self.method == "vanilla":
+            return f"n{self.size}-vanilla-s{self.seed}"
+        return f"n{self.size}-ra-it-{self.strategy}-k{self.k}-s{self.seed}"
+
+    def describe(self) -> dict:
+        return {
+            "size": self.size,
+            "method": self.method,
+            "strategy": self.strategy,
+            "k": self.k,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceMode:
+    """How examples are given at inference: none, out-domain (from the training pool) or in-domain
+    (nearest from ``pool_size`` labelled examples of the benchmark's train split)."""
+
+    kind: str
+    strategy: str | None = None
+    k: int = 0
+    pool_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "none":
+            return "none"
+        if self.kind == "out-domain":
+            return f"out-{self.strategy}-k{self.k}"
+        return f"in{self.pool_size}-{self.strategy}-k{self.k}"
+
+    def describe(self) -> dict:
+        return {
+            "mode": self.kind,
+            "inference_strategy": self.strategy,
+            "inference_k": self.k or None,
+            "pool_size": self.pool_size,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvalCell:
+    """One benchmark scored for one model (a training cell, or ``None`` = the base model) and one mode."""
+
+    train: TrainCell | None
+    mode: InferenceMode
+    benchmark: str
+
+    @property
+    def model_name(self) -> str:
+        return self.train.name if self.train else "base"
+
+    @property
+    def name(self) -> str:
+        return f"{self.model_name}/{self.mode.name}/{self.benchmark}"
+
+    def describe(self) -> dict:
+        if self.train is None:
+            model = {"size": None, "method": "base", "strategy": None, "k": None, "seed": None}
+        else:
+            model = self.train.describe()
+            if self.train.method == "vanilla":
+                model["k"] = None
+        return {"model": self.model_name, **model, **self.mode.describe(), "benchmark": self.benchmark}
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """A product of training-cell factors; vanilla cells ignore ``strategies`` and ``k``."""
+
+    sizes: tuple[int, ...]
+    methods: tuple[str, ...]
+    strategies: tuple[str, ...]
+    k: tuple[int, ...]
+
+    def cells(self, seeds: Sequence[int]) -> list[TrainCell]:
+        cells = []
+        for size in self.sizes:
+            for method in self.methods:
+                for seed in seeds:
+                    if method == "vanilla":
+                        cells.append(TrainCell(size, method, seed=seed))
+                    else:
+                        cells += [
+                            TrainCell(size, method, s, k, seed) for s in self.strategies for k in self.k
+                        ]
+        return cells
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSelector:
+    """Which models an inference mode is applied to; ``None`` = no restriction on that factor.
+    ``strategies`` and ``k`` restrict RA-IT models only."""
+
+    base: bool = True
+    sizes: tuple[int, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    strategies: tuple[str, ...] | None = None
+    k: tuple[int, ...] | None = None
+
+    def matches(self, cell: TrainCell | None) -> bool:
+        if cell is None:
+            return self.base
+        if self.sizes is not None and cell.size not in self.sizes:
+            return False
+        if self.methods is not None and cell.method not in self.methods:
+            return False
+        if cell.method == "ra-it":
+            if self.strategies is not None and cell.strategy not in self.strategies:
+                return False
+            if self.k is not None and cell.k not in self.k:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ModeSpec:
+    """One entry of ``evaluation.modes``: a kind, its factor lists and the models it applies to."""
+
+    kind: str
+    strategies: tuple[str, ...] = ()
+    k: tuple[int, ...] = ()
+    pool_sizes: tuple[int, ...] = ()
+    models: ModelSelector = ModelSelector()
+
+    def modes(self) -> list[InferenceMode]:
+        if self.kind == "none":
+            return [InferenceMode("none")]
+        if self.kind == "out-domain":
+            return [InferenceMode("out-domain", s, k) for s in self.strategies for k in self.k]
+        return [
+            InferenceMode("in-domain", s, k, n)
+            for n in self.pool_sizes
+            for s in self.strategies
+            for k in self.k
+        ]

@@ -1,0 +1,450 @@
+"""Reading and validating an experiment YAML into an :class:`ExperimentConfig`; errors name the file,
+line and key."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rait.build_data import METHODS
+from rait.errors import DataError, RaitError
+from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
+
+MODE_KINDS = ("none", "out-domain", "in-domain")
+LANGS = ("en", "zh")
+
+
+class ExperimentError(RaitError):
+    """An experiment cannot run as configured (e.g. finished outputs made with other settings)."""
+
+
+@dataclass(slots=True)
+class TrainingSpec:
+    source: str
+    grids: list[Grid]
+    seeds: tuple[int, ...]
+    format: str | None = None
+    build: dict = field(default_factory=dict)
+    hyper: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EvaluationSpec:
+    benchmarks: tuple[str, ...]
+    modes: list[ModeSpec]
+    base: bool = True
+    max_examples: int = 2000
+    seed: int = 42
+    predict: dict = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)  # benchmarks given as records files, by name
+
+
+@dataclass(slots=True)
+class ExperimentConfig:
+    """A validated experiment; build it with :func:`load_config`."""
+
+    name: str
+    lang: str
+    model: str
+    embedder: str | None
+    output_dir: Path
+    training: TrainingSpec
+    evaluation: EvaluationSpec
+    path: Path | None = None
+
+    def train_cells(self) -> list[TrainCell]:
+        """Every grid's cells, each once, in first-seen order."""
+        return list(dict.fromkeys(c for g in self.training.grids for c in g.cells(self.training.seeds)))
+
+    def eval_cells(self) -> list[EvalCell]:
+        """Eval cells grouped by model (base first), then mode, then benchmark."""
+        models: list[TrainCell | None] = [None, *self.train_cells()]
+        cells = []
+        for model in models:
+            for spec in self.evaluation.modes:
+                if not spec.models.matches(model):
+                    continue
+                for mode in spec.modes():
+                    cells += [EvalCell(model, mode, b) for b in self.evaluation.benchmarks]
+        return list(dict.fromkeys(cells))
+
+    def pool_sample(self, cell: TrainCell | None) -> tuple[int, int]:
+        """(size, seed) of the out-domain example pool: the training source sampled as the model's training
+        data was (same passages); for the base model the largest size and the first seed."""
+        if cell is None:
+            return max(s for g in self.training.grids for s in g.sizes), self.training.seeds[0]
+        return cell.size, cell.seed
+
+
+_TOP_KEYS = ("name", "lang", "model", "embedder", "output_dir", "training", "evaluation")
+_TRAINING_KEYS = (
+    "source",
+    "format",
+    "sizes",
+    "methods",
+    "strategies",
+    "k",
+    "seeds",
+    "extra_grids",
+    "build",
+    "hyper",
+)
+_GRID_KEYS = ("sizes", "methods", "strategies", "k")
+_EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict")
+_MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models")
+_SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k")
+_SET_BY_RUNNER = {
+    "source",
+    "output",
+    "method",
+    "k",
+    "strategy",
+    "size",
+    "lang",
+    "embedder",
+    "seed",
+    "source_format",
+    "show_progress",
+    "data",
+    "output_dir",
+    "model",
+    "resume",
+}
+PREDICT_DEFAULTS = {
+    "max_new_tokens": 64,
+    "batch_size": 32,
+    "backend": "hf",
+    "bm25_threshold": DEFAULT_BM25_THRESHOLD,
+    "K": DEFAULT_K,
+    "mixed_ratio": 0.5,
+    "chunk_size": 32,
+}
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """1-based line of every key and list item, named like ``training.sizes`` or ``evaluation.modes[1]``."""
+    lines: dict[str, int] = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = f"{prefix}.{key.value}" if prefix else str(key.value)
+                lines[name] = key.start_mark.line + 1
+                walk(value, name)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                name = f"{prefix}[{index}]"
+                lines[name] = item.start_mark.line + 1
+                walk(item, name)
+
+    try:
+        walk(yaml.compose(text), "")
+    except yaml.YAMLError:
+        pass
+    return lines
+
+
+class _Reader:
+    """Type-checks YAML values, raising DataError with the file, the line and the dotted key."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines = _key_lines(text)
+
+    def error(self, key: str, message: str) -> DataError:
+        probe = key
+        while probe and probe not in self.lines:
+            probe = probe[: max(probe.rfind("."), probe.rfind("["), 0)]
+        return DataError(self.path, message, line=self.lines.get(probe), field=key or None)
+
+    def mapping(self, value, key: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a mapping, got {_kind(value)}")
+        for name in value:
+            if name not in allowed:
+                raise self.error(_join(key, name), f"unknown key; allowed keys: {', '.join(allowed)}")
+        for name in required:
+            if name not in value:
+                raise self.error(key, f"missing required key '{name}'")
+        return value
+
+    def string(self, value, key: str) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"must be a non-empty string, got {_kind(value)}")
+        return value
+
+    def choice(self, value, key: str, choices: Sequence[str]) -> str:
+        if value not in choices:
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def integer(self, value, key: str, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"must be an integer, got {_kind(value)}")
+        if value < minimum:
+            raise self.error(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def boolean(self, value, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def items(self, value, key: str) -> list:
+        """A non-empty list; a scalar is read as a list of one."""
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise self.error(key, "must not be empty")
+        return items
+
+    def integers(self, value, key: str, minimum: int = 0) -> tuple[int, ...]:
+        items = self.items(value, key)
+        out = tuple(
+            self.integer(v, f"{key}[{i}]" if isinstance(value, list) else key, minimum)
+            for i, v in enumerate(items)
+        )
+        return tuple(dict.fromkeys(out))
+
+    def choices(self, value, key: str, choices: Sequence[str]) -> tuple[str, ...]:
+        items = self.items(value, key)
+        out = tuple(
+            self.choice(v, f"{key}[{i}]" if isinstance(value, list) else key, choices)
+            for i, v in enumerate(items)
+        )
+        return tuple(dict.fromkeys(out))
+
+    def options(self, value, key: str, allowed: set[str]) -> dict:
+        """Stage options, checked against the stage's accepted names."""
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a mapping, got {_kind(value)}")
+        for name in value:
+            if name not in allowed:
+                raise self.error(_join(key, name), f"unknown option; accepted: {', '.join(sorted(allowed))}")
+        return dict(value)
+
+
+def _join(prefix: str, name) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)
+
+
+def _kind(value) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> ExperimentConfig:
+    """Read and validate an experiment YAML; errors name the file, line and key. ``output_dir``
+    overrides the config's (default ``runs/<name>``); relative paths are relative to the current directory."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DataError(
+            path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None
+        ) from None
+    r = _Reader(path, text)
+    data = r.mapping(data, "", _TOP_KEYS, required=("model", "training", "evaluation"))
+    name = r.string(data.get("name", path.stem), "name")
+    lang = r.choice(data.get("lang", "en"), "lang", LANGS)
+    model = r.string(data["model"], "model")
+    embedder = r.string(data["embedder"], "embedder") if data.get("embedder") is not None else None
+    out = (
+        Path(output_dir)
+        if output_dir is not None
+        else Path(r.string(data.get("output_dir", f"runs/{name}"), "output_dir"))
+    )
+    training = _training(r, data["training"])
+    evaluation = _evaluation(r, data["evaluation"], lang, training)
+    return ExperimentConfig(name, lang, model, embedder, out, training, evaluation, path=path)
+
+
+def _grid(r: _Reader, data: dict, key: str, defaults: Grid) -> Grid:
+    """A grid from ``data``; factors it does not name come from ``defaults``."""
+    return Grid(
+        sizes=r.integers(data["sizes"], f"{key}.sizes", 1) if "sizes" in data else defaults.sizes,
+        methods=r.choices(data["methods"], f"{key}.methods", METHODS)
+        if "methods" in data
+        else defaults.methods,
+        strategies=r.choices(data["strategies"], f"{key}.strategies", STRATEGIES)
+        if "strategies" in data
+        else defaults.strategies,
+        k=r.integers(data["k"], f"{key}.k", 1) if "k" in data else defaults.k,
+    )
+
+
+def _training(r: _Reader, data) -> TrainingSpec:
+    data = r.mapping(data, "training", _TRAINING_KEYS, required=("source", "sizes"))
+    main = _grid(r, data, "training", Grid((), METHODS, ("nn",), (2,)))
+    grids = [main]
+    extra = data.get("extra_grids")
+    for i, grid in enumerate(r.items(extra, "training.extra_grids") if extra is not None else []):
+        key = f"training.extra_grids[{i}]"
+        grids.append(_grid(r, r.mapping(grid, key, _GRID_KEYS), key, main))
+    fmt = data.get("format")
+    return TrainingSpec(
+        source=r.string(data["source"], "training.source"),
+        grids=grids,
+        seeds=r.integers(data.get("seeds", [42]), "training.seeds"),
+        format=r.string(fmt, "training.format") if fmt is not None else None,
+        build=_build_options(r, data.get("build")),
+        hyper=_train_options(r, data.get("hyper")),
+    )
+
+
+def _build_options(r: _Reader, value) -> dict:
+    from rait.build_data import BuildConfig
+
+    options = r.options(
+        value, "training.build", {f.name for f in dataclasses.fields(BuildConfig)} - _SET_BY_RUNNER
+    )
+    try:
+        BuildConfig(source="-", output="-", **options).validate()
+    except RaitError as exc:
+        raise r.error("training.build", str(exc)) from None
+    return options
+
+
+def _train_options(r: _Reader, value) -> dict:
+    if not value:
+        return r.options(value, "training.hyper", set())
+    from rait.train import TrainConfig
+
+    options = r.options(
+        value, "training.hyper", {f.name for f in dataclasses.fields(TrainConfig)} - _SET_BY_RUNNER
+    )
+    try:
+        TrainConfig.from_dict(options, source=r.path)
+    except DataError as exc:
+        raise r.error(_join("training.hyper", exc.field or ""), exc.reason) from None
+    return options
+
+
+def _predict_options(r: _Reader, value) -> dict:
+    options = r.options(value, "evaluation.predict", set(PREDICT_DEFAULTS))
+    for name, given in options.items():
+        default = PREDICT_DEFAULTS[name]
+        ok = (
+            isinstance(given, str)
+            if isinstance(default, str)
+            else (
+                isinstance(given, int | float)
+                and not isinstance(given, bool)
+                and (isinstance(given, int) or isinstance(default, float))
+            )
+        )
+        if not ok:
+            raise r.error(
+                f"evaluation.predict.{name}", f"must be a {type(default).__name__}, got {_kind(given)}"
+            )
+    return options
+
+
+def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> EvaluationSpec:
+    data = r.mapping(data, "evaluation", _EVALUATION_KEYS, required=("benchmarks",))
+    benchmarks, files = _benchmarks(r, data["benchmarks"], lang)
+    base = r.boolean(data.get("base", True), "evaluation.base")
+    raw_modes = data.get("modes", ["none"])
+    modes = [
+        _mode(r, m, f"evaluation.modes[{i}]", base)
+        for i, m in enumerate(r.items(raw_modes, "evaluation.modes"))
+    ]
+    for i, spec in enumerate(modes):
+        if spec.kind == "in-domain" and files:
+            raise r.error(
+                f"evaluation.modes[{i}]",
+                "in-domain examples come from a registered benchmark's train "
+                f"split; {', '.join(files)} is a file",
+            )
+    return EvaluationSpec(
+        benchmarks=benchmarks,
+        modes=modes,
+        base=base,
+        max_examples=r.integer(data.get("max_examples", 2000), "evaluation.max_examples", 1),
+        seed=r.integer(data.get("seed", 42), "evaluation.seed"),
+        predict=_predict_options(r, data.get("predict")),
+        files=files,
+    )
+
+
+def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """Registered benchmark names, or paths of records files (named by their stem)."""
+    from rait.benchmarks import BENCHMARKS
+
+    names: list[str] = []
+    files: dict[str, Path] = {}
+    for i, entry in enumerate(r.items(value, "evaluation.benchmarks")):
+        key = f"evaluation.benchmarks[{i}]" if isinstance(value, list) else "evaluation.benchmarks"
+        entry = r.string(entry, key)
+        if entry in BENCHMARKS:
+            if BENCHMARKS[entry].lang != lang:
+                raise r.error(
+                    key, f"benchmark {entry!r} is {BENCHMARKS[entry].lang}, the experiment's lang is {lang}"
+                )
+            name = entry
+        elif "/" in entry or Path(entry).suffix:
+            path = Path(entry)
+            if not path.is_file():
+                raise r.error(
+                    key, f"benchmark file {entry} does not exist (relative paths are from {Path.cwd()})"
+                )
+            name = path.stem
+            if name in BENCHMARKS or name in files:
+                raise r.error(key, f"benchmark file name {name!r} is already taken; rename the file")
+            files[name] = path
+        else:
+            raise r.error(
+                key,
+                f"unknown benchmark {entry!r}; must be one of {', '.join(BENCHMARKS)}, "
+                "or the path of a records file",
+            )
+        if name in names:
+            raise r.error(key, f"benchmark {name!r} is listed twice")
+        names.append(name)
+    return tuple(names), files
+
+
+def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
+    if isinstance(data, str):
+        data = {"kind": data}
+    data = r.mapping(data, key, _MODE_KEYS, required=("kind",))
+    kind = r.choice(data["kind"], f"{key}.kind", MODE_KINDS)
+    if kind == "none":
+        for name in ("strategies", "k", "pool_sizes"):
+            if name in data:
+                raise r.error(_join(key, name), "only for out-domain / in-domain modes")
+    elif kind == "out-domain" and "pool_sizes" in data:
+        raise r.error(f"{key}.pool_sizes", "only for in-domain modes")
+    elif kind == "in-domain" and "pool_sizes" not in data:
+        raise r.error(key, "missing required key 'pool_sizes'")
+    selector = ModelSelector(base=base)
+    if "models" in data:
+        sel = r.mapping(data["models"], f"{key}.models", _SELECTOR_KEYS)
+        k = f"{key}.models"
+        selector = ModelSelector(
+            base=r.boolean(sel.get("base", base), f"{k}.base"),
+            sizes=r.integers(sel["sizes"], f"{k}.sizes", 1) if "sizes" in sel else None,
+            methods=r.choices(sel["methods"], f"{k}.methods", METHODS) if "methods" in sel else None,
+            strategies=r.choices(sel["strategies"], f"{k}.strategies", STRATEGIES)
+            if "strategies" in sel
+            else None,
+            k=r.integers(sel["k"], f"{k}.k", 1) if "k" in sel else None,
+        )
+    if kind == "none":
+        return ModeSpec(kind, models=selector)
+    return ModeSpec(
+        kind,
+        strategies=r.choices(data.get("strategies", ["nn"]), f"{key}.strategies", STRATEGIES),
+        k=r.integers(data.get("k", [2]), f"{key}.k", 1),
+        pool_sizes=r.integers(data["pool_sizes"], f"{key}.pool_sizes", 1) if kind == "in-domain" else (),
+        models=selector,
+    )

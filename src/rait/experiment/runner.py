@@ -1,0 +1,250 @@
+"""The runner: plans an experiment's steps, skips finished ones by their done-markers, runs the rest and
+collects the results table."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rait.experiment.cells import EvalCell, TrainCell
+from rait.experiment.config import ExperimentConfig, ExperimentError
+from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages
+from rait.fileio import atomic_write, read_json, write_json
+
+DONE_NAME = "DONE.json"
+STARTED_NAME = "STARTED.json"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+@dataclass(slots=True)
+class Step:
+    """One unit of work in its own directory, finished by a done-marker holding ``params`` and the result."""
+
+    stage: str  # "build", "train" or "eval"
+    name: str
+    directory: Path
+    params: dict
+    action: Callable[[], dict]
+    cell: TrainCell | EvalCell
+
+    @property
+    def marker(self) -> Path:
+        return self.directory / DONE_NAME
+
+    def read_marker(self) -> dict | None:
+        return read_json(self.marker) if self.marker.exists() else None
+
+    @property
+    def started(self) -> Path:
+        return self.directory / STARTED_NAME
+
+    def status(self) -> str:
+        """``done``, ``todo``, or ``stale`` (finished, or left half-done, with other settings than the
+        config's: its partial outputs must not be resumed into)."""
+        marker = self.read_marker()
+        if marker is None and self.started.exists():
+            return "todo" if self.made_with_current_settings(read_json(self.started)) else "stale"
+        if marker is None:
+            return "todo"
+        return "done" if self.made_with_current_settings(marker) else "stale"
+
+    def made_with_current_settings(self, marker: dict) -> bool:
+        """Whether a marker's settings match the config's, execution-only settings aside."""
+        return _result_settings(marker.get("params", {})) == _result_settings(_jsonable(self.params))
+
+
+# Settings that change how a step runs (memory, speed, checkpoints, logs) but not what it computes: editing
+# them, e.g. a smaller micro-batch after running out of memory, leaves finished steps done. The Trainer
+# normalises the loss over the whole batch's answer tokens, so the micro-batch size does not change the
+# objective; results differ only by float rounding and dropout draws.
+EXECUTION_SETTINGS = {
+    "hyper": (
+        "per_device_batch_size",
+        "gradient_checkpointing",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+    ),
+    "predict": ("batch_size", "chunk_size"),
+}
+
+
+def _result_settings(params):
+    """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's)."""
+    if not isinstance(params, dict):
+        return params
+    return {
+        key: {k: v for k, v in value.items() if k not in EXECUTION_SETTINGS[key]}
+        if key in EXECUTION_SETTINGS and isinstance(value, dict)
+        else _result_settings(value)
+        for key, value in params.items()
+    }
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _store_path(path: Path, root: Path) -> str:
+    """Paths inside the output directory are stored relative to it, so the directory can be moved."""
+    path, root = Path(path).resolve(), root.resolve()
+    return os.path.relpath(path, root) if path.is_relative_to(root) else str(path)
+
+
+def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
+    """Every step, dependencies first: per model (base first) its dataset, its training, its eval cells.
+    A dataset and a model are one step each, whatever number of cells use them."""
+    stages = stages or default_stages()
+    root = config.output_dir
+    steps: list[Step] = []
+    trained: dict[TrainCell, Step] = {}
+
+    def result_path(step: Step) -> Path:
+        marker = step.read_marker()
+        if marker is None:
+            raise ExperimentError(f"{step.stage} step {step.name} has not finished ({step.marker} missing)")
+        return root / marker["result"]["path"]
+
+    def train_step(cell: TrainCell) -> Step:
+        if cell not in trained:
+            data_dir, model_dir = root / "data" / cell.name, root / "train" / cell.name
+            data_params = {
+                "lang": config.lang,
+                "source": config.training.source,
+                "format": config.training.format,
+                **cell.describe(),
+                "build": config.training.build,
+                "embedder": config.embedder if cell.method == "ra-it" else None,
+            }
+            data = Step(
+                "build",
+                cell.name,
+                data_dir,
+                data_params,
+                lambda: {"path": _store_path(stages.build(config, cell, data_dir), root)},
+                cell,
+            )
+            model = Step(
+                "train",
+                cell.name,
+                model_dir,
+                {**data_params, "model": config.model, "hyper": config.training.hyper},
+                lambda: {"path": _store_path(stages.train(config, cell, result_path(data), model_dir), root)},
+                cell,
+            )
+            steps.extend([data, model])
+            trained[cell] = model
+        return trained[cell]
+
+    def eval_step(cell: EvalCell) -> Step:
+        model = train_step(cell.train) if cell.train else None
+        directory = root / "eval" / cell.model_name / cell.mode.name / cell.benchmark
+        params = {
+            "model": model.params if model else {"model": config.model},
+            **cell.mode.describe(),
+            "pool": dict(zip(("size", "seed"), config.pool_sample(cell.train), strict=True))
+            if cell.mode.kind == "out-domain"
+            else None,
+            "embedder": config.embedder if cell.mode.kind != "none" else None,
+            "benchmark": cell.benchmark,
+            "benchmark_file": str(config.evaluation.files.get(cell.benchmark, "")) or None,
+            "max_examples": config.evaluation.max_examples,
+            "seed": config.evaluation.seed,
+            "predict": config.evaluation.predict,
+        }
+
+        def action() -> dict:
+            predictions = stages.predict(config, cell, result_path(model) if model else None, directory)
+            return {
+                "path": _store_path(predictions, root),
+                "metrics": stages.evaluate(config, cell, predictions),
+            }
+
+        return Step("eval", cell.name, directory, params, action, cell)
+
+    for cell in config.eval_cells():
+        steps.append(eval_step(cell))
+    return steps
+
+
+def run_experiment(
+    config: ExperimentConfig, *, stages: Stages | None = None, log: Callable[[str], None] | None = None
+) -> dict:
+    """Run every unfinished step in order, then write and return the results table (also written when a
+    step fails, with the cells done so far). Refuses to start when a step was run (finished or not) with
+    other settings than the config's."""
+    steps = plan(config, stages)
+    status = {id(step): step.status() for step in steps}
+    stale = [s for s in steps if status[id(s)] == "stale"]
+    if stale:
+        listed = ", ".join(str(s.directory) for s in stale[:5]) + (" ..." if len(stale) > 5 else "")
+        raise ExperimentError(
+            f"{len(stale)} step(s) were run with other settings than {config.path or 'the config'} now has: "
+            f"{listed}; delete those directories to redo them, or use another output_dir"
+        )
+    todo = [s for s in steps if status[id(s)] == "todo"]
+    try:
+        for number, step in enumerate(todo, start=1):
+            if log:
+                log(f"[{number}/{len(todo)}] {step.stage} {step.name}")
+            write_json(
+                step.started, {"stage": step.stage, "name": step.name, "params": _jsonable(step.params)}
+            )
+            result = step.action()
+            write_json(
+                step.marker,
+                {"stage": step.stage, "name": step.name, "params": _jsonable(step.params), "result": result},
+            )
+    finally:
+        _answerer.cache_clear()  # let the last model go
+        _out_domain_pool.cache_clear()
+        results = collect_results(config, steps)
+        write_results(config, results)
+    return results
+
+
+def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -> dict:
+    """The results table from the finished eval steps' markers: one row per eval cell."""
+    steps = steps if steps is not None else plan(config)
+    rows, missing = [], []
+    for step in steps:
+        if step.stage != "eval":
+            continue
+        marker = step.read_marker()
+        if marker is None or not step.made_with_current_settings(marker):
+            missing.append(step.name)
+            continue
+        metrics = marker["result"]["metrics"]
+        rows.append(
+            {
+                **step.cell.describe(),
+                **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
+            }
+        )
+    return {
+        "experiment": config.name,
+        "lang": config.lang,
+        "base_model": config.model,
+        "embedder": config.embedder,
+        "benchmarks": list(config.evaluation.benchmarks),
+        "max_examples": config.evaluation.max_examples,
+        "complete": not missing,
+        "missing": missing,
+        "rows": rows,
+    }
+
+
+def write_results(config: ExperimentConfig, results: dict) -> tuple[Path, Path]:
+    """Write ``results.json`` and ``results.md`` under the experiment's output directory."""
+    from rait.report import results_markdown
+
+    json_path = config.output_dir / RESULTS_JSON
+    md_path = config.output_dir / RESULTS_MD
+    write_json(json_path, results)
+    with atomic_write(md_path) as handle:
+        handle.write(results_markdown(results))
+    return json_path, md_path

@@ -1,0 +1,177 @@
+"""Adapters from the runner to the real stages: build_data, train, predict and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from rait.experiment.cells import EvalCell, TrainCell
+from rait.experiment.config import PREDICT_DEFAULTS, ExperimentConfig, ExperimentError
+from rait.fileio import write_json
+
+
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """The stage calls the runner makes; each writes only under the directory it is given.
+
+    ``build(config, cell, out_dir) -> data file``; ``train(config, cell, data, out_dir) -> model dir``;
+    ``predict(config, cell, model, out_dir) -> predictions file`` (``model`` None = the base model);
+    ``evaluate(config, cell, predictions) -> metrics`` (precision, recall, f1, n_queries, n_unparseable)."""
+
+    build: Callable[[ExperimentConfig, TrainCell, Path], Path]
+    train: Callable[[ExperimentConfig, TrainCell, Path, Path], Path]
+    predict: Callable[[ExperimentConfig, EvalCell, Path | None, Path], Path]
+    evaluate: Callable[[ExperimentConfig, EvalCell, Path], dict]
+
+
+def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
+    """:func:`rait.build_data.build_data` for one training cell: ``train.jsonl`` + its manifest."""
+    from rait.build_data import BuildConfig, build_data
+
+    output = out_dir / "train.jsonl"
+    build_data(
+        BuildConfig(
+            source=config.training.source,
+            output=output,
+            method=cell.method,
+            k=cell.k or 2,
+            strategy=cell.strategy or "nn",
+            size=cell.size,
+            lang=config.lang,
+            embedder=config.embedder,
+            seed=cell.seed,
+            source_format=config.training.format,
+            **config.training.build,
+        )
+    )
+    return output
+
+
+def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> Path:
+    """:func:`rait.train.train` (LoRA) on one cell's data; resumes from the cell's last checkpoint."""
+    from rait.train import TrainConfig, train
+
+    options = {
+        **config.training.hyper,
+        "data": [str(data)],
+        "output_dir": str(out_dir),
+        "model": config.model,
+        "seed": cell.seed,
+        "resume": True,
+    }
+    return train(TrainConfig.from_dict(options, source=config.path or "experiment"))
+
+
+@lru_cache(maxsize=1)
+def _answerer(model: str, adapter: str | None, backend: str, lang: str, max_new_tokens: int, batch_size: int):
+    """The last model loaded, kept for the next eval cells (they come grouped by model)."""
+    from rait.predict import load_predictor
+
+    return load_predictor(
+        model,
+        adapter=adapter,
+        backend=backend,
+        lang=lang,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+    )
+
+
+@lru_cache(maxsize=2)
+def _out_domain_pool(source: str, fmt: str | None, lang: str, embedder: str | None, size: int, seed: int):
+    from rait.embed import get_embedder
+    from rait.retrieval import ExamplePool
+
+    return ExamplePool.from_source(source, get_embedder(embedder, lang), lang, fmt=fmt, size=size, seed=seed)
+
+
+def _benchmark_records(config: ExperimentConfig, name: str) -> list:
+    from rait.benchmarks import load_benchmark
+    from rait.predict import read_input
+
+    ev = config.evaluation
+    if name not in ev.files:
+        return load_benchmark(name, "test", max_examples=ev.max_examples, seed=ev.seed)
+    records = read_input(ev.files[name])
+    if len(records) > ev.max_examples:
+        import random
+
+        keep = sorted(random.Random(ev.seed).sample(range(len(records)), ev.max_examples))
+        records = [records[i] for i in keep]
+    for record in records:
+        record.source = name
+    return records
+
+
+def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, out_dir: Path) -> Path:
+    """Answer every (passage, type) query of the cell's benchmark into ``predictions.jsonl`` (resumable),
+    with the mode's retrieved examples; ``model`` is the trained adapter, None for the base model.
+    What this run did (passages resumed, predicted, given examples) goes to ``predict_stats.json``."""
+    from rait.embed import get_embedder
+    from rait.predict import predict_records
+    from rait.retrieval import ExamplePool
+
+    options = {**PREDICT_DEFAULTS, **config.evaluation.predict}
+    records = _benchmark_records(config, cell.benchmark)
+    answerer = _answerer(
+        config.model,
+        str(model) if model else None,
+        options["backend"],
+        config.lang,
+        options["max_new_tokens"],
+        options["batch_size"],
+    )
+    examples = None
+    mode = cell.mode
+    if mode.kind != "none":
+        if mode.kind == "out-domain":
+            pool = _out_domain_pool(
+                config.training.source,
+                config.training.format,
+                config.lang,
+                config.embedder,
+                *config.pool_sample(cell.train),
+            )
+        else:
+            pool = ExamplePool.from_benchmark(
+                cell.benchmark,
+                mode.pool_size,
+                seed=config.evaluation.seed,
+                embedder=get_embedder(config.embedder, config.lang),
+            )
+
+        def examples(batch: list) -> list:
+            return pool.retrieve(
+                [r.text for r in batch],
+                mode.k,
+                mode.strategy,
+                K=options["K"],
+                bm25_threshold=options["bm25_threshold"],
+                mixed_ratio=options["mixed_ratio"],
+                seed=config.evaluation.seed,
+                query_ids=[r.id for r in batch],
+            )
+
+    output = out_dir / "predictions.jsonl"
+    stats = predict_records(
+        records, answerer, output, examples=examples, lang=config.lang, chunk_size=options["chunk_size"]
+    )
+    write_json(out_dir / "predict_stats.json", stats.to_dict())
+    return output
+
+
+def run_evaluate(config: ExperimentConfig, cell: EvalCell, predictions: Path) -> dict:
+    """UniversalNER micro scores of one cell's predictions (:func:`rait.evaluation.evaluate_file`)."""
+    from rait.evaluation import evaluate_file
+
+    scores = evaluate_file(predictions).to_dict()["benchmarks"]
+    if cell.benchmark not in scores:
+        raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
+    return scores[cell.benchmark]
+
+
+def default_stages() -> Stages:
+    """The real stages: build_data, train, predict, evaluation."""
+    return Stages(run_build, run_train, run_predict, run_evaluate)
