@@ -25,7 +25,9 @@ from rait.train import (
     TrainConfig,
     encode_conversations,
     load_conversations,
+    read_validation,
     resolve_config,
+    split_validation,
     train,
 )
 
@@ -129,6 +131,7 @@ def test_training_run_outputs_and_loss_decreases(workdir):
     summary = json.loads((out / SUMMARY_FILE).read_text())
     assert summary["optimizer_steps"] == 12 and summary["gradient_accumulation_steps"] == 2
     assert summary["data"]["examples"] == 4
+    assert summary["validation"] is None and read_validation(out) is None
     # the saved config is complete and reproduces the run's config
     assert resolve_config(out / CONFIG_FILE) == config(
         workdir, "run", max_steps=12, batch_size=4, per_device_batch_size=2, lora_dropout=0.0
@@ -253,3 +256,33 @@ def test_cli_train_and_merge(workdir, tmp_path):
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-5)
     result = runner.invoke(app, ["merge", str(out), str(merged_dir)])
     assert isinstance(result.exception, RaitError) and "already exists" in str(result.exception)
+
+
+def test_split_validation_is_seeded_disjoint_and_complete():
+    convs = [build_conversation(Record(str(i), f"Passage number {i}."), lang="en") for i in range(20)]
+    train_part, val = split_validation(convs, 0.1, seed=3)
+    assert len(val) == 2 and len(train_part) == 18
+    assert sorted(map(id, train_part + val)) == sorted(map(id, convs))
+    assert split_validation(convs, 0.1, seed=3) == (train_part, val)
+    assert split_validation(convs, 0.1, seed=4)[1] != val
+    assert split_validation(convs, 0.0, seed=3) == (convs, [])
+    with pytest.raises(RaitError, match="none to train on"):
+        split_validation(convs[:1], 0.5, seed=3)
+
+
+def test_validation_hold_out_keeps_the_best_checkpoint(workdir):
+    out = train(config(workdir, "val", validation_fraction=0.25, save_steps=2, save_total_limit=None))
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["data"]["conversations"] == 3
+    validation = read_validation(out)
+    assert validation == summary["validation"]
+    assert validation["conversations"] == 1 and validation["examples"] == 1
+    losses = validation["eval_losses"]
+    assert [row["step"] for row in losses] == [2, 4, 6]
+    best = min(losses, key=lambda row: row["eval_loss"])
+    assert validation["best_step"] == best["step"] and validation["best_eval_loss"] == best["eval_loss"]
+    kept = load_file(out / validation["best_checkpoint"] / "adapter_model.safetensors")
+    final = load_file(out / "adapter_model.safetensors")
+    assert kept.keys() == final.keys() and all(torch.equal(kept[k], final[k]) for k in kept)
+    log = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+    assert [r["step"] for r in log if "eval_loss" in r] == [2, 4, 6]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -84,6 +85,9 @@ class TrainConfig:
     logging_steps: int = 10
     gradient_checkpointing: bool = False
     require_chat_template: bool = False  # False: a model without one gets the ChatML fallback (logged)
+    validation_fraction: float = (
+        0.0  # > 0: hold out this share of conversations (seeded), keep best by val loss
+    )
     resume: bool = False  # continue from the last checkpoint in output_dir
 
     def to_dict(self) -> dict:
@@ -119,6 +123,7 @@ class TrainConfig:
             (bool(self.lora_target_modules), "lora_target_modules is empty"),
             (self.max_length > 1, "max_length must be at least 2"),
             (self.save_steps > 0 and self.logging_steps > 0, "save_steps and logging_steps must be positive"),
+            (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -264,6 +269,23 @@ def load_conversations(paths: Sequence[str | Path]) -> list[Conversation]:
             raise DataError(path, "no conversations in file")
         conversations += found
     return conversations
+
+
+def split_validation(
+    conversations: Sequence[Conversation], fraction: float, seed: int
+) -> tuple[list[Conversation], list[Conversation]]:
+    """(training, validation) conversations: a seeded random ``fraction`` (at least one) held out, both in
+    input order; ``fraction`` 0 holds out nothing."""
+    if fraction <= 0:
+        return list(conversations), []
+    n_val = max(1, round(fraction * len(conversations)))
+    if n_val >= len(conversations):
+        raise RaitError(
+            f"validation_fraction {fraction} of {len(conversations)} conversations leaves none to train on"
+        )
+    held = set(random.Random(seed).sample(range(len(conversations)), n_val))
+    train_part = [c for i, c in enumerate(conversations) if i not in held]
+    return train_part, [c for i, c in enumerate(conversations) if i in held]
 
 
 @dataclass
@@ -468,17 +490,24 @@ def _log_rows(path: Path) -> list[dict]:
 
 
 def plot_loss(log_path: str | Path, output: str | Path) -> Path | None:
-    """Training loss against optimizer step, from a train_log.jsonl; None when nothing was logged."""
+    """Training (and validation) loss against optimizer step, from a train_log.jsonl; None when nothing
+    was logged."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in _log_rows(Path(log_path)) if "loss" in r]
+    all_rows = _log_rows(Path(log_path))
+    rows = [r for r in all_rows if "loss" in r]
     if not rows:
         return None
+    evals = [r for r in all_rows if "eval_loss" in r]
     figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 50 else None)
+    marker = "." if len(rows) < 50 else None
+    axes.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker=marker, label="training")
+    if evals:
+        axes.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], marker="o", label="validation")
+        axes.legend()
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("training loss")
     axes.grid(alpha=0.3)
@@ -501,7 +530,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = config.gradient_accumulation_steps(world_size)
-    conversations = load_conversations(config.data)
+    conversations, held_out = split_validation(
+        load_conversations(config.data), config.validation_fraction, config.seed
+    )
     resume_from = _check_resume(config, output_dir)
     model_path = resolve_model_path(config.model)
     tokenizer = load_tokenizer(model_path, require_chat_template=config.require_chat_template)
@@ -515,6 +546,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     )  # fmt: skip
     if not data.examples:
         raise RaitError("no training example left after applying the length rule")
+    validation = encode_conversations(tokenizer, held_out, config.max_length, config.length_rule)
+    if held_out and not validation.examples:
+        raise RaitError("no validation example left after applying the length rule")
 
     device = default_device()
     dtype = default_dtype(device)
@@ -545,6 +579,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         dataloader_num_workers=0,
         disable_tqdm=True,
         use_cpu=device == "cpu",
+        **_validation_args(config, bool(held_out)),
     )
     if args.should_save:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -578,6 +613,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         model=model,
         args=args,
         train_dataset=data.examples,
+        eval_dataset=validation.examples or None,
         data_collator=PaddingCollator(
             tokenizer.pad_token_id, pad_to_multiple_of=8 if device == "cuda" else None
         ),
@@ -601,12 +637,57 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
                 "optimizer_steps": trainer.state.global_step,
                 "resumed_from": str(resume_from) if resume_from else None,
                 "train_loss": result.training_loss,
+                "validation": _validation_summary(trainer.state, validation, output_dir)
+                if held_out
+                else None,
                 "seconds": round(time.time() - started, 2),
                 "device": device,
                 "dtype": str(model.dtype).removeprefix("torch."),
             },
         )
     return output_dir
+
+
+def _validation_args(config: TrainConfig, enabled: bool) -> dict:
+    """TrainingArguments for the validation hold-out: evaluate at every checkpoint, keep the best by loss."""
+    if not enabled:
+        return {}
+    return {
+        "eval_strategy": "steps",
+        "eval_steps": config.save_steps,
+        "per_device_eval_batch_size": config.per_device_batch_size,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+        "label_names": ["labels"],
+    }
+
+
+def _validation_summary(state, validation: EncodedData, output_dir: Path) -> dict:
+    """The validation losses of a finished run and the checkpoint the adapter was taken from."""
+    losses = [
+        {"step": row["step"], "eval_loss": row["eval_loss"]}
+        for row in state.log_history
+        if "eval_loss" in row
+    ]
+    best = Path(state.best_model_checkpoint) if state.best_model_checkpoint else None
+    return {
+        "conversations": validation.n_conversations,
+        "examples": len(validation.examples),
+        "eval_losses": losses,
+        "best_eval_loss": state.best_metric,
+        "best_step": _checkpoint_step(best),
+        "best_checkpoint": str(best.relative_to(output_dir)) if best else None,
+    }
+
+
+def read_validation(output_dir: str | Path) -> dict | None:
+    """The validation summary of a finished run (``best_eval_loss``, ``best_step``, ``eval_losses``, ...),
+    or None when it held nothing out."""
+    path = Path(output_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise RaitError(f"{output_dir} holds no finished training run ({SUMMARY_FILE} is missing)")
+    return read_json(path).get("validation")
 
 
 def _checkpoint_step(checkpoint: Path | None) -> int | None:

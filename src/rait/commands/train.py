@@ -86,6 +86,13 @@ def train_command(
         bool | None,
         typer.Option("--require-chat-template", help="Fail on a model without one instead of using ChatML."),
     ] = None,
+    validation_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Hold out this share of conversations (seeded); keep the best checkpoint by "
+            "validation loss [0: none]."
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in the output dir.")
     ] = False,
@@ -118,6 +125,7 @@ def train_command(
         logging_steps=logging_steps,
         gradient_checkpointing=gradient_checkpointing,
         require_chat_template=require_chat_template,
+        validation_fraction=validation_fraction,
         resume=resume or None,
     )
     out = train(cfg)
