@@ -23,6 +23,7 @@ from rait.train import (
     SUMMARY_FILE,
     PaddingCollator,
     TrainConfig,
+    _trainer_class,
     encode_conversations,
     load_conversations,
     read_validation,
@@ -76,6 +77,7 @@ def config(workdir: Path, out: str, **overrides) -> TrainConfig:
         lora_r=4,
         lora_alpha=8,
         lora_dropout=0.1,
+        precision="fp32",  # the same numbers on every CPU; bf16 has its own tests
     )
     return TrainConfig(**(values | overrides))
 
@@ -286,3 +288,68 @@ def test_validation_hold_out_keeps_the_best_checkpoint(workdir):
     assert kept.keys() == final.keys() and all(torch.equal(kept[k], final[k]) for k in kept)
     log = [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in log if "eval_loss" in r] == [2, 4, 6]
+
+
+@pytest.mark.parametrize("accumulated", [False, True])
+def test_loss_on_labelled_positions_equals_the_models_loss(accumulated):
+    """rait projects onto the vocabulary only where a labelled token is predicted; the loss (and so the
+    gradients) must equal the model's own causal-LM loss over the full logits."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import TrainingArguments
+
+    model, tok = tiny_model_and_tokenizer()
+    model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj"]))
+    batch = PaddingCollator(tok.pad_token_id)(encode_conversations(tok, conversations(), 4096).examples)
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none")
+    trainer = _trainer_class(True)(model=model, args=args, train_dataset=[{}])
+    n_items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum() + 7 if accumulated else None
+    ours = trainer.compute_loss(model, dict(batch), num_items_in_batch=n_items)
+    ours.backward()
+    ours_grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+    kwargs = {"num_items_in_batch": n_items} if accumulated else {}
+    reference = model(**batch, **kwargs).loss
+    reference.backward()
+    assert torch.allclose(ours, reference, rtol=1e-5, atol=1e-6)
+    for got, want in zip(ours_grads, [p.grad for p in model.parameters() if p.requires_grad], strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_training_keeps_lora_weights_and_optimizer_fp32(workdir):
+    seen = {}
+
+    class Inspect(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+            trained = [p for p in model.parameters() if p.requires_grad]
+            frozen = [p for p in model.parameters() if not p.requires_grad]
+            seen["trained"] = {p.dtype for p in trained}
+            seen["frozen"] = {p.dtype for p in frozen}
+            seen["state"] = {
+                v.dtype for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v) and v.ndim
+            }
+
+    out = train(config(workdir, "bf16", max_steps=2, precision="bf16"), callbacks=[Inspect()])
+    assert seen == {"trained": {torch.float32}, "frozen": {torch.bfloat16}, "state": {torch.float32}}
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["precision"] == "bf16" and summary["train_loss"] > 0
+    assert json.loads((out / CONFIG_FILE).read_text())["precision"] == "bf16"
+    assert {v.dtype for v in load_file(out / "adapter_model.safetensors").values()} == {torch.float32}
+
+
+def test_resume_of_a_run_saved_before_the_precision_option(workdir):
+    with pytest.raises(KeyboardInterrupt):
+        train(config(workdir, "legacy"), callbacks=[Crash()])
+    saved = json.loads((workdir / "legacy" / CONFIG_FILE).read_text())
+    del saved["precision"]  # what rait wrote before the option existed (it trained fp32 on CPU)
+    (workdir / "legacy" / CONFIG_FILE).write_text(json.dumps(saved))
+    with pytest.raises(RaitError, match="precision"):
+        train(config(workdir, "legacy", resume=True, precision="bf16"))
+    train(config(workdir, "legacy", resume=True))
+    assert (workdir / "legacy" / "adapter_model.safetensors").is_file()
+
+
+def test_precision_option_is_checked(tmp_path):
+    with pytest.raises(DataError, match="precision"):
+        resolve_config(None, data=["x"], output_dir=str(tmp_path), precision=3)
+    with pytest.raises(RaitError, match="precision must be one of"):
+        resolve_config(None, data=["x"], output_dir=str(tmp_path), precision="fp8")

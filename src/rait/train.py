@@ -28,14 +28,8 @@ import torch
 from rait.chat import IGNORE_INDEX, encode_for_training
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, read_json, read_jsonl, write_json, write_jsonl
-from rait.models import (
-    DEFAULT_MODEL,
-    default_device,
-    default_dtype,
-    load_model,
-    load_tokenizer,
-    resolve_model_path,
-)
+from rait.models import DEFAULT_MODEL, default_device, load_model, load_tokenizer, resolve_model_path
+from rait.precision import PRECISIONS, resolve_precision
 from rait.records import Conversation
 
 # When saving an adapter peft looks the base model's config up (locally, then on the Hub) to see whether the
@@ -84,6 +78,7 @@ class TrainConfig:
     save_total_limit: int | None = 2  # checkpoints kept (None = all)
     logging_steps: int = 10
     gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto | fp32 | bf16 (rait.precision): bf16 where the hardware has it natively
     require_chat_template: bool = False  # False: a model without one gets the ChatML fallback (logged)
     validation_fraction: float = (
         0.0  # > 0: hold out this share of conversations (seeded), keep best by val loss
@@ -114,6 +109,7 @@ class TrainConfig:
             raise RaitError("no output directory given")
         checks = [
             (self.length_rule in LENGTH_RULES, f"length_rule must be one of {', '.join(LENGTH_RULES)}"),
+            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.batch_size > 0 and self.per_device_batch_size > 0, "batch sizes must be positive"),
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be positive"),
@@ -385,6 +381,25 @@ def _trainer_class(group_by_length: bool):
             group = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return LengthGroupedSampler([len(e["input_ids"]) for e in dataset], group, self.args.seed)
 
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """The model's causal-LM loss, with the vocabulary projection computed only at the positions
+            that predict a labelled token (assistant turns are a fraction of each conversation)."""
+            labels = inputs["labels"]
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+            features = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**features, logits_to_keep=keep)
+            loss = torch.nn.functional.cross_entropy(
+                outputs.logits.float(), labels[:, 1:][keep[:, :-1]], reduction="sum"
+            )
+            if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+                loss = loss / num_items_in_batch  # the Trainer then skips its division by accumulation
+                if self.args.average_tokens_across_devices:
+                    loss = loss * self.accelerator.num_processes
+            else:
+                loss = loss / keep.sum().clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
+
     return RaitTrainer
 
 
@@ -407,6 +422,10 @@ def _last_checkpoint(output_dir: Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+# What a run saved before ``precision`` existed trained with: fp32 on CPU, the GPU's best choice on CUDA.
+_LEGACY_PRECISION = {"cpu": "fp32", "cuda": "auto"}
+
+
 def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
     """The checkpoint to resume from (None: fresh start); refuses to mix runs with different configs."""
     checkpoint = _last_checkpoint(output_dir)
@@ -421,6 +440,7 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
             f"{output_dir} already has checkpoints; pass --resume to continue or use a new output dir"
         )
     saved = read_json(output_dir / CONFIG_FILE) if (output_dir / CONFIG_FILE).exists() else {}
+    saved.setdefault("precision", _LEGACY_PRECISION[default_device()])  # runs saved before the option
     current = config.to_dict()
     changed = sorted(k for k in current if k != "resume" and saved.get(k) != current[k])
     if changed:
@@ -551,7 +571,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         raise RaitError("no validation example left after applying the length rule")
 
     device = default_device()
-    dtype = default_dtype(device)
+    precision = resolve_precision(config.precision, device)
+    logger.info("precision %s (%s on %s)", precision, config.precision, device)
     args = TrainingArguments(
         output_dir=str(output_dir / CHECKPOINTS),
         num_train_epochs=config.epochs,
@@ -570,8 +591,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         logging_steps=config.logging_steps,
         logging_first_step=True,
         report_to="none",
-        bf16=dtype == torch.bfloat16,
-        fp16=dtype == torch.float16,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         ddp_find_unused_parameters=False,
@@ -586,7 +607,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         write_json(output_dir / CONFIG_FILE, config.to_dict())
 
     set_seed(config.seed)
-    # Base weights in bf16 where the GPU has it; fp16 GPUs keep fp32 weights under fp16 autocast.
+    # Frozen base weights in bf16 under bf16 autocast (peft keeps the LoRA weights fp32); fp16 keeps fp32
+    # weights under fp16 autocast.
     try:
         model = AutoModelForCausalLM.from_pretrained(
             model_path, dtype=torch.bfloat16 if args.bf16 else torch.float32
@@ -642,6 +664,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
                 else None,
                 "seconds": round(time.time() - started, 2),
                 "device": device,
+                "precision": precision,
                 "dtype": str(model.dtype).removeprefix("torch."),
             },
         )
