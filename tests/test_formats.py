@@ -175,6 +175,47 @@ EXPECTED = {
             ),
         ],
     ),
+    "conll2003.txt": (
+        "conll",
+        [
+            ("EU rejects German call", [("EU", "ORG", 0, 2), ("German", "MISC", 11, 17)], None),
+            ("Peter Blackburn", [("Peter Blackburn", "PER", 0, 15)], None),
+            ("BRUSSELS 1996-08-22", [("BRUSSELS", "LOC", 0, 8)], None),
+        ],
+    ),
+    "bio_space.txt": (
+        "bio",
+        [
+            (
+                "Ada Lovelace was born in London",
+                [("Ada Lovelace", "person", 0, 12), ("London", "location", 25, 31)],
+                None,
+            ),
+            ("Nothing here", [], None),
+        ],
+    ),
+    "tokens_tags.jsonl": (
+        "tokens-tags",
+        [
+            (
+                "{@Atom Araullo@} visits Manila",
+                [("{@Atom Araullo@}", "person", 0, 16), ("Manila", "location", 24, 30)],
+                None,
+            ),
+            ("no entity", [], None),
+        ],
+    ),
+    "brat": (
+        "brat",
+        [
+            (
+                "Marie Curie was born in Warsaw.\n",
+                [("Marie Curie", "Person", 0, 11), ("Warsaw", "Location", 24, 30)],
+                None,
+            ),
+            ("Paris is big.\n", [("Paris", "Location", 0, 5)], None),
+        ],
+    ),
     "rait.jsonl": (
         "rait",
         [
@@ -504,3 +545,116 @@ def test_convert_library_and_cli(tmp_path) -> None:
         app, ["convert", str(FIX / "bio.txt"), str(tmp_path / "o3.json"), "--to", "gliner"]
     )
     assert isinstance(result.exception, RaitError) and "choose one of rait, uniner" in str(result.exception)
+
+
+# ------------------------------------------------------------------------------- layouts and odd files
+
+
+def test_docstart_lines_separate_documents_and_are_never_tokens(tmp_path) -> None:
+    path = tmp_path / "harvey.txt"
+    path.write_text(
+        "-DOCSTART-\tO\n\nHouston\tB-point\nfloods\tO\n-DOCSTART-\tO\nRain\tO\n", encoding="utf-8"
+    )
+    records = load_records(path)
+    assert [r.text for r in records] == ["Houston floods", "Rain"]
+    assert [(m.text, m.start) for m in records[0].mentions] == [("Houston", 0)]
+
+
+def test_conll_columns_option_picks_token_and_tag(tmp_path) -> None:
+    path = tmp_path / "cols.txt"
+    path.write_text("B-PER x Ada\nO x met\n", encoding="utf-8")
+    [record] = load_records(path, "conll", columns=(2, 0))
+    assert (record.text, [(m.text, m.type) for m in record.mentions]) == ("Ada met", [("Ada", "PER")])
+
+
+def test_tokens_tags_with_integer_tags_need_the_label_list(tmp_path) -> None:
+    path = tmp_path / "hf.json"
+    path.write_text(json.dumps([{"tokens": ["Ada", "met", "Bo"], "ner_tags": [1, 0, 1]}]), encoding="utf-8")
+    with pytest.raises(DataError, match="label list"):
+        load_records(path)
+    [record] = load_records(path, tag_names=["O", "B-PER", "I-PER"])
+    assert [(m.text, m.type) for m in record.mentions] == [("Ada", "PER"), ("Bo", "PER")]
+
+
+def test_brat_discontinuous_mention_is_reported() -> None:
+    stats = LoadStats()
+    load_records(FIX / "brat" / "doc2.ann", stats=stats)
+    assert (
+        len(stats.repaired) == 1 and "discontinuous" in stats.repaired[0] and "doc2.ann" in stats.repaired[0]
+    )
+
+
+def test_bom_is_accepted(tmp_path) -> None:
+    for name in ("bio.txt", "cluener.jsonl", "gliner.json"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + (FIX / name).read_bytes())
+        assert _summary(load_records(path)) == EXPECTED[name][1]
+
+
+def test_tag_with_trailing_whitespace_is_stripped_and_reported(tmp_path) -> None:
+    path = tmp_path / "ws.txt"
+    path.write_text("Ada\tB-PER \nmet\tO\nBo\tB-PER\n", encoding="utf-8")
+    stats = LoadStats()
+    [record] = load_records(path, "bio", stats=stats)
+    assert {m.type for m in record.mentions} == {"PER"}
+    assert len(stats.repaired) == 1 and "line 1" in stats.repaired[0] and "whitespace" in stats.repaired[0]
+
+
+def test_file_cut_inside_a_tag_is_refused(tmp_path) -> None:
+    path = tmp_path / "cut.txt"
+    path.write_text("Ada\tB-PER\nin\tO\nLondon\tB-LOC\n\nParis\tB-LO", encoding="utf-8")
+    with pytest.raises(DataError, match="truncated") as info:
+        load_records(path)
+    assert info.value.line == 5
+    path.write_text(
+        "Ada\tB-PER\nin\tO\nLondon\tB-LOC\n\nParis\tB-LOC", encoding="utf-8"
+    )  # no newline, known type
+    assert len(load_records(path)) == 2
+
+
+def test_bmes_entity_left_open_is_reported(tmp_path) -> None:
+    path = tmp_path / "open.char.bmes"
+    path.write_text("张 B-NAME\n三 M-NAME\n来 O\n\n李 S-NAME\n", encoding="utf-8")
+    stats = LoadStats()
+    records = load_records(path, stats=stats)
+    assert [m.text for m in records[0].mentions] == ["张三"]
+    assert len(stats.repaired) == 1 and "line 1" in stats.repaired[0] and "no E- tag" in stats.repaired[0]
+    stats = LoadStats()
+    load_records(FIX / "bio.txt", stats=stats)  # BIO files have no E- tags: B- then O is normal
+    assert not any("E- tag" in message for message in stats.repaired)
+
+
+@pytest.mark.parametrize("fmt", [None, "bio", "rait", "cmeee"])
+def test_empty_file_says_it_is_empty(tmp_path, fmt) -> None:
+    path = tmp_path / "empty.txt"
+    path.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        load_records(path, fmt)
+
+
+def test_directory_and_non_utf8_files(tmp_path) -> None:
+    with pytest.raises(DataError, match="is a directory"):
+        load_records(tmp_path)
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Ada\tB-PER\n\nJos\xe9\tB-PER\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8") as info:
+        load_records(path, "bio")
+    assert info.value.line == 3
+
+
+def test_swapped_columns_are_named(tmp_path) -> None:
+    with pytest.raises(DataError, match="columns look swapped"):
+        load_records(FIX / "bio.txt", "bio-tagfirst")
+    with pytest.raises(DataError, match="columns look swapped"):
+        load_records(FIX / "mit.txt", "bio")
+
+
+def test_tokens_with_spaces_survive_convert_to_bio(tmp_path) -> None:
+    convert(FIX / "tokens_tags.jsonl", tmp_path / "t.txt", to_fmt="bio")
+    again = load_records(tmp_path / "t.txt", "bio")
+    original = load_records(FIX / "tokens_tags.jsonl")
+    assert [(r.text, r.mentions, r.tokens) for r in again] == [
+        (r.text, r.mentions, r.tokens) for r in original
+    ]
+    convert(tmp_path / "t.txt", tmp_path / "t.jsonl")  # and through the rait format
+    assert [r.tokens for r in load_records(tmp_path / "t.jsonl")] == [r.tokens for r in original]

@@ -46,12 +46,34 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def check_input_file(path: str | Path) -> Path:
+    """``path`` as a Path; DataError when it does not exist or is not a regular file."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a directory, not a file")
+    if not path.is_file():
+        raise DataError(path, "file does not exist")
+    return path
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file's content (a leading BOM dropped); DataError naming the line of a bad byte."""
+    path = check_input_file(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            path, f"not UTF-8 text ({exc.reason}, byte {exc.start}, column {column})", line=line
+        ) from None
+
+
 def read_json(path: str | Path):
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
 
@@ -59,16 +81,13 @@ def read_json(path: str | Path):
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; a bad line raises DataError."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file does not exist")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"invalid JSON: {exc.msg}", line=number) from None
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"invalid JSON: {exc.msg}", line=number) from None
 
 
 class JsonlAppender:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rait.errors import DataError
-from rait.fileio import atomic_write, write_json, write_jsonl
+from rait.fileio import atomic_write, read_text, write_json, write_jsonl
 from rait.records import Conversation, Mention, Record
 from rait.templates import WORDINGS, build_conversation
 
@@ -61,10 +61,20 @@ class _Item:
 
 
 class _Reader:
-    """Per-file state shared by the loaders: the path, the skip policy and the stats."""
+    """Per-file state shared by the loaders: the path, the skip policy, the stats, and the layout options
+    (``columns``: 0-based token and tag columns of a ``conll`` file; ``tag_names``: the tag of each integer
+    of ``tokens-tags`` files)."""
 
-    def __init__(self, path: Path, skip_bad: bool, stats: LoadStats):
+    def __init__(
+        self,
+        path: Path,
+        skip_bad: bool,
+        stats: LoadStats,
+        columns: tuple[int, int] | None = None,
+        tag_names: Sequence[str] | None = None,
+    ):
         self.path, self.skip_bad, self.stats = path, skip_bad, stats
+        self.columns, self.tag_names = columns, tag_names
 
     def parse_all(self, items: Iterable[_Item], parse: Callable[[_Item], Any]) -> list:
         out = []
@@ -114,12 +124,11 @@ def _json_value(raw: Any) -> Any:
 
 
 def _read_text(path: Path) -> str:
-    if not path.is_file():
-        raise DataError(path, "file does not exist")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    """The file's text (see :func:`rait.fileio.read_text`); DataError when it holds nothing but blanks."""
+    text = read_text(path)
+    if not text.strip():
+        raise DataError(path, "file is empty")
+    return text
 
 
 def _lines(text: str) -> list[str]:
@@ -168,14 +177,21 @@ def detect_lang(text: str) -> str:
 # ------------------------------------------------------------------------------------- tagged sequences
 
 _TAG = re.compile(r"^(?:O|[BIMES]-.+)$")
+DOCSTART = "-DOCSTART-"
 
 
-def _blocks(path: Path) -> Iterator[_Item]:
-    """Sentence blocks of a tagged file: lists of (line number, line), separated by blank lines."""
+def _is_docstart(line: str) -> bool:
+    """A CoNLL document separator line (``-DOCSTART- -X- -X- O``, ``-DOCSTART-<TAB>O``, ...)."""
+    return DOCSTART in line.split()
+
+
+def _blocks(text: str) -> Iterator[_Item]:
+    """Sentence blocks of a tagged file: lists of (line number, line), separated by blank lines and by
+    ``-DOCSTART-`` lines (document separators, never tokens)."""
     block: list[tuple[int, str]] = []
     index = 0
-    for number, line in enumerate(_lines(_read_text(path)), start=1):
-        if line.strip():
+    for number, line in enumerate(_lines(text), start=1):
+        if line.strip() and not _is_docstart(line):
             block.append((number, line))
         elif block:
             yield _Item(block[0][0], index, block)
@@ -185,9 +201,10 @@ def _blocks(path: Path) -> Iterator[_Item]:
 
 
 def _decode_tags(
-    reader: _Reader, pairs: list[tuple[int, str, str]], joiner: str
+    reader: _Reader, pairs: list[tuple[int, str, str]], joiner: str, marked_ends: bool = False
 ) -> tuple[str, list[Mention]]:
-    """Text and mentions from (line, token, tag) triples in BIO or BMES/BIOES tagging."""
+    """Text and mentions from (line, token, tag) triples in BIO or BMES/BIOES tagging. With
+    ``marked_ends`` (the file uses E-/S- tags) an entity that is never closed by an E- tag is reported."""
     text_parts: list[str] = []
     starts: list[int] = []
     offset = 0
@@ -201,17 +218,24 @@ def _decode_tags(
     mentions: list[Mention] = []
     open_type: str | None = None
     open_start = 0
+    open_line = 0
 
-    def close(end_token: int) -> None:
+    def close(end_token: int, by_end_tag: bool) -> None:
         nonlocal open_type
         if open_type is not None:
+            if marked_ends and not by_end_tag:
+                reader.repaired(open_line, f"entity {open_type!r} opened here has no E- tag; read as ended")
             end = starts[end_token] + len(pairs[end_token][1])
             mentions.append(Mention(text[open_start:end], open_type, open_start, end))
             open_type = None
 
     for i, (line, token, tag) in enumerate(pairs):
+        if tag != tag.strip():
+            reader.repaired(line, f"tag {tag!r} has surrounding whitespace; read as {tag.strip()!r}")
+            tag = tag.strip()
         if not _TAG.match(tag):
-            raise _Bad(f"bad tag {tag!r} (expected O, B-, I-, M-, E- or S-<type>)", line=line)
+            hint = " (the columns look swapped: the word column holds a tag)" if _TAG.match(token) else ""
+            raise _Bad(f"bad tag {tag!r} (expected O, B-, I-, M-, E- or S-<type>){hint}", line=line)
         if not token:
             raise _Bad("empty token", line=line)
         prefix, entity_type = tag[0], tag[2:]
@@ -219,45 +243,95 @@ def _decode_tags(
             reader.repaired(line, f"{tag!r} does not continue an entity of that type; read as its start")
             prefix = "B" if prefix != "E" else "S"
         if prefix in "BSO":
-            close(i - 1)
+            close(i - 1, False)
         if prefix in "BS":
-            open_type, open_start = entity_type, starts[i]
+            open_type, open_start, open_line = entity_type, starts[i], line
         if prefix in "SE":
-            close(i)
-    close(len(pairs) - 1)
+            close(i, True)
+    close(len(pairs) - 1, False)
     return text, mentions
 
 
-def _tagged_loader(split: Callable[[str], tuple[str, str] | None], expected: str, joiner: str):
+def _tagged_loader(split: Callable[[_Reader, str], tuple[str, str] | None], expected: str, joiner: str):
     """A loader for one-token-per-line files; ``split`` gives a line's (token, tag), None if malformed."""
 
     def load(reader: _Reader) -> list[Record]:
-        def parse(item: _Item) -> Record:
+        text = _read_text(reader.path)
+
+        def pairs_of(item: _Item) -> list[tuple[int, str, str]]:
             pairs = []
             for line, content in item.raw:
-                fields = split(content)
+                fields = split(reader, content)
                 if fields is None:
                     raise _Bad(f"expected {expected}, got {content[:80]!r}", line=line)
                 pairs.append((line, *fields))
-            text, mentions = _decode_tags(reader, pairs, joiner)
-            return Record(reader.record_id(item.index), text, mentions, source=reader.path.stem)
+            return pairs
 
-        return reader.parse_all(_blocks(reader.path), parse)
+        blocks = reader.parse_all(_blocks(text), lambda item: (item, pairs_of(item)))
+        marked_ends = any(tag.strip()[:2] in ("E-", "S-") for _, pairs in blocks for _, _, tag in pairs)
+
+        def parse(entry: tuple[_Item, list[tuple[int, str, str]]]) -> Record:
+            item, pairs = entry
+            block_text, mentions = _decode_tags(reader, pairs, joiner, marked_ends)
+            tokens = [token for _, token, _ in pairs]
+            spaced = joiner == " " and any(any(c.isspace() for c in token) for token in tokens)
+            return Record(
+                reader.record_id(item.index),
+                block_text,
+                mentions,
+                source=reader.path.stem,
+                tokens=tokens if spaced else None,
+            )
+
+        entries = (_Item(item.line, item.index, (item, pairs)) for item, pairs in blocks)
+        records = reader.parse_all(entries, lambda entry: parse(entry.raw))
+        _check_not_truncated(reader.path, text, blocks)
+        return records
 
     return load
 
 
-def _split_tab(content: str) -> tuple[str, str] | None:
-    fields = content.split("\t")
+def _check_not_truncated(path: Path, text: str, blocks: list) -> None:
+    """A file cut inside its last tag (no final newline, e.g. ``London<TAB>B-LO``) invents a type: refuse
+    a last line without a newline whose entity type appears nowhere else in the file."""
+    if not blocks or text.endswith("\n"):
+        return
+    line, _, tag = blocks[-1][1][-1]
+    last_type = tag.strip()[2:]
+    if not last_type:
+        return
+    others = (t.strip()[2:] for _, pairs in blocks for n, _, t in pairs if n != line)
+    if last_type not in set(others):
+        raise DataError(
+            path,
+            f"the file ends without a newline inside tag {tag.strip()!r}, whose type appears nowhere else: "
+            "it looks truncated",
+            line=line,
+        )
+
+
+def _split_tab(reader: _Reader, content: str) -> tuple[str, str] | None:
+    """``word<TAB>TAG``, or ``word TAG`` on a line without tabs."""
+    fields = content.split("\t") if "\t" in content else content.split()
     return (fields[0], fields[1]) if len(fields) == 2 else None
 
 
-def _split_tab_tag_first(content: str) -> tuple[str, str] | None:
-    fields = content.split("\t")
+def _split_tab_tag_first(reader: _Reader, content: str) -> tuple[str, str] | None:
+    fields = content.split("\t") if "\t" in content else content.split()
     return (fields[1], fields[0]) if len(fields) == 2 else None
 
 
-def _split_char(content: str) -> tuple[str, str] | None:
+def _split_columns(reader: _Reader, content: str) -> tuple[str, str] | None:
+    """CoNLL columns (tab-separated, or whitespace-separated on a line without tabs): the token and tag
+    columns of ``reader.columns``, by default the first and the last."""
+    fields = content.split("\t") if "\t" in content else content.split()
+    token, tag = reader.columns or (0, -1)
+    if len(fields) < 2 or not -len(fields) <= min(token, tag) <= max(token, tag) < len(fields):
+        return None
+    return fields[token], fields[tag]
+
+
+def _split_char(reader: _Reader | None, content: str) -> tuple[str, str] | None:
     """``char TAG`` or ``char<TAB>TAG``: one character, a separator, the tag (which may contain spaces)."""
     if len(content) < 3 or content[1] not in " \t":
         return None
@@ -267,7 +341,7 @@ def _split_char(content: str) -> tuple[str, str] | None:
 _WEIBO_TOKEN = re.compile(r"([^0-9]*)([0-9]+)")
 
 
-def _split_weibo(content: str) -> tuple[str, str] | None:
+def _split_weibo(reader: _Reader | None, content: str) -> tuple[str, str] | None:
     """Weibo's ``<char><position in word><TAB>TAG``, position stripped (a digit char is the first digit)."""
     fields = content.split("\t")
     if len(fields) != 2 or not (match := _WEIBO_TOKEN.fullmatch(fields[0])):
@@ -278,6 +352,89 @@ def _split_weibo(content: str) -> tuple[str, str] | None:
             return None
         chars = digits[0]
     return chars, fields[1]
+
+
+def _load_tokens_tags(reader: _Reader) -> list[Record]:
+    """Hugging Face token classification rows: ``tokens`` and ``ner_tags`` (or ``tags``), the tags as
+    strings or as integers into ``reader.tag_names`` (the dataset's label list)."""
+
+    def parse(item: _Item) -> Record:
+        obj = _json_value(item.raw)
+        tokens = _get(obj, "tokens", list)
+        key = "ner_tags" if isinstance(obj, dict) and "ner_tags" in obj else "tags"
+        tags = _get(obj, key, list)
+        if not all(isinstance(t, str) for t in tokens):
+            raise _Bad("expected a list of strings", field="tokens")
+        if len(tags) != len(tokens):
+            raise _Bad(f"{len(tags)} tags for {len(tokens)} tokens", field=key)
+        names = []
+        for k, tag in enumerate(tags):
+            if isinstance(tag, int) and not isinstance(tag, bool):
+                if reader.tag_names is None:
+                    raise _Bad("integer tags need the dataset's label list (--tag-names)", field=key)
+                if not 0 <= tag < len(reader.tag_names):
+                    raise _Bad(f"tag {tag} is outside the label list ({len(reader.tag_names)})", field=key)
+                tag = reader.tag_names[tag]
+            elif not isinstance(tag, str):
+                raise _Bad(f"expected string or integer tags, got {tag!r}", field=f"{key}[{k}]")
+            names.append(tag)
+        line = item.line or 0
+        text, mentions = _decode_tags(reader, [(line, t, g) for t, g in zip(tokens, names, strict=True)], " ")
+        spaced = any(any(c.isspace() for c in t) for t in tokens)
+        record_id = str(obj["id"]) if "id" in obj else reader.record_id(item.index)
+        return Record(record_id, text, mentions, source=reader.path.stem, tokens=tokens if spaced else None)
+
+    return reader.parse_all(_json_items(reader.path), parse)
+
+
+def _brat_pairs(path: Path) -> list[tuple[Path, Path]]:
+    """(text, annotations) file pairs of a brat standoff path: one ``.ann``/``.txt`` or a directory."""
+    if path.is_dir():
+        anns = sorted(path.glob("*.ann"))
+        if not anns:
+            raise DataError(path, "is a directory with no brat .ann files")
+    else:
+        anns = [path.with_suffix(".ann")]
+    pairs = []
+    for ann in anns:
+        text = ann.with_suffix(".txt")
+        for needed in (ann, text):
+            if not needed.is_file():
+                raise DataError(needed, "file does not exist (brat needs the .txt and its .ann)")
+        pairs.append((text, ann))
+    return pairs
+
+
+def _load_brat(reader: _Reader) -> list[Record]:
+    """brat standoff: a document's ``.txt`` and its ``.ann`` ``T`` lines (``T1<TAB>type start end<TAB>text``).
+    Other annotation lines (relations, events, notes) are ignored; a discontinuous mention (``0 5;9 12``)
+    is dropped and listed in ``LoadStats.repaired``. One record per document, id = the file stem."""
+    records = []
+    for text_path, ann_path in _brat_pairs(reader.path):
+        text = read_text(text_path)
+        ann_reader = _Reader(ann_path, reader.skip_bad, reader.stats)
+
+        def parse(item: _Item, text: str = text, ann_reader: _Reader = ann_reader) -> Mention | None:
+            fields = item.raw.split("\t")
+            if not fields[0].startswith("T"):
+                return None
+            if len(fields) < 3 or len(fields[1].split(" ")) < 3:
+                raise _Bad(f"expected 'T<n><TAB>type start end<TAB>text', got {item.raw[:80]!r}")
+            entity_type, spans = fields[1].split(" ", 1)
+            if ";" in spans:
+                ann_reader.repaired(item.line, f"discontinuous mention {fields[2]!r} dropped")
+                return None
+            start, end = spans.split(" ") if spans.count(" ") == 1 else (None, None)
+            if not (start or "").isdecimal() or not (end or "").isdecimal():
+                raise _Bad(f"expected 'start end' offsets, got {spans!r}")
+            _check_span(text, fields[2], int(start), int(end))
+            return Mention(fields[2], entity_type, int(start), int(end))
+
+        lines = _line_items(read_text(ann_path))
+        mentions = [m for m in ann_reader.parse_all(lines, parse) if m is not None]
+        mentions.sort(key=lambda m: (m.start, m.end))
+        records.append(Record(text_path.stem, text, mentions, source=reader.path.stem))
+    return records
 
 
 # --------------------------------------------------------------------------------------- JSON formats
@@ -303,7 +460,13 @@ def _load_rait(reader: _Reader) -> list[Record]:
                 except _Bad as bad:
                     raise _Bad(bad.message, field=where) from None
             mentions.append(Mention(mention.text, mention.type, start, end))
-        return Record(str(_get(obj, "id", (str, int))), text, mentions, types, str(obj.get("source", "")))
+        tokens = obj.get("tokens")
+        if tokens is not None and not (
+            isinstance(tokens, list) and all(isinstance(t, str) for t in tokens) and " ".join(tokens) == text
+        ):
+            raise _Bad("expected a list of strings that, joined by spaces, is the text", field="tokens")
+        record_id = str(_get(obj, "id", (str, int)))
+        return Record(record_id, text, mentions, types, str(obj.get("source", "")), tokens)
 
     return reader.parse_all(_json_items(reader.path), parse)
 
@@ -509,8 +672,9 @@ def _load_cmeee(reader: _Reader) -> list[Record]:
 _LOADERS: dict[str, Callable[[_Reader], list[Record]]] = {
     "rait": _load_rait,
     "uniner": _load_uniner,
-    "bio": _tagged_loader(_split_tab, "'word<TAB>TAG'", " "),
+    "bio": _tagged_loader(_split_tab, "'word<TAB>TAG' or 'word TAG'", " "),
     "bio-tagfirst": _tagged_loader(_split_tab_tag_first, "'TAG<TAB>word'", " "),
+    "conll": _tagged_loader(_split_columns, "CoNLL columns (token ... tag)", " "),
     "char-bio": _tagged_loader(_split_char, "'char TAG'", ""),
     "bmes": _tagged_loader(_split_char, "'char TAG'", ""),
     "weibo": _tagged_loader(_split_weibo, "'<char><position><TAB>TAG'", ""),
@@ -520,6 +684,8 @@ _LOADERS: dict[str, Callable[[_Reader], list[Record]]] = {
     "cmeee": _load_cmeee,
     "skyner": _load_skyner,
     "pile-qa": _load_pile_qa,
+    "tokens-tags": _load_tokens_tags,
+    "brat": _load_brat,
 }
 LOAD_FORMATS: tuple[str, ...] = tuple(_LOADERS)
 
@@ -537,6 +703,8 @@ def _format_from_keys(keys: set[str]) -> str | None:
         ({"messages"}, "uniner"),
         ({"sentence", "entities"}, "gliner"),
         ({"text", "entities"}, "skyner"),
+        ({"tokens", "ner_tags"}, "tokens-tags"),
+        ({"tokens", "tags"}, "tokens-tags"),
     ]
     return next((fmt for needed, fmt in rules if needed <= keys), None)
 
@@ -544,12 +712,25 @@ def _format_from_keys(keys: set[str]) -> str | None:
 def detect_format(path: str | Path) -> str:
     """Guess a file's format from its extension and first items; DataError when it cannot tell."""
     path = Path(path)
+    if path.suffix == ".ann" or (path.is_dir() and any(path.glob("*.ann"))):
+        return "brat"
+    if path.is_dir():
+        raise DataError(path, "is a directory, not a data file")
+    if path.suffix == ".txt" and path.with_suffix(".ann").is_file():
+        return "brat"
     if path.name.endswith(".bmes"):
         return "bmes"
     text = _read_text(path)
-    fmt = (
-        _detect_json(path) if path.suffix in (".json", ".jsonl") or text.lstrip()[:1] in ("[", "{") else None
-    )
+    if path.suffix in (".json", ".jsonl"):
+        fmt = _detect_json(path)
+    elif text.lstrip()[:1] in ("[", "{"):  # JSON, or a tagged file whose first token starts with a bracket
+        try:
+            fmt = _detect_json(path)
+        except DataError:
+            if (fmt := _detect_tagged(text)) is None:
+                raise
+    else:
+        fmt = None
     fmt = fmt or _detect_tagged(text)
     if fmt is None:
         raise DataError(path, f"cannot tell the format; pass one of {', '.join(LOAD_FORMATS)}")
@@ -559,7 +740,7 @@ def detect_format(path: str | Path) -> str:
 def _detect_json(path: Path) -> str | None:
     first = next(_json_items(path), None)
     if first is None:
-        raise DataError(path, "no records")
+        raise DataError(path, "file is empty: no records")
     try:
         obj = _json_value(first.raw)
     except _Bad as bad:
@@ -568,20 +749,25 @@ def _detect_json(path: Path) -> str | None:
 
 
 def _detect_tagged(text: str) -> str | None:
-    lines = [line for line in _lines(text[:100_000])[:500] if line.strip()][:100]
+    lines = [line for line in _lines(text[:100_000])[:500] if line.strip() and not _is_docstart(line)][:100]
     if not lines:
         return None
     if any("|||" in line for line in lines):
         return "cmeee"
     tabbed = [line.split("\t") for line in lines]
     if all(len(f) == 2 for f in tabbed):
-        if all(_TAG.match(f[0]) for f in tabbed) and not all(_TAG.match(f[1]) for f in tabbed):
+        if all(_TAG.match(f[0]) for f in tabbed) and not all(_TAG.match(f[1].strip()) for f in tabbed):
             return "bio-tagfirst"
-        weibo = [_split_weibo(line) for line in lines]
+        weibo = [_split_weibo(None, line) for line in lines]
         return "weibo" if all(w and len(w[0]) <= 2 for w in weibo) else "bio"
-    chars = [_split_char(line) for line in lines]
+    chars = [_split_char(None, line) for line in lines]
     if all(c and _TAG.match(c[1]) for c in chars):
         return "bmes" if any(c[1][0] in "MES" for c in chars) else "char-bio"
+    columns = [line.split("\t") if "\t" in line else line.split() for line in lines]
+    if all(len(f) >= 2 for f in columns) and all(_TAG.match(f[-1]) for f in columns):
+        return "bio" if all(len(f) == 2 for f in columns) else "conll"
+    if all(len(f) == 2 for f in columns) and all(_TAG.match(f[0]) for f in columns):
+        return "bio-tagfirst"
     return None
 
 
@@ -589,17 +775,31 @@ def _detect_tagged(text: str) -> str | None:
 
 
 def load_records(
-    path: str | Path, fmt: str | None = None, *, skip_bad: bool = False, stats: LoadStats | None = None
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    skip_bad: bool = False,
+    stats: LoadStats | None = None,
+    columns: tuple[int, int] | None = None,
+    tag_names: Sequence[str] | None = None,
 ) -> list[Record]:
     """Read a data file into records; ``fmt`` is detected when None (see :data:`LOAD_FORMATS`).
 
-    Bad items raise DataError, or with ``skip_bad`` are skipped and listed in ``stats.skipped``."""
+    Bad items raise DataError, or with ``skip_bad`` are skipped and listed in ``stats.skipped``.
+    ``columns``: 0-based (token, tag) columns of a ``conll`` file (negative: from the end; default first
+    and last); ``tag_names``: the label list that integer tags of a ``tokens-tags`` file index."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file does not exist")
     fmt = fmt or detect_format(path)
+    if fmt != "brat" and path.is_dir():
+        raise DataError(path, "is a directory, not a data file")
     if fmt not in _LOADERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(LOAD_FORMATS)}")
     stats = stats if stats is not None else LoadStats()
-    records = _LOADERS[fmt](_Reader(path, skip_bad, stats))
+    records = _LOADERS[fmt](_Reader(path, skip_bad, stats, columns, tag_names))
+    if not records and not stats.skipped:
+        raise DataError(path, f"no records in this {fmt} file")
     stats.records += len(records)
     stats.mentions += sum(len(r.mentions) for r in records)
     return records
@@ -657,8 +857,12 @@ def _require_spans(path: Path, record: Record) -> list[Mention]:
 
 
 def _bio_lines(path: Path, record: Record) -> list[str]:
-    tokens = record.text.split(" ")
-    if any(not t or any(c.isspace() for c in t) for t in tokens):
+    tokens = record.tokens if record.tokens is not None else record.text.split(" ")
+    if " ".join(tokens) != record.text:
+        raise DataError(path, f"record {record.id!r}: its tokens joined by spaces are not its text")
+    if any(not t or "\t" in t or "\n" in t for t in tokens) or (
+        record.tokens is None and any(c.isspace() for t in tokens for c in t)
+    ):
         raise DataError(path, f"record {record.id!r}: BIO needs tokens separated by single spaces")
     starts, ends, offset = {}, {}, 0
     for i, token in enumerate(tokens):

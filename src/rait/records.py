@@ -24,13 +24,16 @@ class Record:
     """A passage and its gold mentions.
 
     ``types`` is the label set the passage is queried for (including types with no mention, as in a
-    benchmark or a UniNER eval file); ``None`` means "the types of its mentions"."""
+    benchmark or a UniNER eval file); ``None`` means "the types of its mentions". ``tokens`` is set only
+    when a tagged file's tokens contain spaces (TweetNER7's ``{@Atom Araullo@}``): the text is them joined
+    by single spaces, and a BIO writer needs them to restore the token boundaries."""
 
     id: str
     text: str
     mentions: list[Mention] = field(default_factory=list)
     types: list[str] | None = None
     source: str = ""
+    tokens: list[str] | None = None
 
     def query_types(self) -> list[str]:
         """The types to ask about: ``types`` if set, else the mention types in first-seen order."""
@@ -43,13 +46,16 @@ class Record:
         return list(dict.fromkeys(m.text for m in self.mentions if m.type == entity_type))
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "id": self.id,
             "text": self.text,
             "mentions": [m.to_dict() for m in self.mentions],
             "types": self.types,
             "source": self.source,
         }
+        if self.tokens is not None:
+            data["tokens"] = self.tokens
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Record:
@@ -59,6 +65,7 @@ class Record:
             mentions=[Mention(**m) for m in data.get("mentions", [])],
             types=data.get("types"),
             source=data.get("source", ""),
+            tokens=data.get("tokens"),
         )
 
 
