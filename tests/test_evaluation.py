@@ -14,12 +14,14 @@ from rait.benchmarks import data_dir
 from rait.cli import app
 from rait.errors import DataError
 from rait.evaluation import (
+    PROTOCOLS,
     EvalReport,
     evaluate,
     evaluate_file,
     evaluate_files,
     normalize_answer,
     parse_answer,
+    parse_answer_items,
     render_table,
 )
 from rait.records import QueryPrediction
@@ -87,7 +89,8 @@ def test_normalize_answer(raw, expected):
         ("[]", [], True),
         ('Answer: ["x"]', [], False),  # the list must start the answer
         ('["x",\n "y"]', [], False),  # upstream regex does not cross lines
-        ('["a]b"]', [], False),  # upstream regex stops at the first ]
+        ('["a]b"]', ["ab"], True),  # a ] inside a mention (upstream's regex would stop there)
+        ('["x"], ["y"]', ["x"], True),
         ('[1, "x"]', [], False),
         ('[["x", "y"]]', [], False),
         ("['x']", [], False),  # Python literal, not JSON
@@ -98,6 +101,35 @@ def test_normalize_answer(raw, expected):
 )
 def test_parse_answer(text, mentions, ok):
     assert parse_answer(text) == (mentions, ok)
+
+
+@pytest.mark.parametrize(
+    ("text", "uniner", "ra_it"),
+    [
+        ('Answer: ["x"]', None, ["x"]),  # ra-it finds the list anywhere
+        ('["x"] then ["y"]', ["x"], ["x"]),  # the first list
+        ('I think [so.\n["y"]', None, ["y"]),  # the first [ with a ] after it on its line
+        ('see [x] and ["y"]', None, None),  # that list is not JSON: no second chance, as re.search
+        ('Sure: ["CD4+ [T] cells", "IL-2"]', None, ["CD4+ [T] cells", "IL-2"]),
+        ("no list", None, None),
+        ('Answer:\n["x",\n"y"]', None, None),
+    ],
+)
+def test_protocols_find_the_list_at_the_start_or_anywhere(text, uniner, ra_it):
+    assert parse_answer_items(text, "uniner") == uniner
+    assert parse_answer_items(text, "ra-it") == ra_it
+    with pytest.raises(ValueError, match="ra-it"):
+        parse_answer_items(text, "raits")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_gold_as_prediction_scores_100_with_brackets_in_mentions(protocol):
+    golds = [["NF-kappa B [p50]", "IL-2"], ["[3H]thymidine"], []]
+    rows = [qp("X", str(i), gold, json.dumps(gold)) for i, gold in enumerate(golds)]
+    report = evaluate(rows, protocol=protocol)
+    assert report.protocol == protocol and report.benchmarks["X"].n_unparseable == 0
+    assert f"{report.average_f1:.2f}" == "100.00"
+    assert EvalReport.from_dict(report.to_dict()).protocol == protocol
 
 
 def test_golden_numbers():
@@ -262,3 +294,10 @@ def test_cli_evaluate(tmp_path):
 
     result = runner.invoke(app, ["evaluate", str(path), "--strict-spans"])
     assert result.exit_code != 0 and isinstance(result.exception, DataError)
+
+    out = tmp_path / "ra_it.json"
+    result = runner.invoke(app, ["evaluate", str(path), "--protocol", "ra-it", "-o", str(out)])
+    assert result.exit_code == 0 and "ra-it protocol" in result.output
+    assert json.loads(out.read_text(encoding="utf-8"))["protocol"] == "ra-it"
+    result = runner.invoke(app, ["evaluate", str(path), "--protocol", "fuzzy"])
+    assert result.exit_code != 0 and "ra-it" in str(result.exception)

@@ -288,6 +288,12 @@ BAD_CONFIGS = [
         "unknown key",
     ),
     (CONFIG.replace("model: fake-model\n", ""), "", None, "missing required key 'model'"),
+    (
+        CONFIG.replace("max_examples: 5", "max_examples: 5\n  protocol: anywhere"),
+        "evaluation.protocol",
+        15,
+        "must be one of uniner, ra-it",
+    ),
 ]
 
 
@@ -310,6 +316,25 @@ def test_invalid_yaml_reports_its_line(tmp_path):
     with pytest.raises(DataError, match="invalid YAML") as info:
         load_config(path)
     assert info.value.line == 3
+
+
+def test_protocol_reaches_scoring_and_results(tmp_path):
+    from rait.experiment import run_evaluate
+    from rait.records import QueryPrediction
+
+    path = tmp_path / "ra_it.yaml"
+    path.write_text(CONFIG.replace("max_examples: 5", "max_examples: 5\n  protocol: ra-it"))
+    config = load_config(path, output_dir=tmp_path / "out")
+    assert config.evaluation.protocol == "ra-it"
+    cell = config.eval_cells()[0]
+    predictions = tmp_path / "predictions.jsonl"
+    row = QueryPrediction(cell.benchmark, "1", "person", ["Ann"], 'Entities: ["Ann"]')
+    predictions.write_text(json.dumps(row.to_dict()) + "\n")
+    assert run_evaluate(config, cell, predictions)["f1"] == pytest.approx(100.0)
+    results = run_experiment(config, stages=FakeStages().stages())
+    assert results["protocol"] == "ra-it"
+    eval_params = [s.params for s in plan(config) if s.stage == "eval"]
+    assert all(p["protocol"] == "ra-it" for p in eval_params)
 
 
 def test_shipped_configs_are_valid():

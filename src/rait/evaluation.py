@@ -1,4 +1,4 @@
-"""UniversalNER-exact scoring: micro precision/recall/F1 over (passage, type) queries, per benchmark.
+"""UniversalNER-style scoring: micro precision/recall/F1 over (passage, type) queries, per benchmark.
 
 The metric reproduces ``parser``, ``normalize_answer`` and ``NEREvaluator`` of universal-ner/universal-ner,
 ``src/eval/evaluate.py`` (commit 4e454fec), applied to responses cleaned as in its ``src/utils.py``
@@ -8,13 +8,21 @@ once in ``n_correct``; every gold item counts once in ``n_gold``. P = correct/(p
 R = correct/(gold + 1e-10), F1 = 2PR/(P + R + 1e-10), reported in percent. The average over benchmarks is
 the macro mean of the per-benchmark scores, as in the RA-IT paper's tables.
 
-Deliberate differences from upstream, none of which changes a score:
-- Unparseable outputs (no JSON list at the start, invalid JSON, a non-string item) score as empty answers, as
-  upstream, but are also counted (``n_unparseable``). Upstream silently maps them to ``[]``; the RA-IT repo
-  (Emma1066/Retrieval-Augmented-IT-OpenNER, src/llm_tuning/evaluation/evaluate.py) counts only JSON failures,
-  and finds the list anywhere (``re.search``) where UniversalNER, and this module, require it at the start.
-- Gold mentions come as a list (``QueryPrediction.gold``) and are normalised directly; upstream re-parses the
-  gold answer string with the same regex (identical on every UniversalNER eval file: no gold contains ``]``).
+Two protocols decide where the answer's list is looked for (``PROTOCOLS``):
+
+- ``uniner`` (UniversalNER's ``re.match``): the list must start the answer;
+- ``ra-it`` (the RA-IT repo's ``re.search``, Emma1066/Retrieval-Augmented-IT-OpenNER,
+  ``src/llm_tuning/evaluation/evaluate.py``, which scored the paper's numbers): the list may start anywhere;
+  it starts at the first ``[`` that has a ``]`` after it on the same line.
+
+Deliberate differences from both upstreams:
+- The list is read with a JSON decoder from where it starts, so a mention that contains ``]`` parses
+  (upstream's non-greedy ``\\[(.*?)\\]`` cuts the list at that ``]`` and fails). Where upstream parses, the
+  result is the same; like upstream, a list spanning lines does not parse.
+- Gold mentions come as a list (``QueryPrediction.gold``) and are normalised directly, never re-parsed from
+  an answer string: a perfect answer scores 100 also when a gold mention contains ``]``.
+- Unparseable outputs score as empty answers, as upstream, but are also counted (``n_unparseable``);
+  an ``ra-it`` answer with no list at all counts there too (RA-IT counts only JSON failures).
 - Optional span-level scoring (``strict_spans``) matches ``(start, end)`` pairs instead of normalised strings.
 """
 
@@ -34,7 +42,9 @@ from rait.fileio import read_jsonl
 from rait.records import QueryPrediction
 
 _EPS = 1e-10
-_LIST_AT_START = re.compile(r"\[(.*?)\]")  # upstream: re.match, non-greedy, '.' does not cross newlines
+_LIST = re.compile(r"\[(.*?)\]")  # upstream: non-greedy, '.' does not cross newlines
+_DECODER = json.JSONDecoder()
+PROTOCOLS = ("uniner", "ra-it")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 _COUNTS = ("n_queries", "n_gold", "n_pred", "n_correct", "n_unparseable")
@@ -46,29 +56,40 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def parse_answer_items(text: str) -> list[str] | None:
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of ``PROTOCOLS``; otherwise a ValueError naming them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown scoring protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def parse_answer_items(text: str, protocol: str = "uniner") -> list[str] | None:
     """The strings of one answer's list exactly as the model wrote them, or ``None`` when it does not parse.
 
-    The answer must start (after stripping whitespace) with a JSON list of strings that has no ``]`` inside it
-    and does not span lines; anything else is unparseable. (Upstream also turns nested lists into tuples, but
-    its regex stops at the first ``]``, so a nested list never parses there either.)"""
-    match = _LIST_AT_START.match(text.strip())
+    The list starts the answer (after stripping whitespace) under ``uniner``, or at the first ``[`` followed
+    by a ``]`` on its line under ``ra-it``; from there it must be a JSON list of strings on one line.
+    (Upstream also turns nested lists into tuples, but its regex stops at the first ``]``, so a nested list
+    never parses there either.)"""
+    text = text.strip()
+    match = _LIST.match(text) if check_protocol(protocol) == "uniner" else _LIST.search(text)
     if match is None:
         return None
     try:
-        items = json.loads(match.group())
+        items, end = _DECODER.raw_decode(text, match.start())
     except (ValueError, RecursionError):  # RecursionError: a degenerate "[[[[...]" answer
+        return None
+    if not isinstance(items, list) or "\n" in text[match.start() : end]:
         return None
     if not all(isinstance(item, str) for item in items):
         return None
     return items
 
 
-def parse_answer(text: str) -> tuple[list[str], bool]:
+def parse_answer(text: str, protocol: str = "uniner") -> tuple[list[str], bool]:
     """Normalised, de-duplicated mentions of one answer (first-seen order), and whether it parsed.
 
     What parses is decided by :func:`parse_answer_items`; an unparseable answer scores as ``[]``."""
-    items = parse_answer_items(text)
+    items = parse_answer_items(text, protocol)
     if items is None:
         return [], False
     return list(dict.fromkeys(normalize_answer(item) for item in items)), True
@@ -108,6 +129,7 @@ class EvalReport:
 
     benchmarks: dict[str, BenchmarkScore]
     strict_spans: bool = False
+    protocol: str = "uniner"
 
     def _mean(self, metric: str) -> float:
         return sum(getattr(s, metric) for s in self.benchmarks.values()) / len(self.benchmarks)
@@ -135,6 +157,7 @@ class EvalReport:
     def to_dict(self) -> dict:
         return {
             "metric": "UniversalNER micro P/R/F1 in percent; average = macro mean over benchmarks",
+            "protocol": self.protocol,
             "strict_spans": self.strict_spans,
             "benchmarks": {
                 name: {k: v for k, v in s.to_dict().items() if k != "benchmark"}
@@ -158,19 +181,22 @@ class EvalReport:
                 name: BenchmarkScore(name, **{k: int(row[k]) for k in _COUNTS})
                 for name, row in data["benchmarks"].items()
             }
-            return cls(benchmarks, strict_spans=bool(data["strict_spans"]))
+            protocol = check_protocol(data.get("protocol", "uniner"))
+            return cls(benchmarks, strict_spans=bool(data["strict_spans"]), protocol=protocol)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not an evaluation report: bad or missing {exc}") from None
 
 
-def evaluate(predictions: Iterable[QueryPrediction], strict_spans: bool = False) -> EvalReport:
-    """Score query predictions per ``benchmark``.
+def evaluate(
+    predictions: Iterable[QueryPrediction], strict_spans: bool = False, protocol: str = "uniner"
+) -> EvalReport:
+    """Score query predictions per ``benchmark``, finding each answer's list as ``protocol`` says.
 
     With ``strict_spans`` every row must carry ``gold_spans`` and ``predicted_spans``; items are then the
     de-duplicated ``(start, end)`` pairs. ``n_unparseable`` always counts outputs ``parse_answer`` rejects."""
     tallies: dict[str, dict[str, int]] = {}
     for row in predictions:
-        mentions, parsed = parse_answer(row.output)
+        mentions, parsed = parse_answer(row.output, check_protocol(protocol))
         if strict_spans:
             if row.gold_spans is None or row.predicted_spans is None:
                 query = f"benchmark={row.benchmark!r}, record_id={row.record_id!r}, type={row.type!r}"
@@ -190,7 +216,9 @@ def evaluate(predictions: Iterable[QueryPrediction], strict_spans: bool = False)
         tally["n_unparseable"] += not parsed
     if not tallies:
         raise ValueError("no predictions to evaluate")
-    return EvalReport({name: BenchmarkScore(name, **t) for name, t in tallies.items()}, strict_spans)
+    return EvalReport(
+        {name: BenchmarkScore(name, **t) for name, t in tallies.items()}, strict_spans, protocol
+    )
 
 
 _STRING_FIELDS = ("benchmark", "record_id", "type", "output", "text")
@@ -233,7 +261,9 @@ def _read_predictions(path: Path, require_spans: bool) -> Iterator[tuple[int, Qu
         yield line, QueryPrediction.from_dict(row)
 
 
-def evaluate_files(paths: Sequence[str | Path], *, strict_spans: bool = False) -> EvalReport:
+def evaluate_files(
+    paths: Sequence[str | Path], *, strict_spans: bool = False, protocol: str = "uniner"
+) -> EvalReport:
     """Score one or more predictions jsonl files (rows of ``QueryPrediction.to_dict()``) together.
 
     A malformed row or a (benchmark, record_id, type) query seen twice raises DataError (file, line)."""
@@ -251,17 +281,19 @@ def evaluate_files(paths: Sequence[str | Path], *, strict_spans: bool = False) -
             rows.append(row)
     if not rows:
         raise DataError(", ".join(map(str, paths)), "no predictions to evaluate")
-    return evaluate(rows, strict_spans=strict_spans)
+    return evaluate(rows, strict_spans=strict_spans, protocol=protocol)
 
 
-def evaluate_file(path: str | Path, *, strict_spans: bool = False) -> EvalReport:
+def evaluate_file(path: str | Path, *, strict_spans: bool = False, protocol: str = "uniner") -> EvalReport:
     """Score one predictions jsonl file; see ``evaluate_files``."""
-    return evaluate_files([path], strict_spans=strict_spans)
+    return evaluate_files([path], strict_spans=strict_spans, protocol=protocol)
 
 
 def render_table(report: EvalReport) -> Table:
     """The report as a paper-style table: one row per benchmark, then the macro Average."""
-    title = "Zero-shot NER, micro P/R/F1 (%)" + (", span-level" if report.strict_spans else "")
+    title = f"Zero-shot NER, micro P/R/F1 (%), {report.protocol} protocol" + (
+        ", span-level" if report.strict_spans else ""
+    )
     table = Table(title=title)
     table.add_column("Benchmark")
     for column in ("Queries", "P", "R", "F1", "Unparseable"):

@@ -189,7 +189,8 @@ def results_markdown(results: dict) -> str:
     lines = [
         f"# Results: {results.get('experiment', '')}",
         "",
-        f"Micro-F1 (%) per benchmark; {done} of {done + missing} eval cells done.",
+        f"Micro-F1 (%) per benchmark; {done} of {done + missing} eval cells done"
+        + (f"; scored with the `{results['protocol']}` protocol." if results.get("protocol") else "."),
         "",
     ]
     if not rows:
@@ -430,6 +431,7 @@ def build_report(results: dict, output_dir: str | Path, *, source: str | Path | 
         f"base model `{results['base_model']}`" if results.get("base_model") else "",
         f"embedder `{results['embedder']}`" if results.get("embedder") else "",
         f"up to {results['max_examples']} sentences per benchmark" if results.get("max_examples") else "",
+        f"scored with the `{results['protocol']}` protocol" if results.get("protocol") else "",
         f"results from `{source}`" if source else "",
     ]
     lines += [

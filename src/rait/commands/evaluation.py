@@ -6,7 +6,8 @@ from typing import Annotated
 import typer
 
 from rait.console import make_console
-from rait.evaluation import evaluate_files, render_table
+from rait.errors import RaitError
+from rait.evaluation import PROTOCOLS, evaluate_files, render_table
 from rait.fileio import write_json
 
 
@@ -34,9 +35,18 @@ def evaluate_command(
     strict_spans: Annotated[
         bool, typer.Option("--strict-spans", help="Match (start, end) spans instead of normalised strings.")
     ] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="Where the answer's list is found: uniner (at the start, as UniversalNER's evaluate.py) "
+            "or ra-it (anywhere, re.search, as the RA-IT paper's evaluate.py) [uniner]."
+        ),
+    ] = "uniner",
 ) -> None:
     """Score predictions with UniversalNER's micro P/R/F1 per benchmark; print the table and write JSON."""
-    report = evaluate_files(predictions, strict_spans=strict_spans)
+    if protocol not in PROTOCOLS:
+        raise RaitError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    report = evaluate_files(predictions, strict_spans=strict_spans, protocol=protocol)
     output = output or default_report_path(predictions[0])
     write_json(output, report.to_dict())
     console = make_console()

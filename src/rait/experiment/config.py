@@ -12,6 +12,7 @@ import yaml
 
 from rait.build_data import METHODS
 from rait.errors import DataError, RaitError
+from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 
@@ -41,6 +42,7 @@ class EvaluationSpec:
     max_examples: int = 2000
     seed: int = 42
     predict: dict = field(default_factory=dict)
+    protocol: str = "uniner"  # rait.evaluation.PROTOCOLS: where an answer's list is looked for
     files: dict[str, Path] = field(default_factory=dict)  # benchmarks given as records files, by name
 
 
@@ -95,7 +97,7 @@ _TRAINING_KEYS = (
     "hyper",
 )
 _GRID_KEYS = ("sizes", "methods", "strategies", "k")
-_EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict")
+_EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
 _MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models")
 _SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k")
 _SET_BY_RUNNER = {
@@ -372,6 +374,7 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
         max_examples=r.integer(data.get("max_examples", 2000), "evaluation.max_examples", 1),
         seed=r.integer(data.get("seed", 42), "evaluation.seed"),
         predict=_predict_options(r, data.get("predict")),
+        protocol=r.choice(data.get("protocol", "uniner"), "evaluation.protocol", PROTOCOLS),
         files=files,
     )
 

@@ -156,6 +156,8 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             "seed": config.evaluation.seed,
             "predict": config.evaluation.predict,
         }
+        if config.evaluation.protocol != "uniner":  # keeps steps finished before protocols existed done
+            params["protocol"] = config.evaluation.protocol
 
         def action() -> dict:
             predictions = stages.predict(config, cell, result_path(model) if model else None, directory)
@@ -232,6 +234,7 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         "embedder": config.embedder,
         "benchmarks": list(config.evaluation.benchmarks),
         "max_examples": config.evaluation.max_examples,
+        "protocol": config.evaluation.protocol,
         "complete": not missing,
         "missing": missing,
         "rows": rows,

@@ -163,10 +163,11 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
 
 
 def run_evaluate(config: ExperimentConfig, cell: EvalCell, predictions: Path) -> dict:
-    """UniversalNER micro scores of one cell's predictions (:func:`rait.evaluation.evaluate_file`)."""
+    """UniversalNER micro scores of one cell's predictions (:func:`rait.evaluation.evaluate_file`), with the
+    config's scoring protocol."""
     from rait.evaluation import evaluate_file
 
-    scores = evaluate_file(predictions).to_dict()["benchmarks"]
+    scores = evaluate_file(predictions, protocol=config.evaluation.protocol).to_dict()["benchmarks"]
     if cell.benchmark not in scores:
         raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
     return scores[cell.benchmark]
