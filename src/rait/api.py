@@ -81,10 +81,12 @@ class NER:
         batch_size: int = 128,
         device: str | None = None,
         backend: str = "hf",
+        precision: str = "auto",
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id,
         or ``None`` for the embedded default (SmolLM2-135M-Instruct, untuned); ``adapter`` adds a LoRA
-        adapter to the model. ``backend="vllm"`` needs a GPU and ``pip install 'rait[gpu]'``."""
+        adapter to the model. ``backend="vllm"`` needs a GPU and ``pip install 'rait[gpu]'``. ``precision``:
+        ``auto`` (bf16 where the CPU or GPU computes it natively), ``fp32`` or ``bf16``."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -93,6 +95,7 @@ class NER:
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             device=device,
+            precision=precision,
         )
         return cls(
             predictor,

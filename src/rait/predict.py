@@ -14,6 +14,7 @@ offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` an
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -41,6 +42,8 @@ from rait.templates import prompt_turns, question_turn
 
 EXAMPLE_MODES = ("none", "out-domain", "in-domain")
 BACKENDS = ("hf", "vllm")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,15 +319,22 @@ def load_predictor(
     max_new_tokens: int = 64,
     batch_size: int = 128,
     device: str | None = None,
+    precision: str = "auto",
 ) -> Predictor | VllmPredictor:
-    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir."""
+    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir.
+
+    ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`)."""
     if backend == "vllm":
         return VllmPredictor(model, adapter=adapter, lang=lang, max_new_tokens=max_new_tokens)
     if backend != "hf":
         raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from rait.models import load_model
+    from rait.models import default_device, load_model
+    from rait.precision import precision_dtype, resolve_precision
 
-    loaded, tokenizer = load_model(model, adapter=adapter, device=device)
+    device = device or default_device()
+    resolved = resolve_precision(precision, device)
+    logger.info("inference precision %s (%s on %s)", resolved, precision, device)
+    loaded, tokenizer = load_model(model, adapter=adapter, device=device, dtype=precision_dtype(resolved))
     return Predictor(loaded, tokenizer, lang=lang, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
 
@@ -581,12 +591,18 @@ class PredictConfig:
     max_new_tokens: int = 64
     batch_size: int = 128
     backend: str = "hf"
+    precision: str = "auto"
 
     def settings(self) -> dict:
-        """What determines the predictions (checked when resuming into an existing output)."""
+        """What determines the predictions (checked when resuming into an existing output); the precision
+        as resolved on this machine."""
+        from rait.models import default_device
+        from rait.precision import resolve_precision
+
         keep = ("model", "adapter", "examples", "pool", "pool_size", "k", "bm25_threshold", "embedder")
         data = {name: getattr(self, name) for name in keep}
         data |= {"lang": self.lang, "max_new_tokens": self.max_new_tokens, "backend": self.backend}
+        data["precision"] = resolve_precision(self.precision, default_device())
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -601,7 +617,7 @@ def _check_settings(config: PredictConfig) -> None:
     path = meta_path(config.output)
     settings = config.settings()
     if path.exists() and config.output.exists():
-        old = read_json(path).get("settings", {})
+        old = {"precision": "fp32", **read_json(path).get("settings", {})}  # older outputs: fp32 on CPU
         changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
         if changed:
             name = changed[0]
@@ -675,6 +691,7 @@ def run_predict(
         lang=config.lang or "en",
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
+        precision=config.precision,
     )
     embedder = get_embedder(config.embedder) if config.embedder else None
     file_pool = None

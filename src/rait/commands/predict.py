@@ -61,6 +61,9 @@ def predict_command(
     backend: Annotated[
         str, typer.Option(help=f"{' or '.join(BACKENDS)} (vllm: GPU, pip install 'rait[gpu]').")
     ] = "hf",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16.")
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -88,6 +91,7 @@ def predict_command(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         backend=backend,
+        precision=precision,
     )
     stats = run_predict(config, progress=not quiet)
     make_console().print(

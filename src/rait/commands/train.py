@@ -82,6 +82,10 @@ def train_command(
     gradient_checkpointing: Annotated[
         bool | None, typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="[off].")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16 [auto]."),
+    ] = None,
     require_chat_template: Annotated[
         bool | None,
         typer.Option("--require-chat-template", help="Fail on a model without one instead of using ChatML."),
@@ -124,6 +128,7 @@ def train_command(
         save_total_limit=save_total_limit,
         logging_steps=logging_steps,
         gradient_checkpointing=gradient_checkpointing,
+        precision=precision,
         require_chat_template=require_chat_template,
         validation_fraction=validation_fraction,
         resume=resume or None,

@@ -14,6 +14,7 @@ from rait.build_data import METHODS
 from rait.errors import DataError, RaitError
 from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
+from rait.precision import PRECISIONS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 
 MODE_KINDS = ("none", "out-domain", "in-domain")
@@ -125,6 +126,7 @@ PREDICT_DEFAULTS = {
     "K": DEFAULT_K,
     "mixed_ratio": 0.5,
     "chunk_size": 32,
+    "precision": "auto",
 }
 
 
@@ -348,6 +350,8 @@ def _predict_options(r: _Reader, value) -> dict:
             raise r.error(
                 f"evaluation.predict.{name}", f"must be a {type(default).__name__}, got {_kind(given)}"
             )
+    if options.get("precision", "auto") not in PRECISIONS:
+        raise r.error("evaluation.predict.precision", f"must be one of {', '.join(PRECISIONS)}")
     return options
 
 

@@ -73,6 +73,16 @@ EXECUTION_SETTINGS = {
 }
 
 
+def _precision_param(precision: str | None) -> dict:
+    """A step's precision as resolved on this machine, left out when fp32: steps finished before the option
+    existed computed in fp32 (on CPU) and stay done; under bf16 they count as made with other settings."""
+    from rait.models import default_device
+    from rait.precision import resolve_precision
+
+    resolved = resolve_precision(precision, default_device())
+    return {} if resolved == "fp32" else {"precision": resolved}
+
+
 def _result_settings(params):
     """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's)."""
     if not isinstance(params, dict):
@@ -132,7 +142,12 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
                 "train",
                 cell.name,
                 model_dir,
-                {**data_params, "model": config.model, "hyper": config.training.hyper},
+                {
+                    **data_params,
+                    "model": config.model,
+                    "hyper": config.training.hyper,
+                    **_precision_param(config.training.hyper.get("precision")),
+                },
                 lambda: {"path": _store_path(stages.train(config, cell, result_path(data), model_dir), root)},
                 cell,
             )
@@ -155,6 +170,7 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             "max_examples": config.evaluation.max_examples,
             "seed": config.evaluation.seed,
             "predict": config.evaluation.predict,
+            **_precision_param(config.evaluation.predict.get("precision")),
         }
         if config.evaluation.protocol != "uniner":  # keeps steps finished before protocols existed done
             params["protocol"] = config.evaluation.protocol

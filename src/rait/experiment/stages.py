@@ -65,7 +65,15 @@ def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Pa
 
 
 @lru_cache(maxsize=1)
-def _answerer(model: str, adapter: str | None, backend: str, lang: str, max_new_tokens: int, batch_size: int):
+def _answerer(
+    model: str,
+    adapter: str | None,
+    backend: str,
+    lang: str,
+    max_new_tokens: int,
+    batch_size: int,
+    precision: str = "auto",
+):
     """The last model loaded, kept for the next eval cells (they come grouped by model)."""
     from rait.predict import load_predictor
 
@@ -76,6 +84,7 @@ def _answerer(model: str, adapter: str | None, backend: str, lang: str, max_new_
         lang=lang,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        precision=precision,
     )
 
 
@@ -122,6 +131,7 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
         config.lang,
         options["max_new_tokens"],
         options["batch_size"],
+        options["precision"],
     )
     examples = None
     mode = cell.mode
