@@ -8,8 +8,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from rait.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk_entities
 from rait.errors import RaitError
 from rait.formats import detect_lang
 from rait.predict import (
@@ -25,20 +27,41 @@ from rait.records import Record
 POOL_MODES = ("out-domain", "in-domain")
 
 
+EXAMPLES = ("none", "pool", *POOL_MODES)
+
+
+@dataclass(slots=True)
+class Extraction:
+    """What :meth:`NER.extract` found in one text: its entities (see :meth:`NER.predict_entities`), the
+    character spans of the chunks it was split into (one span covering it when it fit the context), the
+    number of malformed answers (counted as no entities) and the number of examples shown with it."""
+
+    entities: list[dict]
+    chunks: list[tuple[int, int]]
+    n_malformed: int = 0
+    n_examples: int = 0
+
+    @property
+    def chunked(self) -> bool:
+        return len(self.chunks) > 1
+
+
 class NER:
     """Open NER with a RA-IT model: each entity type is asked as its own question about the passage.
 
     ``pool`` (optional) holds labelled examples to retrieve in-context examples from when a call passes
-    ``examples="pool"``: an :class:`rait.retrieval.ExamplePool`, a list of :class:`Record`, or a training
-    file / registered training source. ``pool_mode`` ``"out-domain"`` keeps the ``k`` nearest examples
-    whose BM25 score reaches ``bm25_threshold`` (the paper's setting for a general training pool);
-    ``"in-domain"`` keeps the ``k`` nearest (a pool labelled for the target domain). ``lang`` fixes the
-    template language; ``None`` detects it per passage (Chinese when a fifth of it is CJK). ``embedder``
-    (a name for :func:`rait.embed.get_embedder` or an Embedder) embeds a pool given as records or a file
-    (default: the offline model for its language).
+    ``examples="pool"``, ``"out-domain"`` or ``"in-domain"``: an :class:`rait.retrieval.ExamplePool`, a list
+    of :class:`Record`, or a training file / registered training source. Out-domain keeps the ``k``
+    nearest examples whose BM25 score reaches ``bm25_threshold`` (the paper's setting for a general
+    training pool); in-domain keeps the ``k`` nearest (a pool labelled for the target domain); ``"pool"``
+    uses ``pool_mode``. ``lang`` fixes the template language; ``None`` detects it per passage (Chinese when
+    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.embed.get_embedder` or an Embedder) embeds a
+    pool given as records or a file (default: the offline model for its language).
 
-    ``n_queries`` / ``n_malformed`` count the (passage, type) questions asked and the answers that did
-    not parse (those count as no entities)."""
+    Texts longer than the model's context or ``max_chunk_tokens`` are split into sentence chunks
+    (:mod:`rait.chunking`; ``None``: the context is the only limit); examples are retrieved for the whole
+    text and shown with each chunk. ``n_queries`` / ``n_malformed`` count the (text, type) questions asked
+    and the answers that did not parse (those count as no entities); ``n_chunked`` the texts split."""
 
     def __init__(
         self,
@@ -51,19 +74,21 @@ class NER:
         lang: str | None = None,
         embedder=None,
         seed: int = 42,
+        max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
     ):
         if pool_mode not in POOL_MODES:
             raise RaitError(f"unknown pool_mode {pool_mode!r}; choose one of {', '.join(POOL_MODES)}")
         self.predictor = predictor
+        self.answerer = ChunkedAnswerer(predictor, max_chunk_tokens)
         self.lang = lang
-        self.retriever = None
-        if pool is not None:
-            threshold = bm25_threshold if pool_mode == "out-domain" else None
-            self.retriever = Retriever(
-                _as_pool(pool, lang, embedder), k=k, bm25_threshold=threshold, seed=seed
-            )
+        self.pool_mode = pool_mode
+        self.pool = None if pool is None else _as_pool(pool, lang, embedder)
+        self.k = k
+        self.bm25_threshold = bm25_threshold
+        self.seed = seed
         self.n_queries = 0
         self.n_malformed = 0
+        self.n_chunked = 0
 
     @classmethod
     def from_pretrained(
@@ -82,11 +107,13 @@ class NER:
         device: str | None = None,
         backend: str = "hf",
         precision: str = "auto",
+        max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id,
         or ``None`` for the embedded default (SmolLM2-135M-Instruct, untuned); ``adapter`` adds a LoRA
-        adapter to the model. ``backend="vllm"`` needs a GPU and ``pip install 'rait[gpu]'``. ``precision``:
-        ``auto`` (bf16 where the CPU or GPU computes it natively), ``fp32`` or ``bf16``."""
+        adapter to the model. ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
+        GPU and ``pip install 'rait[gpu]'``. ``precision``: ``auto`` (bf16 where the CPU or GPU computes it
+        natively), ``fp32`` or ``bf16``."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -105,6 +132,7 @@ class NER:
             bm25_threshold=bm25_threshold,
             lang=lang,
             embedder=embedder,
+            max_chunk_tokens=max_chunk_tokens,
         )
 
     def predict_entities(
@@ -114,34 +142,97 @@ class NER:
 
         Every occurrence of an answered mention is returned, with character offsets (``end`` exclusive),
         sorted by position; a mention the model gave that is not in the text is kept once with
-        ``start``/``end`` ``None`` and ``found`` False. ``examples``: ``None`` (none), ``"pool"``
-        (retrieved from the attached pool) or a list of labelled :class:`Record` to show the model."""
-        return self.batch_predict_entities([text], types, examples)[0]
+        ``start``/``end`` ``None`` and ``found`` False. A text split into chunks has the entities located
+        in each chunk, merged (logged by ``rait.chunking``; :meth:`extract` returns the chunks).
+        ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
+        the attached pool) or a list of labelled :class:`Record` to show the model."""
+        return self.extract([text], [types], examples)[0].entities
 
     def batch_predict_entities(
-        self, texts: Sequence[str], types: Sequence[str], examples: str | Sequence[Record] | None = None
+        self,
+        texts: Sequence[str],
+        types: Sequence[str] | Sequence[Sequence[str]],
+        examples: str | Sequence[Record] | None = None,
+        *,
+        batch_size: int = 32,
     ) -> list[list[dict]]:
-        """:meth:`predict_entities` for many texts at once (batched; the same types for every text)."""
+        """:meth:`predict_entities` for many texts: ``batch_size`` texts (and all their chunks) go to the
+        predictor in one batched call. ``types``: one list for every text, or one list per text."""
+        return [found.entities for found in self.extract(texts, types, examples, batch_size=batch_size)]
+
+    def extract(
+        self,
+        texts: Sequence[str],
+        types: Sequence[str] | Sequence[Sequence[str]],
+        examples: str | Sequence[Record] | None = None,
+        *,
+        batch_size: int = 32,
+    ) -> list[Extraction]:
+        """An :class:`Extraction` per text (see :meth:`batch_predict_entities` for the arguments)."""
         texts = list(texts)
+        per_text = _types_per_text(types, len(texts))
+        if batch_size < 1:
+            raise RaitError(f"batch_size must be at least 1, not {batch_size}")
+        results: list[Extraction] = []
+        for start in range(0, len(texts), batch_size):
+            batch = texts[start : start + batch_size]
+            results += self._extract_batch(batch, per_text[start : start + batch_size], examples)
+        return results
+
+    def _examples_for(self, texts: list[str], examples) -> list[list[Record]]:
+        if examples is None or isinstance(examples, str) and examples == "none":
+            return [[] for _ in texts]
         if isinstance(examples, str):
-            if examples != "pool":
-                raise RaitError(f"examples must be None, 'pool' or a list of records, not {examples!r}")
-            if self.retriever is None:
-                raise RaitError("examples='pool' needs a pool: NER.from_pretrained(..., pool=...)")
-            shown = self.retriever([Record(f"query-{i}", text) for i, text in enumerate(texts)])
-        else:
-            shown = [list(examples or ())] * len(texts)
+            if examples not in EXAMPLES:
+                choices = ", ".join(EXAMPLES)
+                raise RaitError(
+                    f"examples must be None, one of {choices} or a list of records, not {examples!r}"
+                )
+            if self.pool is None:
+                raise RaitError(f"examples={examples!r} needs a pool: NER.from_pretrained(..., pool=...)")
+            mode = self.pool_mode if examples == "pool" else examples
+            threshold = self.bm25_threshold if mode == "out-domain" else None
+            retriever = Retriever(self.pool, k=self.k, bm25_threshold=threshold, seed=self.seed)
+            return retriever([Record(f"query-{i}", text) for i, text in enumerate(texts)])
+        return [list(examples) for _ in texts]
+
+    def _extract_batch(self, texts: list[str], types: list[tuple[str, ...]], examples) -> list[Extraction]:
+        shown = self._examples_for(texts, examples)
         queries = [
-            PassageQuery(text, tuple(types), tuple(ex), self.lang or detect_lang(text))
-            for text, ex in zip(texts, shown, strict=True)
+            PassageQuery(text, text_types, tuple(ex), self.lang or detect_lang(text))
+            for text, text_types, ex in zip(texts, types, shown, strict=True)
         ]
         results = []
-        for text, answers in zip(texts, self.predictor.answer_many(queries), strict=True):
-            entities, malformed = entities_from_answers(text, types, answers)
-            self.n_queries += len(types)
+        for index, chunked, answers in self.answerer.iter_chunk_answers(queries):
+            query = queries[index]
+            located, malformed = [], 0
+            for (start, _), chunk, chunk_answers in zip(chunked.spans, chunked.queries, answers, strict=True):
+                entities, bad = entities_from_answers(chunk.text, query.types, chunk_answers)
+                located.append((start, entities))
+                malformed += bad
+            entities = located[0][1] if len(located) == 1 else merge_chunk_entities(located)
+            self.n_queries += len(query.types) * len(chunked.queries)
             self.n_malformed += malformed
-            results.append(entities)
+            self.n_chunked += len(chunked.queries) > 1
+            results.append(Extraction(entities, list(chunked.spans), malformed, len(query.examples)))
         return results
+
+
+def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:
+    """One tuple of types per text from a shared list or a list of lists."""
+    if isinstance(types, str):
+        raise RaitError("types must be a list of type names (or one list per text), not a string")
+    types = list(types)
+    if all(isinstance(t, str) for t in types):
+        return [tuple(types)] * n_texts
+    if len(types) != n_texts:
+        raise RaitError(f"got {len(types)} lists of types for {n_texts} texts")
+    per_text = []
+    for entry in types:
+        if isinstance(entry, str) or not all(isinstance(t, str) for t in entry):
+            raise RaitError("types must be a list of type names, or one such list per text")
+        per_text.append(tuple(entry))
+    return per_text
 
 
 def _as_pool(pool, lang: str | None, embedder=None):

@@ -41,6 +41,7 @@ from rait.records import QueryPrediction, Record
 from rait.templates import prompt_turns, question_turn
 
 EXAMPLE_MODES = ("none", "out-domain", "in-domain")
+DEFAULT_MAX_CHUNK_TOKENS = 1024
 BACKENDS = ("hf", "vllm")
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,7 @@ class VllmPredictor(Answerer):
         self.llm = vllm.LLM(model=resolve_model_path(model), enable_prefix_caching=True, **engine_kwargs)
         self.tokenizer = ensure_chat_template(self.llm.get_tokenizer())
         self.lang = lang
+        self.max_new_tokens = max_new_tokens
         self.params = vllm.SamplingParams(
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
@@ -456,7 +458,8 @@ class Retriever:
 @dataclass(slots=True)
 class PredictStats:
     """What one prediction run did: passages in the job, already complete before it (resumed), predicted
-    now; (passage, type) queries written now, malformed answers among them, passages given examples."""
+    now; (passage, type) queries written now, malformed answers among them, passages given examples,
+    passages split into chunks (longer than the context or ``max_chunk_tokens``)."""
 
     n_passages: int = 0
     n_resumed: int = 0
@@ -464,6 +467,7 @@ class PredictStats:
     n_queries: int = 0
     n_malformed: int = 0
     n_with_examples: int = 0
+    n_chunked: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -515,6 +519,7 @@ def predict_records(
     examples: ExampleSource | None = None,
     lang: str | None = None,
     chunk_size: int = 64,
+    max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
     progress: bool = True,
 ) -> PredictStats:
     """Answer every (record, type) query and append :class:`QueryPrediction` rows to ``output`` (jsonl).
@@ -522,7 +527,13 @@ def predict_records(
     Resumable: rows are flushed as each passage completes, and queries already in ``output`` (by benchmark
     = ``record.source``, record id, type) are skipped, so after an interruption a re-run predicts only the
     missing passages. Types are ``record.query_types()``; ``lang`` ``None`` detects each passage's language.
-    Passages go to ``examples`` (retrieval) and the model ``chunk_size`` at a time."""
+    Passages go to ``examples`` (retrieval) and the model ``chunk_size`` at a time. A passage longer than
+    the model's context or ``max_chunk_tokens`` is answered in sentence chunks (:mod:`rait.chunking`): its
+    ``output`` is then the JSON list of the mentions of all chunks."""
+    from rait.chunking import with_chunking
+
+    answerer = with_chunking(answerer, max_chunk_tokens)
+    chunked_before = getattr(answerer, "n_chunked", 0)
     seen: set[tuple[str, str]] = set()
     for record in records:
         key = (record.source, record.id)
@@ -560,6 +571,7 @@ def predict_records(
                     stats.n_malformed += sum(not answer_mentions(a)[1] for a in answers)
                     stats.n_with_examples += bool(chunk_examples[index])
                     bar.advance(task)
+    stats.n_chunked = getattr(answerer, "n_chunked", 0) - chunked_before
     return stats
 
 
@@ -592,6 +604,7 @@ class PredictConfig:
     batch_size: int = 128
     backend: str = "hf"
     precision: str = "auto"
+    max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
 
     def settings(self) -> dict:
         """What determines the predictions (checked when resuming into an existing output); the precision
@@ -603,6 +616,7 @@ class PredictConfig:
         data = {name: getattr(self, name) for name in keep}
         data |= {"lang": self.lang, "max_new_tokens": self.max_new_tokens, "backend": self.backend}
         data["precision"] = resolve_precision(self.precision, default_device())
+        data["max_chunk_tokens"] = self.max_chunk_tokens
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -712,7 +726,13 @@ def run_predict(
             threshold = config.bm25_threshold if config.examples == "out-domain" else None
             source = Retriever(pool, k=config.k, bm25_threshold=threshold, seed=config.seed)
         stats = predict_records(
-            records, answerer, config.output, examples=source, lang=lang, progress=progress
+            records,
+            answerer,
+            config.output,
+            examples=source,
+            lang=lang,
+            max_chunk_tokens=config.max_chunk_tokens,
+            progress=progress,
         )
         for name in PredictStats.__dataclass_fields__:
             setattr(total, name, getattr(total, name) + getattr(stats, name))

@@ -9,7 +9,14 @@ import typer
 
 from rait.console import make_console
 from rait.models import DEFAULT_MODEL
-from rait.predict import BACKENDS, EXAMPLE_MODES, PredictConfig, meta_path, run_predict
+from rait.predict import (
+    BACKENDS,
+    DEFAULT_MAX_CHUNK_TOKENS,
+    EXAMPLE_MODES,
+    PredictConfig,
+    meta_path,
+    run_predict,
+)
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
 
 
@@ -58,6 +65,12 @@ def predict_command(
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length cap, in tokens.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Type questions decoded together.")] = 128,
+    max_chunk_tokens: Annotated[
+        int,
+        typer.Option(
+            help="Split longer passages into sentence chunks of this many tokens (0: context only)."
+        ),
+    ] = DEFAULT_MAX_CHUNK_TOKENS,
     backend: Annotated[
         str, typer.Option(help=f"{' or '.join(BACKENDS)} (vllm: GPU, pip install 'rait[gpu]').")
     ] = "hf",
@@ -92,11 +105,13 @@ def predict_command(
         batch_size=batch_size,
         backend=backend,
         precision=precision,
+        max_chunk_tokens=max_chunk_tokens or None,
     )
     stats = run_predict(config, progress=not quiet)
     make_console().print(
         f"{stats.n_predicted} passages predicted ({stats.n_queries} queries, {stats.n_malformed} malformed "
-        f"answers), {stats.n_resumed} already done; {stats.n_with_examples} had examples -> {output}",
+        f"answers), {stats.n_resumed} already done; {stats.n_with_examples} had examples, "
+        f"{stats.n_chunked} were split into chunks -> {output}",
         highlight=False,
     )
 
