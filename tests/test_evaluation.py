@@ -146,6 +146,19 @@ def test_golden_numbers():
     assert (report.n_queries, report.n_unparseable) == (6, 1)
 
 
+def test_counts_are_kept_per_sentence_summed_over_its_types():
+    rows = [*ROWS, QueryPrediction("A", "a1", "person", ["Hugo"], '["Hugo", "Zola"]')]
+    report = evaluate(rows)
+    # a1: city (1 correct, 2 predicted, 2 gold) + person (1, 2, 1); the rest as in the golden numbers
+    assert report.sentences == {
+        "A": {"a1": [2, 4, 3], "a2": [1, 1, 1], "a3": [0, 0, 0], "a4": [0, 0, 1]},
+        "B": {"b1": [1, 2, 1], "b2": [0, 0, 1]},
+    }
+    a = report.benchmarks["A"]
+    sums = [sum(c[i] for c in report.sentences["A"].values()) for i in range(3)]
+    assert sums == [a.n_correct, a.n_pred, a.n_gold]
+
+
 def test_duplicate_predictions_count_once():
     # Without de-duplication this would be 1 correct of 3 predicted (P = 33.33).
     report = evaluate([qp("X", "1", ["Kafka"], '["Kafka", "kafka", "Kafka."]')])

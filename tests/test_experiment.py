@@ -20,6 +20,7 @@ from rait.experiment import (
     TrainCell,
     load_config,
     plan,
+    run_evaluate,
     run_experiment,
 )
 
@@ -115,6 +116,40 @@ def test_cells_expand_from_the_grid(config):
     # out-domain examples come from the model's own training sample; for the base model the largest one
     assert config.pool_sample(TrainCell(10, "ra-it", "nn", 2, 1)) == (10, 1)
     assert config.pool_sample(None) == (20, 1)
+
+
+def test_rows_carry_per_sentence_counts_where_the_marker_has_them(config):
+    class Counting(FakeStages):
+        def evaluate(self, config, cell: EvalCell, predictions: Path) -> dict:
+            metrics = super().evaluate(config, cell, predictions)
+            if cell.benchmark == "crossner_ai":  # mit_movie cells look like markers from before the counts
+                metrics["sentences"] = {"s1": [1, 2, 3], "s2": [0, 0, 1]}
+            return metrics
+
+    results = run_experiment(config, stages=Counting().stages())
+    by_benchmark = {r["benchmark"]: r for r in results["rows"]}
+    assert by_benchmark["crossner_ai"]["sentences"] == {"s1": [1, 2, 3], "s2": [0, 0, 1]}
+    assert "sentences" not in by_benchmark["mit_movie"]
+
+
+def test_run_evaluate_keeps_counts_per_sentence(tmp_path):
+    rows = [
+        {
+            "benchmark": "crossner_ai",
+            "record_id": "1",
+            "type": "person",
+            "gold": ["Ada"],
+            "output": '["Ada"]',
+        },
+        {"benchmark": "crossner_ai", "record_id": "1", "type": "city", "gold": [], "output": '["Rome"]'},
+        {"benchmark": "crossner_ai", "record_id": "2", "type": "person", "gold": ["Bo"], "output": "[]"},
+    ]
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cell = EvalCell(None, InferenceMode("none"), "crossner_ai")
+    metrics = run_evaluate(None, cell, path)
+    assert metrics["sentences"] == {"1": [1, 2, 1], "2": [0, 0, 1]}
+    assert (metrics["n_correct"], metrics["n_pred"], metrics["n_gold"]) == (1, 2, 2)
 
 
 def test_second_run_calls_nothing(config):
@@ -371,6 +406,7 @@ def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
         ("n20-ra-it-nn-k2-s42", "out-domain"),
     ]
     assert all(r["benchmark"] == "en_test" and r["n_queries"] > 0 for r in results["rows"])
+    assert all(len(r["sentences"]) == 3 for r in results["rows"])  # counts for each of the 3 sentences
     out = config.output_dir
     ra_it = (out / "data" / "n20-ra-it-nn-k2-s42" / "train.jsonl").read_text()
     vanilla = (out / "data" / "n20-vanilla-s42" / "train.jsonl").read_text()

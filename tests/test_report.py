@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,106 @@ def test_report_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "report.md").read_text().startswith("# Report: fabricated-fixture")
     assert all((tmp_path / "out" / name).is_file() for name in PLOTS)
+
+
+def _row(model: str, method: str, benchmark: str, sentences: dict) -> dict:
+    """A results row of a size-100 model, inference without examples, with its per-sentence counts."""
+    ra_it = method == "ra-it"
+    counts = [sum(c[i] for c in sentences.values()) for i in range(3)]
+    f1 = 100 * 2 * counts[0] / (counts[1] + counts[2])
+    return {
+        "model": model,
+        "size": 100,
+        "method": method,
+        "strategy": "nn" if ra_it else None,
+        "k": 2 if ra_it else None,
+        "seed": 1,
+        "mode": "none",
+        "inference_strategy": None,
+        "inference_k": None,
+        "pool_size": None,
+        "benchmark": benchmark,
+        "precision": f1,
+        "recall": f1,
+        "f1": f1,
+        "n_queries": len(sentences),
+        "n_unparseable": 0,
+        "sentences": sentences,
+    }
+
+
+def _sentences(right: set[int], n: int = 400) -> dict:
+    """n sentences, one gold and one predicted mention each, right on ``right``: F1 = 100 x share right."""
+    return {f"s{i}": [int(i in right), 1, 1] for i in range(n)}
+
+
+@pytest.fixture
+def paired_results() -> dict:
+    """FABRICATED: vanilla right on half of each benchmark's 400 sentences; RA-IT on the same sentences plus
+    100 more on "a" (+25 points, F1 75) and plus one more on "b" (+0.25)."""
+    half = set(range(0, 400, 2))
+    rows = [
+        _row("v", "vanilla", "a", _sentences(half)),
+        _row("v", "vanilla", "b", _sentences(half)),
+        _row("r", "ra-it", "a", _sentences(half | set(range(1, 200, 2)))),
+        _row("r", "ra-it", "b", _sentences(half | {1})),
+    ]
+    return {"experiment": "fabricated-paired", "benchmarks": ["a", "b"], "complete": True, "rows": rows}
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d+", text)]
+
+
+def test_tables_show_bootstrap_intervals(paired_results, tmp_path):
+    report = build_report(paired_results, tmp_path, samples=4000, seed=1).read_text()
+    assert "95% percentile bootstrap interval over test sentences (4,000 resamples, seed 1)" in report
+    main = section(report, "Main results")
+    vanilla = next(line for line in main.splitlines() if "Vanilla IT" in line)
+    # F1 50 on both benchmarks, each 50 -/+ 1.96 x 2.5 (standard error of a mean of 400 zeros and ones)
+    a, a_low, a_high, b, b_low, b_high, avg, avg_low, avg_high = _numbers(vanilla.split("| 100 |")[1])
+    assert (a, b, avg) == (50.0, 50.0, 50.0)
+    assert (a_low, a_high) == pytest.approx((45.1, 54.9), abs=0.6)
+    # the average of two independent resamples: standard error 2.5 / sqrt(2)
+    assert (avg_low, avg_high) == pytest.approx((50 - 1.96 * 2.5 / 2**0.5, 50 + 1.96 * 2.5 / 2**0.5), abs=0.6)
+    assert "**75.00** [" in main
+
+
+def test_paired_differences_view(paired_results, tmp_path):
+    report = build_report(paired_results, tmp_path, samples=4000, seed=1).read_text()
+    paired = section(report, "RA-IT minus vanilla IT")
+    lines = {line.split("|")[4].strip(): line for line in paired.splitlines() if line.startswith("| ")}
+    a = _numbers(lines["a"])  # RA-IT, vanilla, delta, interval low, high, p
+    assert a[:3] == [75.0, 50.0, 25.0] and a[3] > 20 and "< 0.00025" in lines["a"]
+    b = _numbers(lines["b"])
+    assert b[:3] == pytest.approx([50.25, 50.0, 0.25]) and b[3] == 0.0
+    assert b[-1] == pytest.approx(1 - (1 - 1 / 400) ** 399, abs=0.03)  # one sentence: the analytic p
+    avg = _numbers(lines["**Avg**"])
+    assert avg[:3] == pytest.approx([62.625, 50.0, 12.625], abs=0.01) and avg[-1] < 0.001
+    assert (tmp_path / "fig_paired_differences.png").read_bytes().startswith(PNG_HEADER)
+    assert build_report(paired_results, tmp_path / "again", samples=4000, seed=1).read_text() == report
+
+
+def test_results_without_sentence_counts_have_no_intervals(results, tmp_path):
+    report = build_report(results, tmp_path).read_text()
+    assert "Confidence intervals unavailable" in report
+    paired = section(report, "RA-IT minus vanilla IT")
+    assert "| 500 | RA-IT (NN, k=2) | no examples | crossner_ai | 25.00 | 21.00 | +4.00 | — | — |" in paired
+    assert "|  |  |  | **Avg** | 27.00 | 26.00 | +1.00 | — | — |" in paired
+
+
+def test_bad_sentence_counts_name_the_field(paired_results, tmp_path):
+    paired_results["rows"][2]["sentences"]["s7"] = [1, 1]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(paired_results))
+    with pytest.raises(DataError) as info:
+        load_results(path)
+    assert info.value.field == "rows[2].sentences.s7"
+
+
+def test_report_command_bootstrap_options(paired_results, tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(paired_results))
+    result = CliRunner().invoke(app, ["report", str(path), "--bootstrap-samples", "500", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "(500 resamples, seed 3)" in (tmp_path / "report.md").read_text()

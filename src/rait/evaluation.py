@@ -32,7 +32,7 @@ import json
 import re
 import string
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from rich.table import Table
@@ -130,6 +130,9 @@ class EvalReport:
     benchmarks: dict[str, BenchmarkScore]
     strict_spans: bool = False
     protocol: str = "uniner"
+    # per benchmark, per record id: [n_correct, n_pred, n_gold] of the sentence's queries; a detail of the
+    # counts above, outside to_dict and equality
+    sentences: dict[str, dict[str, list[int]]] = field(default_factory=dict, compare=False)
 
     def _mean(self, metric: str) -> float:
         return sum(getattr(s, metric) for s in self.benchmarks.values()) / len(self.benchmarks)
@@ -193,8 +196,10 @@ def evaluate(
     """Score query predictions per ``benchmark``, finding each answer's list as ``protocol`` says.
 
     With ``strict_spans`` every row must carry ``gold_spans`` and ``predicted_spans``; items are then the
-    de-duplicated ``(start, end)`` pairs. ``n_unparseable`` always counts outputs ``parse_answer`` rejects."""
+    de-duplicated ``(start, end)`` pairs. ``n_unparseable`` always counts outputs ``parse_answer`` rejects.
+    The counts are also kept per sentence (``EvalReport.sentences``) for bootstrap intervals."""
     tallies: dict[str, dict[str, int]] = {}
+    sentences: dict[str, dict[str, list[int]]] = {}
     for row in predictions:
         mentions, parsed = parse_answer(row.output, check_protocol(protocol))
         if strict_spans:
@@ -208,17 +213,21 @@ def evaluate(
         else:
             predicted = mentions
             gold = {normalize_answer(mention) for mention in row.gold}
+        correct = sum(item in gold for item in predicted)
         tally = tallies.setdefault(row.benchmark, dict.fromkeys(_COUNTS, 0))
         tally["n_queries"] += 1
         tally["n_gold"] += len(gold)
         tally["n_pred"] += len(predicted)
-        tally["n_correct"] += sum(item in gold for item in predicted)
+        tally["n_correct"] += correct
         tally["n_unparseable"] += not parsed
+        sentence = sentences.setdefault(row.benchmark, {}).setdefault(row.record_id, [0, 0, 0])
+        sentence[0] += correct
+        sentence[1] += len(predicted)
+        sentence[2] += len(gold)
     if not tallies:
         raise ValueError("no predictions to evaluate")
-    return EvalReport(
-        {name: BenchmarkScore(name, **t) for name, t in tallies.items()}, strict_spans, protocol
-    )
+    scores = {name: BenchmarkScore(name, **t) for name, t in tallies.items()}
+    return EvalReport(scores, strict_spans, protocol, sentences)
 
 
 _STRING_FIELDS = ("benchmark", "record_id", "type", "output", "text")

@@ -2,8 +2,11 @@
 
 Views: the main table (Table 1/2: per benchmark + average, best per block in bold), the data-size curve
 (Fig. 2), training retrieval strategies (Fig. 3), out-domain inference strategies (Fig. 4), in-domain pool
-size (Fig. 5) and the number of examples k. Scores are micro-F1 in percent, averaged over training seeds.
-A view whose data is absent from the results is skipped with a note."""
+size (Fig. 5), the number of examples k, and RA-IT minus vanilla IT. Scores are micro-F1 in percent,
+averaged over training seeds. Where the results carry per-sentence counts (``rows[].sentences``), every score
+gets a 95% bootstrap interval over test sentences (:mod:`rait.bootstrap`), shown in the tables and as error
+bars in the plots, and RA-IT minus vanilla IT is a paired bootstrap with its p-value; older results without
+them are reported without intervals. A view whose data is absent from the results is skipped with a note."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from statistics import mean
 from typing import NamedTuple
 
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate
 from rait.errors import DataError
 from rait.fileio import atomic_write, read_json
 
@@ -111,21 +115,50 @@ def load_results(path: str | Path) -> dict:
                 raise DataError(path, "missing", field=f"rows[{index}].{key}")
         if not isinstance(row["f1"], int | float):
             raise DataError(path, f"must be a number, got {row['f1']!r}", field=f"rows[{index}].f1")
+        if "sentences" in row:
+            _check_sentences(path, row["sentences"], f"rows[{index}].sentences")
     return data
 
 
-class Scores:
-    """F1 per (setting, benchmark), averaged over seeds; ``average`` needs every benchmark."""
+def _check_sentences(path: Path, sentences, key: str) -> None:
+    """``sentences``: a mapping of sentence id to [n_correct, n_pred, n_gold], non-negative integers."""
+    if not isinstance(sentences, dict):
+        raise DataError(path, "must be a mapping of sentence id to [n_correct, n_pred, n_gold]", field=key)
+    for sentence, counts in sentences.items():
+        if not (
+            isinstance(counts, list)
+            and len(counts) == 3
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        ):
+            raise DataError(
+                path, f"must be [n_correct, n_pred, n_gold], got {counts!r}", field=f"{key}.{sentence}"
+            )
 
-    def __init__(self, results: dict):
+
+Cell = float | Estimate | None  # a table number: a plain score, or one with its interval
+
+
+class Scores:
+    """F1 per (setting, benchmark), averaged over seeds; ``average`` needs every benchmark. With per-sentence
+    counts in every row of a (setting, benchmark), its bootstrap replicates too (``bootstrap``)."""
+
+    def __init__(self, results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED):
         self.benchmarks: list[str] = list(results["benchmarks"])
         collected: dict[Setting, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        sentences: dict[Setting, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for row in results["rows"]:
             setting = Setting(*(row[name] for name in Setting._fields))
             collected[setting][row["benchmark"]].append(float(row["f1"]))
+            sentences[setting][row["benchmark"]].append(row.get("sentences"))
             if row["benchmark"] not in self.benchmarks:
                 self.benchmarks.append(row["benchmark"])
         self.f1 = {s: {b: mean(v) for b, v in per.items()} for s, per in collected.items()}
+        runs = {
+            s: {b: seeds for b, seeds in per.items() if all(c is not None for c in seeds)}
+            for s, per in sentences.items()
+        }
+        self.has_intervals = any(runs.values())
+        self.bootstrap = BootstrapF1(runs, samples=samples, seed=seed) if self.has_intervals else None
 
     def settings(self, **where) -> list[Setting]:
         """Settings whose fields equal ``where``'s values, in model order."""
@@ -143,15 +176,50 @@ class Scores:
         per = self.f1.get(setting, {})
         return [per.get(b) for b in self.benchmarks] + [self.average(setting)]
 
+    def interval(self, setting: Setting, benchmark: str | None = None) -> Estimate | None:
+        """The bootstrap interval of one benchmark's F1, or (``None``) of the average over benchmarks."""
+        if self.bootstrap is None:
+            return None
+        return self.bootstrap.interval(setting, benchmark if benchmark is not None else self.benchmarks)
+
+    def average_cell(self, setting: Setting) -> Cell:
+        """The average F1, with its interval where there is one."""
+        average = self.average(setting)
+        return None if average is None else (self.interval(setting) or average)
+
+    def cells(self, setting: Setting) -> list[Cell]:
+        """Like :meth:`values`, each score with its interval where there is one."""
+        per = self.f1.get(setting, {})
+        cells: list[Cell] = [
+            None if b not in per else (self.interval(setting, b) or per[b]) for b in self.benchmarks
+        ]
+        return cells + [self.average_cell(setting)]
+
+    def difference(self, setting: Setting, other: Setting, benchmark: str | None = None) -> Estimate | None:
+        """Paired bootstrap of ``setting`` minus ``other`` on one benchmark, or (``None``) the average."""
+        if self.bootstrap is None:
+            return None
+        return self.bootstrap.difference(
+            setting, other, benchmark if benchmark is not None else self.benchmarks
+        )
+
 
 # -------------------------------------------------------------------------------------------- markdown
 
 
-def _fmt(value: float | None, bold: bool = False) -> str:
+def _value(cell: Cell) -> float | None:
+    return cell.value if isinstance(cell, Estimate) else cell
+
+
+def _fmt(cell: Cell, bold: bool = False) -> str:
+    """``12.34``, or ``12.34 [10.1, 14.6]`` with an interval; bold marks the score only."""
+    value = _value(cell)
     if value is None:
         return "—"
-    text = f"{value:.2f}"
-    return f"**{text}**" if bold else text
+    text = f"**{value:.2f}**" if bold else f"{value:.2f}"
+    if isinstance(cell, Estimate):
+        text += f" [{cell.low:.1f}, {cell.high:.1f}]"
+    return text
 
 
 def markdown_table(
@@ -168,10 +236,11 @@ def markdown_table(
     ]
     for label, rows in blocks:
         width = len(rows[0][1]) if rows else 0
-        best = [max((r[1][c] for r in rows if r[1][c] is not None), default=None) for c in range(width)]
+        values = [[_value(v) for v in numbers] for _, numbers in rows]
+        best = [max((r[c] for r in values if r[c] is not None), default=None) for c in range(width)]
         for index, (row_label, numbers) in enumerate(rows):
             cells = [
-                _fmt(v, bold_best and len(rows) > 1 and v is not None and v == best[c])
+                _fmt(v, bold_best and len(rows) > 1 and _value(v) is not None and _value(v) == best[c])
                 for c, v in enumerate(numbers)
             ]
             lines.append("| " + " | ".join([label if index == 0 else "", row_label, *cells]) + " |")
@@ -244,7 +313,7 @@ def main_table(scores: Scores) -> View:
         return view
     blocks: dict[int | None, list] = defaultdict(list)
     for s in settings:
-        blocks[s.size].append((s.model_label, scores.values(s)))
+        blocks[s.size].append((s.model_label, scores.cells(s)))
     view.markdown = markdown_table(
         ["Training data", "Model", *scores.benchmarks, "Avg"],
         [("no fine-tuning" if size is None else f"{size:,}", rows) for size, rows in blocks.items()],
@@ -252,12 +321,22 @@ def main_table(scores: Scores) -> View:
     return view
 
 
+def _yerr(cells: Sequence[Cell]) -> list[list[float]] | None:
+    """Asymmetric error bars (below, above) for cells with intervals; None when no cell has one."""
+    if not any(isinstance(c, Estimate) for c in cells):
+        return None
+    return [
+        [c.value - c.low if isinstance(c, Estimate) else 0.0 for c in cells],
+        [c.high - c.value if isinstance(c, Estimate) else 0.0 for c in cells],
+    ]
+
+
 def size_curve(scores: Scores, output_dir: Path) -> View:
     """Fig. 2: average F1 against training-set size, one line per method."""
     view = View("size", "Training data size (Fig. 2): average F1 vs size, inference without examples")
-    series: dict[str, dict[int, float]] = defaultdict(dict)
+    series: dict[str, dict[int, Cell]] = defaultdict(dict)
     for s in scores.settings(mode="none"):
-        avg = scores.average(s)
+        avg = scores.average_cell(s)
         if s.method != "base" and avg is not None:
             series[s.model_label][s.size] = avg
     series = {label: points for label, points in series.items() if len(points) >= 2}
@@ -265,7 +344,7 @@ def size_curve(scores: Scores, output_dir: Path) -> View:
         view.skipped = "needs at least two training sizes of one method, scored on every benchmark"
         return view
     sizes = sorted({size for points in series.values() for size in points})
-    base = [scores.average(s) for s in scores.settings(mode="none", method="base")]
+    base = [scores.average_cell(s) for s in scores.settings(mode="none", method="base")]
     rows = [(label, [points.get(n) for n in sizes]) for label, points in series.items()]
     if base and base[0] is not None:
         rows.insert(0, ("Base model", [base[0]] * len(sizes)))
@@ -274,9 +353,10 @@ def size_curve(scores: Scores, output_dir: Path) -> View:
     axes = figure.add_subplot()
     for label, points in series.items():
         xs = sorted(points)
-        axes.plot(xs, [points[x] for x in xs], marker="o", label=label)
+        cells = [points[x] for x in xs]
+        axes.errorbar(xs, [_value(c) for c in cells], yerr=_yerr(cells), marker="o", capsize=3, label=label)
     if base and base[0] is not None:
-        axes.axhline(base[0], linestyle="--", color="grey", label="Base model")
+        axes.axhline(_value(base[0]), linestyle="--", color="grey", label="Base model")
     axes.set_xscale("log")
     axes.set_xticks(sizes, [f"{n:,}" for n in sizes])
     axes.minorticks_off()
@@ -287,21 +367,25 @@ def size_curve(scores: Scores, output_dir: Path) -> View:
     return view
 
 
-def _bars(groups: dict[str, dict[str, float]], ylabel: str, path: Path) -> Path:
-    """Grouped bars: one group per key of ``groups``, one bar per inner key."""
+def _bars(groups: dict[str, dict[str, Cell]], ylabel: str, path: Path) -> Path:
+    """Grouped bars: one group per key of ``groups``, one bar per inner key; error bars where the cells
+    have intervals."""
     figure = _figure()
     axes = figure.add_subplot()
     labels = list(dict.fromkeys(name for bars in groups.values() for name in bars))
     width = 0.8 / max(len(labels), 1)
+    top = 0.0
     for index, name in enumerate(labels):
         xs = [
             g + (index - (len(labels) - 1) / 2) * width
             for g, bars in enumerate(groups.values())
             if name in bars
         ]
-        ys = [bars[name] for bars in groups.values() if name in bars]
-        axes.bar_label(axes.bar(xs, ys, width=width, label=name), fmt="%.1f", fontsize="x-small")
-    top = max((v for bars in groups.values() for v in bars.values()), default=0.0)
+        cells = [bars[name] for bars in groups.values() if name in bars]
+        ys = [_value(c) for c in cells]
+        top = max([top, *ys, *(c.high for c in cells if isinstance(c, Estimate))])
+        bars = axes.bar(xs, ys, width=width, label=name, yerr=_yerr(cells), capsize=3)
+        axes.bar_label(bars, fmt="%.1f", fontsize="x-small", label_type="center")
     axes.set_ylim(0, max(top * 1.25, 1.0))
     axes.set_xticks(range(len(groups)), list(groups))
     axes.set_ylabel(ylabel)
@@ -323,11 +407,11 @@ def strategy_bars(scores: Scores, output_dir: Path) -> View:
     for (size, k), members in groups.items():
         vanilla = scores.settings(mode="none", method="vanilla", size=size)[:1]
         rows = [
-            (s.model_label if s.method == "vanilla" else _strategy(s.strategy), scores.values(s))
+            (s.model_label if s.method == "vanilla" else _strategy(s.strategy), scores.cells(s))
             for s in vanilla + members
         ]
         blocks.append((f"{size:,}, k={k}", rows))
-        bars[f"{size:,} (k={k})"] = {label: values[-1] for label, values in rows if values[-1] is not None}
+        bars[f"{size:,} (k={k})"] = {label: cells[-1] for label, cells in rows if cells[-1] is not None}
     view.markdown = markdown_table(["Training data", "Strategy", *scores.benchmarks, "Avg"], blocks)
     if any(bars.values()):
         view.plot = _bars(bars, "average micro-F1 (%)", output_dir / "fig3_strategies.png")
@@ -341,10 +425,10 @@ def out_domain_bars(scores: Scores, output_dir: Path) -> View:
     if not models:
         view.skipped = "no results with out-domain examples at inference"
         return view
-    table: dict[str, dict[str, float | None]] = defaultdict(dict)
+    table: dict[str, dict[str, Cell]] = defaultdict(dict)
     for s in scores.settings(mode="none") + scores.settings(mode="out-domain"):
         if s.model in models:
-            table[s.sized_label][s.inference_label] = scores.average(s)
+            table[s.sized_label][s.inference_label] = scores.average_cell(s)
     columns = list(dict.fromkeys(c for row in table.values() for c in row))
     blocks = [("", [(label, [row.get(c) for c in columns])]) for label, row in table.items()]
     view.markdown = _row_best_table(["", "Model", *columns], blocks)
@@ -359,8 +443,10 @@ def _row_best_table(header: Sequence[str], blocks) -> str:
     lines = markdown_table(header, [], bold_best=False).splitlines()
     for _, rows in blocks:
         for label, numbers in rows:
-            best = max((v for v in numbers if v is not None), default=None)
-            cells = [_fmt(v, len(numbers) > 1 and v is not None and v == best) for v in numbers]
+            best = max((_value(v) for v in numbers if _value(v) is not None), default=None)
+            cells = [
+                _fmt(v, len(numbers) > 1 and _value(v) is not None and _value(v) == best) for v in numbers
+            ]
             lines.append("| " + " | ".join(["", label, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -372,13 +458,13 @@ def pool_size_curve(scores: Scores, output_dir: Path) -> View:
     if not settings:
         view.skipped = "no results with in-domain examples at inference"
         return view
-    series: dict[str, dict[int, float | None]] = defaultdict(dict)
+    series: dict[str, dict[int, Cell]] = defaultdict(dict)
     for s in settings:
         label = f"{s.sized_label}, {_strategy(s.inference_strategy)} k={s.inference_k}"
-        series[label][s.pool_size] = scores.average(s)
+        series[label][s.pool_size] = scores.average_cell(s)
         for none in scores.settings(mode="none"):
             if none.model == s.model:
-                series[label][0] = scores.average(none)
+                series[label][0] = scores.average_cell(none)
     sizes = sorted({n for points in series.values() for n in points})
     rows = [(label, [points.get(n) for n in sizes]) for label, points in series.items()]
     view.markdown = _row_best_table(["", "Model", *[f"N={n:,}" for n in sizes]], [("", rows)])
@@ -386,7 +472,8 @@ def pool_size_curve(scores: Scores, output_dir: Path) -> View:
     axes = figure.add_subplot()
     for label, points in series.items():
         xs = [i for i, n in enumerate(sizes) if points.get(n) is not None]
-        axes.plot(xs, [points[sizes[i]] for i in xs], marker="o", label=label)
+        cells = [points[sizes[i]] for i in xs]
+        axes.errorbar(xs, [_value(c) for c in cells], yerr=_yerr(cells), marker="o", capsize=3, label=label)
     axes.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
     axes.set_xlabel("in-domain pool size N (0 = no examples)")
     axes.set_ylabel("average micro-F1 (%)")
@@ -406,18 +493,112 @@ def k_table(scores: Scores) -> View:
         view.skipped = "needs RA-IT models trained with at least two values of k at one size and strategy"
         return view
     blocks = [
-        (f"{size:,}, {_strategy(strategy)}", [(f"k={s.k}", scores.values(s)) for s in members])
+        (f"{size:,}, {_strategy(strategy)}", [(f"k={s.k}", scores.cells(s)) for s in members])
         for (size, strategy), members in groups.items()
     ]
     view.markdown = markdown_table(["Training data", "k", *scores.benchmarks, "Avg"], blocks)
     return view
 
 
-def build_report(results: dict, output_dir: str | Path, *, source: str | Path | None = None) -> Path:
-    """Write every view (Markdown in ``report.md``, plots as PNG) under ``output_dir``; returns report.md."""
+def _vanilla_of(setting: Setting) -> Setting:
+    """The vanilla IT model of an RA-IT setting: same size and inference settings."""
+    return setting._replace(method="vanilla", strategy=None, k=None)
+
+
+def _p(p: float | None, samples: int) -> str:
+    if p is None:
+        return "—"
+    return f"< {1 / samples:.4g}" if p == 0 else f"{p:.3f}"
+
+
+def paired_differences(scores: Scores, output_dir: Path) -> View:
+    """RA-IT minus vanilla IT (same size, same inference settings), per benchmark and on average: the
+    difference, its paired-bootstrap interval and p-value."""
+    view = View("paired", "RA-IT minus vanilla IT (paired bootstrap over test sentences)")
+    pairs = [(s, _vanilla_of(s)) for s in scores.settings(method="ra-it") if _vanilla_of(s) in scores.f1]
+    if not pairs:
+        view.skipped = (
+            "needs an RA-IT and a vanilla IT model of the same size with the same inference settings"
+        )
+        return view
+    samples = scores.bootstrap.samples if scores.bootstrap else DEFAULT_SAMPLES
+    header = [
+        "Training data",
+        "RA-IT model",
+        "Inference",
+        "Benchmark",
+        "RA-IT",
+        "Vanilla IT",
+        "Δ",
+        "95% CI",
+        "p",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
+    groups: dict[str, list[tuple[str, Estimate]]] = {}
+    for ra_it, vanilla in pairs:
+        label = f"{ra_it.size:,}, {_strategy(ra_it.strategy)} k={ra_it.k}, {ra_it.inference_label}"
+        first = True
+        for benchmark in [*scores.benchmarks, None]:
+            if benchmark is None:
+                a, b = scores.average(ra_it), scores.average(vanilla)
+            else:
+                a, b = scores.f1[ra_it].get(benchmark), scores.f1[vanilla].get(benchmark)
+            if a is None or b is None:
+                continue
+            diff = scores.difference(ra_it, vanilla, benchmark)
+            interval = f"[{diff.low:.2f}, {diff.high:.2f}]" if diff else "—"
+            name = benchmark or "**Avg**"
+            lead = [f"{ra_it.size:,}", ra_it.model_label, ra_it.inference_label] if first else ["", "", ""]
+            row = [
+                *lead,
+                name,
+                f"{a:.2f}",
+                f"{b:.2f}",
+                f"{a - b:+.2f}",
+                interval,
+                _p(diff and diff.p, samples),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+            first = False
+            if diff:
+                groups.setdefault(label, []).append((benchmark or "Avg", diff))
+    view.markdown = "\n".join(lines) + "\n"
+    if groups:
+        view.plot = _difference_plot(groups, output_dir / "fig_paired_differences.png")
+    return view
+
+
+def _difference_plot(groups: dict[str, list[tuple[str, Estimate]]], path: Path) -> Path:
+    """Differences with their intervals: one marker series per RA-IT/vanilla pair, a column per benchmark."""
+    figure = _figure()
+    axes = figure.add_subplot()
+    names = list(dict.fromkeys(name for points in groups.values() for name, _ in points))
+    width = 0.6 / max(len(groups), 1)
+    for index, (label, points) in enumerate(groups.items()):
+        offset = (index - (len(groups) - 1) / 2) * width
+        xs = [names.index(name) + offset for name, _ in points]
+        cells = [diff for _, diff in points]
+        axes.errorbar(xs, [c.value for c in cells], yerr=_yerr(cells), fmt="o", capsize=3, label=label)
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
+    axes.set_ylabel("RA-IT minus vanilla IT, micro-F1 (points)")
+    axes.legend(fontsize="x-small")
+    return _save(figure, path)
+
+
+def build_report(
+    results: dict,
+    output_dir: str | Path,
+    *,
+    source: str | Path | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Path:
+    """Write every view (Markdown in ``report.md``, plots as PNG) under ``output_dir``; returns report.md.
+    ``samples`` and ``seed`` set the bootstrap (intervals only where the results have per-sentence counts)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    scores = Scores(results)
+    scores = Scores(results, samples=samples, seed=seed)
     views = [
         main_table(scores),
         size_curve(scores, output_dir),
@@ -425,6 +606,7 @@ def build_report(results: dict, output_dir: str | Path, *, source: str | Path | 
         out_domain_bars(scores, output_dir),
         pool_size_curve(scores, output_dir),
         k_table(scores),
+        paired_differences(scores, output_dir),
     ]
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [
@@ -439,6 +621,20 @@ def build_report(results: dict, output_dir: str | Path, *, source: str | Path | 
         "; ".join(f for f in facts if f) + ".",
         "",
     ]
+    if scores.has_intervals:
+        lines += [
+            f"[low, high]: 95% percentile bootstrap interval over test sentences ({samples:,} resamples, "
+            f"seed {seed}); the average resamples every benchmark. Differences are paired (the same "
+            "resampled sentences for both models); p is two-sided. Scores without an interval lack "
+            "per-sentence counts.",
+            "",
+        ]
+    else:
+        lines += [
+            "Confidence intervals unavailable: these results have no per-sentence counts "
+            "(written before rait kept them).",
+            "",
+        ]
     if not results.get("complete", True):
         lines += [f"**Incomplete:** {len(results.get('missing', []))} eval cell(s) have not finished.", ""]
     for view in views:

@@ -56,13 +56,18 @@ def report_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Report directory (default: beside RESULTS).")
     ] = None,
+    bootstrap_samples: Annotated[
+        int, typer.Option("--bootstrap-samples", min=1, help="Resamples for the 95% intervals.")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
 ) -> None:
-    """Write the paper's views of an experiment's results: report.md and PNG plots."""
+    """Write the paper's views of an experiment's results: report.md and PNG plots, with bootstrap intervals
+    where the results have per-sentence counts."""
     from rait.report import build_report, load_results
 
     data = load_results(results)
     where = output if output is not None else (results if results.is_dir() else results.parent)
-    path = build_report(data, where, source=results)
+    path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed)
     make_console().print(f"Report written to {path}", highlight=False)
 
 

@@ -226,7 +226,8 @@ def run_experiment(
 
 
 def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -> dict:
-    """The results table from the finished eval steps' markers: one row per eval cell."""
+    """The results table from the finished eval steps' markers: one row per eval cell, with its per-sentence
+    counts (``sentences``) where the marker has them."""
     steps = steps if steps is not None else plan(config)
     rows, missing = [], []
     for step in steps:
@@ -237,12 +238,13 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
             missing.append(step.name)
             continue
         metrics = marker["result"]["metrics"]
-        rows.append(
-            {
-                **step.cell.describe(),
-                **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
-            }
-        )
+        row = {
+            **step.cell.describe(),
+            **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
+        }
+        if "sentences" in metrics:  # absent in markers written before rait kept per-sentence counts
+            row["sentences"] = metrics["sentences"]
+        rows.append(row)
     return {
         "experiment": config.name,
         "lang": config.lang,

@@ -174,13 +174,15 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
 
 def run_evaluate(config: ExperimentConfig, cell: EvalCell, predictions: Path) -> dict:
     """UniversalNER micro scores of one cell's predictions (:func:`rait.evaluation.evaluate_file`), with the
-    config's scoring protocol."""
+    config's scoring protocol, and ``sentences``: [n_correct, n_pred, n_gold] per test sentence id, for the
+    report's bootstrap."""
     from rait.evaluation import evaluate_file
 
-    scores = evaluate_file(predictions, protocol=config.evaluation.protocol).to_dict()["benchmarks"]
+    report = evaluate_file(predictions, protocol=config.evaluation.protocol)
+    scores = report.to_dict()["benchmarks"]
     if cell.benchmark not in scores:
         raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
-    return scores[cell.benchmark]
+    return {**scores[cell.benchmark], "sentences": report.sentences[cell.benchmark]}
 
 
 def default_stages() -> Stages:
