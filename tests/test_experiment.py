@@ -132,7 +132,7 @@ def test_rows_carry_per_sentence_counts_where_the_marker_has_them(config):
     assert "sentences" not in by_benchmark["mit_movie"]
 
 
-def test_run_evaluate_keeps_counts_per_sentence(tmp_path):
+def test_run_evaluate_keeps_counts_per_sentence(config, tmp_path):
     rows = [
         {
             "benchmark": "crossner_ai",
@@ -147,7 +147,7 @@ def test_run_evaluate_keeps_counts_per_sentence(tmp_path):
     path = tmp_path / "predictions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cell = EvalCell(None, InferenceMode("none"), "crossner_ai")
-    metrics = run_evaluate(None, cell, path)
+    metrics = run_evaluate(config, cell, path)
     assert metrics["sentences"] == {"1": [1, 2, 1], "2": [0, 0, 1]}
     assert (metrics["n_correct"], metrics["n_pred"], metrics["n_gold"]) == (1, 2, 2)
 
