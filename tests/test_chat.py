@@ -9,9 +9,11 @@ from transformers import PreTrainedTokenizerFast
 from rait.chat import (
     IGNORE_INDEX,
     encode_for_training,
+    encode_system,
     encode_turns,
     ensure_chat_template,
     stop_token_ids,
+    system_text,
     turn_format,
 )
 from rait.errors import RaitError
@@ -204,6 +206,10 @@ def test_smollm2_tokenizer(smollm_tokenizer, lang):
     ids = encode_turns(tok, [*turns, question], add_generation_prompt=True)
     text = tok.decode(ids)
     assert "SmolLM" not in text and "system" not in text  # the template's default system prompt is not used
+    default = tok.decode(encode_system(tok, "default"))
+    assert default.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    with_system = encode_for_training(tok, turns, system_prompt="default")["input_ids"]
+    assert tok.decode(with_system) == default + tok.decode(encode_turns(tok, turns))
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
     for cut in range(len(turns) + 1):
         split = encode_turns(tok, turns[:cut]) + encode_turns(tok, [*turns[cut:], question], True)
@@ -211,3 +217,40 @@ def test_smollm2_tokenizer(smollm_tokenizer, lang):
     encoded = encode_for_training(tok, turns)
     assert labelled_runs(tok, encoded) == [t.content + "<|im_end|>" for t in turns if t.role == "assistant"]
     assert stop_token_ids(tok)[0] == tok.convert_tokens_to_ids("<|im_end|>")
+
+
+QWEN_LIKE = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+    "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_system_prompt_setting_renders_the_system_turn():
+    tok = tiny_tokenizer()
+    tok.chat_template = QWEN_LIKE
+    assert system_text(tok, "none") == system_text(tok, None) == ""
+    assert system_text(tok, "default") == "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    assert system_text(tok, "Be brief.") == "<|im_start|>system\nBe brief.<|im_end|>\n"
+    assert system_text(tiny_tokenizer(), "default") == ""  # plain ChatML has no default system prompt
+    turns = [Turn("user", "Text: Paris"), Turn("assistant", "I've read this text.")]
+    system = encode_system(tok, "default")
+    plain = encode_for_training(tok, turns)
+    encoded = encode_for_training(tok, turns, system_prompt="default")
+    assert encoded["input_ids"] == system + plain["input_ids"] == system + encode_turns(tok, turns)
+    assert encoded["labels"] == [IGNORE_INDEX] * len(system) + plain["labels"]
+    assert tok.decode(encoded["input_ids"]).startswith("<|im_start|>system\nYou are a helpful assistant.")
+
+
+def test_template_without_system_role_is_a_clear_error():
+    tok = tiny_tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+    )
+    assert system_text(tok, "default") == ""
+    with pytest.raises(RaitError, match="System role not supported"):
+        system_text(tok, "Be brief.")

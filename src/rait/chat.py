@@ -7,11 +7,15 @@ Conventions (the same for every model):
   followed by the generation prompt (e.g. ``<|im_start|>assistant\\n``) when asked. Hence
   ``encode_turns(prefix) + encode_turns(rest, add_generation_prompt=True) ==
   encode_turns(prefix + rest, add_generation_prompt=True)``, which lets inference reuse a prefix's KV cache.
-* **No system turn, no BOS.** Templates that inject a default system prompt when the conversation has none
-  (SmolLM2: "You are a helpful AI assistant named SmolLM...", Qwen: "You are a helpful assistant.") or
-  prepend a BOS token to the first message do not do so here: a turn's rendering is taken as the
-  difference between rendering an anchor conversation with and without it, which cancels anything
-  the template puts at the start. Training and inference both see exactly these ids.
+* **The system turn is a setting, no BOS.** Templates that inject a default system prompt when the
+  conversation has none (SmolLM2: "You are a helpful AI assistant named SmolLM...", Qwen: "You are a helpful
+  assistant.") or prepend a BOS token to the first message do not do so inside ``encode_turns``: a turn's
+  rendering is taken as the difference between rendering an anchor conversation with and without it, which
+  cancels anything the template puts at the start. The system turn comes separately from the
+  ``system_prompt`` setting (:func:`encode_system`): ``"none"`` (no system turn), ``"default"`` (whatever
+  the template renders before the first user turn when given no system message, e.g. Qwen's "You are a
+  helpful assistant."; nothing for the ChatML fallback), or any other text (rendered as a system message).
+  Training (:func:`encode_for_training`) and inference put exactly the same ids first.
 * **Assistant turns** are tokenized as three pieces -- header (the generation prompt), content, and the
   end-of-turn tail -- so the content tokens in training are exactly what the model generates after the
   generation prompt at inference. The training loss covers the content and the first token of the tail
@@ -41,6 +45,8 @@ _CHATML = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 _PLACEHOLDER = "\u0000RAIT-CONTENT\u0000"
+SYSTEM_NONE = "none"
+SYSTEM_DEFAULT = "default"
 _ANCHOR_USER = "Hello."
 _ANCHOR_ASSISTANT = "Hi."
 
@@ -139,6 +145,37 @@ def _turn_pieces(tokenizer, fmt: TurnFormat, turn: Turn) -> tuple[list[int], lis
     return head, _ids(tokenizer, turn.content), _ids(tokenizer, after)
 
 
+def system_text(tokenizer, system_prompt: str | None) -> str:
+    """The rendered system turn for a ``system_prompt`` setting (``"none"``/None, ``"default"`` or a text),
+    without a leading BOS; ``""`` when there is none."""
+    if system_prompt in (None, SYSTEM_NONE):
+        return ""
+    fmt = turn_format(tokenizer)
+    user = {"role": "user", "content": _ANCHOR_USER}
+    user_turn = fmt.user[0] + _ANCHOR_USER + fmt.user[1]
+    messages = (
+        [user] if system_prompt == SYSTEM_DEFAULT else [{"role": "system", "content": system_prompt}, user]
+    )
+    try:
+        rendered = _render(tokenizer, messages)
+    except Exception as exc:  # jinja2's TemplateError: e.g. "System role not supported"
+        raise RaitError(f"the chat template cannot render a system prompt: {exc}") from None
+    if not rendered.endswith(user_turn):
+        raise RaitError("unsupported chat template: the system prompt changes how the user turn renders")
+    text = rendered[: -len(user_turn)]
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and not user_turn.startswith(bos):  # SmolLM2's "BOS" is <|im_start|>
+        text = text[len(bos) :]
+    if system_prompt != SYSTEM_DEFAULT and system_prompt not in text:
+        raise RaitError("the chat template ignores a system message; use system_prompt 'none' or 'default'")
+    return text
+
+
+def encode_system(tokenizer, system_prompt: str | None) -> list[int]:
+    """Token ids of the system turn (:func:`system_text`), one segment; ``[]`` for none."""
+    return _ids(tokenizer, system_text(tokenizer, system_prompt))
+
+
 def encode_turns(tokenizer, turns: list[Turn], add_generation_prompt: bool = False) -> list[int]:
     """Token ids of ``turns``: the concatenation of each turn's own segment (+ the generation prompt)."""
     fmt = turn_format(tokenizer)
@@ -163,13 +200,16 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
-def encode_for_training(tokenizer, turns: list[Turn], max_length: int | None = None) -> dict[str, list[int]]:
-    """``input_ids`` (as :func:`encode_turns`) and ``labels``: token ids on assistant content and its
-    end-of-turn token, ``-100`` on user turns and template scaffolding. Truncated to ``max_length``."""
+def encode_for_training(
+    tokenizer, turns: list[Turn], max_length: int | None = None, system_prompt: str | None = None
+) -> dict[str, list[int]]:
+    """``input_ids`` (the system turn of ``system_prompt``, then :func:`encode_turns`) and ``labels``: token
+    ids on assistant content and its end-of-turn token, ``-100`` on the system turn, user turns and template
+    scaffolding. Truncated to ``max_length``."""
     fmt = turn_format(tokenizer)
     stops = set(stop_token_ids(tokenizer))
-    input_ids: list[int] = []
-    labels: list[int] = []
+    input_ids: list[int] = encode_system(tokenizer, system_prompt)
+    labels: list[int] = [IGNORE_INDEX] * len(input_ids)
     for turn in turns:
         head, content, tail = _turn_pieces(tokenizer, fmt, turn)
         input_ids += head + content + tail
