@@ -338,3 +338,13 @@ def test_cli_predicts_a_text_file_with_a_tiny_model_and_resumes(tmp_path):
 def test_vllm_backend_without_vllm_is_a_clear_error():
     with pytest.raises(RaitError, match=r"pip install 'rait\[gpu\]'"):
         VllmPredictor("some/model")
+
+
+def test_system_prompt_starts_every_prompt_on_both_paths(model_and_naive):
+    model, tokenizer, _, _ = model_and_naive
+    predictor = Predictor(model, tokenizer, max_new_tokens=MAX_NEW, batch_size=4, system_prompt="Be brief.")
+    assert tokenizer.decode(list(predictor.system_ids)) == "<|im_start|>system\nBe brief.<|im_end|>\n"
+    prefix, _ = predictor._token_ids(tokenizer, QUERIES[0])
+    assert prefix[: len(predictor.system_ids)] == list(predictor.system_ids)
+    naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in QUERIES]
+    assert predictor.answer_many(QUERIES) == naive

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 from typer.testing import CliRunner
 
-from rait.chat import IGNORE_INDEX, encode_turns
+from rait.chat import IGNORE_INDEX, encode_system, encode_turns
 from rait.cli import app
 from rait.errors import DataError, RaitError
 from rait.models import load_model
@@ -26,6 +26,7 @@ from rait.train import (
     _trainer_class,
     encode_conversations,
     load_conversations,
+    merge_adapter,
     read_validation,
     resolve_config,
     split_validation,
@@ -353,3 +354,27 @@ def test_precision_option_is_checked(tmp_path):
         resolve_config(None, data=["x"], output_dir=str(tmp_path), precision=3)
     with pytest.raises(RaitError, match="precision must be one of"):
         resolve_config(None, data=["x"], output_dir=str(tmp_path), precision="fp8")
+
+
+def test_system_prompt_is_trained_on_stored_and_reused_at_inference(workdir, tmp_path):
+    from rait.predict import PredictConfig, load_predictor
+
+    _, tok = tiny_model_and_tokenizer()
+    system = encode_system(tok, "Be brief.")
+    data = encode_conversations(tok, conversations(), 4096, system_prompt="Be brief.")
+    plain = encode_conversations(tok, conversations(), 4096)
+    for encoded, bare in zip(data.examples, plain.examples, strict=True):
+        assert encoded["input_ids"] == system + bare["input_ids"]
+        assert encoded["labels"] == [IGNORE_INDEX] * len(system) + bare["labels"]
+    out = train(config(workdir, "system", max_steps=2, system_prompt="Be brief."))
+    assert json.loads((out / CONFIG_FILE).read_text())["system_prompt"] == "Be brief."
+    merged = merge_adapter(out, tmp_path / "merged")
+    for model in (out, merged):
+        predictor = load_predictor(str(model))
+        assert predictor.system_prompt == "Be brief." and list(predictor.system_ids) == system
+        settings = PredictConfig(tmp_path / "p.jsonl", model=str(model)).settings()
+        assert settings["system_prompt"] == "Be brief."
+    assert load_predictor(str(out), system_prompt="none").system_ids == ()
+    assert load_predictor(str(workdir / "model")).system_prompt == "none"
+    with pytest.raises(RaitError, match="system_prompt is empty"):
+        config(workdir, "x", system_prompt=" ").validate()

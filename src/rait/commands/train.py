@@ -97,6 +97,13 @@ def train_command(
             "validation loss [0: none]."
         ),
     ] = None,
+    system_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="System turn: none, default (the chat template's own) or a text; stored with the adapter "
+            "so that inference uses the same [none]."
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in the output dir.")
     ] = False,
@@ -131,6 +138,7 @@ def train_command(
         precision=precision,
         require_chat_template=require_chat_template,
         validation_fraction=validation_fraction,
+        system_prompt=system_prompt,
         resume=resume or None,
     )
     out = train(cfg)

@@ -73,6 +73,12 @@ EXECUTION_SETTINGS = {
 }
 
 
+def _system_prompt_param(config: ExperimentConfig) -> dict:
+    """The base model's system prompt (the training one), left out when none: older steps stay done."""
+    system_prompt = config.training.hyper.get("system_prompt", "none")
+    return {} if system_prompt == "none" else {"system_prompt": system_prompt}
+
+
 def _precision_param(precision: str | None) -> dict:
     """A step's precision as resolved on this machine, left out when fp32: steps finished before the option
     existed computed in fp32 (on CPU) and stay done; under bf16 they count as made with other settings."""
@@ -159,7 +165,7 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
         model = train_step(cell.train) if cell.train else None
         directory = root / "eval" / cell.model_name / cell.mode.name / cell.benchmark
         params = {
-            "model": model.params if model else {"model": config.model},
+            "model": model.params if model else {"model": config.model, **_system_prompt_param(config)},
             **cell.mode.describe(),
             "pool": dict(zip(("size", "seed"), config.pool_sample(cell.train), strict=True))
             if cell.mode.kind == "out-domain"

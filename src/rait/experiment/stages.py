@@ -73,6 +73,7 @@ def _answerer(
     max_new_tokens: int,
     batch_size: int,
     precision: str = "auto",
+    system_prompt: str = "none",
 ):
     """The last model loaded, kept for the next eval cells (they come grouped by model)."""
     from rait.predict import load_predictor
@@ -85,6 +86,7 @@ def _answerer(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         precision=precision,
+        system_prompt=system_prompt,
     )
 
 
@@ -132,6 +134,7 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
         options["max_new_tokens"],
         options["batch_size"],
         options["precision"],
+        config.training.hyper.get("system_prompt", "none"),  # the base model is asked as the tuned ones
     )
     examples = None
     mode = cell.mode
