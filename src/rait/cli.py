@@ -7,7 +7,7 @@ import sys
 import typer
 
 from rait.commands import build, data, distill, evaluation, experiment, predict, train
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.errors import RaitError
 
 app = typer.Typer(
@@ -30,9 +30,17 @@ for _module in (data, evaluation, build, train, predict, experiment, distill):
 
 
 def main() -> None:
-    """Entry point: run the app and turn rait's own errors into one red line and exit code 1."""
+    """Entry point: run the app and turn rait's own errors, and system errors such as a full disk or an
+    unwritable output, into one red line and exit code 1."""
     try:
         app()
     except RaitError as exc:
-        make_console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(1)
+        _error(str(exc))
+    except OSError as exc:  # an output that cannot be written: permissions, a full disk, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or exc}")
+
+
+def _error(message: str) -> None:
+    make_console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    sys.exit(1)

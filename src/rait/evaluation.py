@@ -37,6 +37,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from rait.console import escape
 from rait.errors import DataError
 from rait.fileio import read_jsonl
 from rait.records import QueryPrediction
@@ -309,7 +310,7 @@ def render_table(report: EvalReport) -> Table:
         table.add_column(column, justify="right")
     for name, s in report.benchmarks.items():
         scores = (f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}")
-        table.add_row(name, str(s.n_queries), *scores, str(s.n_unparseable))
+        table.add_row(escape(name), str(s.n_queries), *scores, str(s.n_unparseable))
     table.add_section()
     table.add_row(
         "Average",

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rait.errors import DataError
+from rait.errors import DataError, RaitError
 
 # mkstemp creates files readable by their owner only; written files get the usual umask-based mode instead.
 _UMASK = os.umask(0)
@@ -32,6 +32,42 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_file(path: str | Path) -> Path:
+    """Refuse, before any work, an output file path that is a directory, read-only, or in a folder that
+    cannot be written (RaitError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise RaitError(f"output {path} is a directory; give a file path")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RaitError(f"output {path} is read-only")
+    return _check_writable_parent(path)
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """Refuse, before any work, an output directory path that is a file or cannot be written (RaitError)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RaitError(f"output directory {path} is a file")
+    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+        raise RaitError(f"output directory {path} is not writable")
+    return _check_writable_parent(path)
+
+
+def _check_writable_parent(path: Path) -> Path:
+    folder = _nearest_existing(path.parent if not path.exists() else path.parent.resolve())
+    if not folder.is_dir():
+        raise RaitError(f"cannot create {path}: {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RaitError(f"cannot write {path}: {folder} is not writable")
+    return path
 
 
 def write_json(path: str | Path, data, indent: int | None = 2) -> None:

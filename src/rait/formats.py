@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rait.errors import DataError
+from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, read_text, write_json, write_jsonl
 from rait.records import Conversation, Mention, Record
 from rait.templates import WORDINGS, build_conversation
@@ -711,6 +711,14 @@ def _format_from_keys(keys: set[str]) -> str | None:
 
 def detect_format(path: str | Path) -> str:
     """Guess a file's format from its extension and first items; DataError when it cannot tell."""
+    fmt = guess_format(path)
+    if fmt is None:
+        raise DataError(path, f"cannot tell the format; pass one of {', '.join(LOAD_FORMATS)}")
+    return fmt
+
+
+def guess_format(path: str | Path) -> str | None:
+    """:func:`detect_format`, but None when the file is readable and not in any known format."""
     path = Path(path)
     if path.suffix == ".ann" or (path.is_dir() and any(path.glob("*.ann"))):
         return "brat"
@@ -731,10 +739,7 @@ def detect_format(path: str | Path) -> str:
                 raise
     else:
         fmt = None
-    fmt = fmt or _detect_tagged(text)
-    if fmt is None:
-        raise DataError(path, f"cannot tell the format; pass one of {', '.join(LOAD_FORMATS)}")
-    return fmt
+    return fmt or _detect_tagged(text)
 
 
 def _detect_json(path: Path) -> str | None:
@@ -772,6 +777,17 @@ def _detect_tagged(text: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- public API
+
+
+def parse_columns(spec: str) -> tuple[int, int]:
+    """``"TOKEN,TAG"`` column numbers (1-based; negative: from the last) as 0-based ``columns``."""
+    try:
+        token, tag = (int(v) for v in spec.split(","))
+    except ValueError:
+        raise RaitError(f"--columns {spec!r}: expected two column numbers, e.g. 1,4") from None
+    if 0 in (token, tag):
+        raise RaitError(f"--columns {spec!r}: columns are numbered from 1 (negative: from the last)")
+    return (token - 1 if token > 0 else token, tag - 1 if tag > 0 else tag)
 
 
 def load_records(
@@ -944,10 +960,16 @@ def convert(
     *,
     skip_bad: bool = False,
     lang: str | None = None,
+    columns: tuple[int, int] | None = None,
+    tag_names: Sequence[str] | None = None,
 ) -> LoadStats:
-    """Read ``source`` (format detected when None) and write it to ``target`` as ``to_fmt``."""
+    """Read ``source`` (format detected when None; ``columns``/``tag_names`` as in :func:`load_records`)
+    and write it to ``target`` as ``to_fmt``."""
     if to_fmt not in _WRITERS:
         raise ValueError(f"unknown output format {to_fmt!r}; choose one of {', '.join(WRITE_FORMATS)}")
     stats = LoadStats()
-    write_records(load_records(source, from_fmt, skip_bad=skip_bad, stats=stats), target, to_fmt, lang=lang)
+    records = load_records(
+        source, from_fmt, skip_bad=skip_bad, stats=stats, columns=columns, tag_names=tag_names
+    )
+    write_records(records, target, to_fmt, lang=lang)
     return stats

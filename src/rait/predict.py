@@ -35,8 +35,9 @@ from rich.progress import (
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import DataError, RaitError
 from rait.evaluation import parse_answer_items
-from rait.fileio import JsonlAppender, read_json, write_json
+from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
 from rait.formats import detect_lang
+from rait.locks import output_lock
 from rait.records import QueryPrediction, Record
 from rait.templates import prompt_turns, question_turn
 
@@ -573,7 +574,7 @@ def predict_records(
             )
         seen.add(key)
     stats = PredictStats(n_passages=len(records))
-    with JsonlAppender(output) as appender:
+    with output_lock(output, what="predictions file"), JsonlAppender(output) as appender:
         done = {(row.get("benchmark"), row.get("record_id"), row.get("type")) for row in appender.existing()}
         todo: list[tuple[Record, list[str]]] = []
         for record in records:
@@ -608,8 +609,10 @@ def predict_records(
 @dataclass(slots=True)
 class PredictConfig:
     """A ``rait predict`` job. Passages come from registry ``benchmarks`` (test split, at most
-    ``max_examples`` sampled with ``seed``) and/or an ``input`` file (``.txt``: one passage per line;
-    otherwise any format :func:`rait.formats.load_records` reads), whose types ``types`` sets or overrides.
+    ``max_examples`` sampled with ``seed``) and/or an ``input`` file read by
+    :func:`rait.file_benchmarks.load_file_benchmark` (a labelled file in any format is a benchmark named
+    ``name``, its codes renamed by ``label_map``; a file of plain lines is passages), whose types ``types``
+    sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.formats.load_records`.
     ``examples``: ``none``; ``out-domain`` (k nearest from the training ``pool`` -- a file or a registered
     training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest
     from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file)."""
@@ -621,6 +624,10 @@ class PredictConfig:
     input: Path | None = None
     input_format: str | None = None
     types: list[str] | None = None
+    name: str | None = None
+    label_map: str | None = None
+    columns: tuple[int, int] | None = None
+    tag_names: list[str] | None = None
     max_examples: int | None = 2000
     seed: int = 42
     examples: str = "none"
@@ -639,18 +646,27 @@ class PredictConfig:
 
     def settings(self) -> dict:
         """What determines the predictions (checked when resuming into an existing output); the precision
-        as resolved on this machine, the system prompt as resolved from the model."""
+        as resolved on this machine, the system prompt as resolved from the model. Options the job ignores
+        are stored as None, so that they never block a resume."""
         from rait.models import default_device, trained_system_prompt
         from rait.precision import resolve_precision
 
         keep = ("model", "adapter", "examples", "pool", "pool_size", "k", "bm25_threshold", "embedder")
         data = {name: getattr(self, name) for name in keep}
+        if self.examples == "none":
+            data |= dict.fromkeys(("pool", "pool_size", "k", "bm25_threshold", "embedder"))
+        elif self.examples == "in-domain":
+            data["bm25_threshold"] = None
         data |= {"lang": self.lang, "max_new_tokens": self.max_new_tokens, "backend": self.backend}
         data["precision"] = resolve_precision(self.precision, default_device())
         data["max_chunk_tokens"] = self.max_chunk_tokens
         data["system_prompt"] = (
             self.system_prompt or trained_system_prompt(self.adapter, self.model) or "none"
         )
+        data |= {"seed": self.seed, "max_examples": self.max_examples if self.benchmarks else None}
+        data |= {"input": self.input, "input_format": self.input_format, "types": self.types}
+        data |= {"label_map": self.label_map, "columns": list(self.columns) if self.columns else None}
+        data |= {"tag_names": self.tag_names}
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -665,9 +681,9 @@ def _check_settings(config: PredictConfig) -> None:
     path = meta_path(config.output)
     settings = config.settings()
     if path.exists() and config.output.exists():
-        # older outputs: fp32 on CPU, no system turn
+        # older outputs: fp32 on CPU, no system turn; a setting an older meta file lacks is not checked
         old = {"precision": "fp32", "system_prompt": "none", **read_json(path).get("settings", {})}
-        changed = sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k))
+        changed = sorted(k for k in settings.keys() & old.keys() if old[k] != settings[k])
         if changed:
             name = changed[0]
             raise RaitError(
@@ -677,31 +693,33 @@ def _check_settings(config: PredictConfig) -> None:
     write_json(path, {"settings": settings})
 
 
-def read_input(path: Path, fmt: str | None = None, types: Sequence[str] | None = None) -> list[Record]:
-    """Passages of an input file: a ``.txt`` file has one passage per non-blank line (ids ``line-N``);
-    other files are read with :func:`rait.formats.load_records`. ``types`` replaces each record's types.
-    Records get ``source`` = the file's stem when they have none."""
-    from rait.formats import load_records
-
-    if path.suffix == ".txt" and fmt is None:
-        if not path.is_file():
-            raise DataError(path, "file does not exist")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = [Record(f"line-{n}", line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
-    else:
-        records = load_records(path, fmt)
-    for record in records:
-        record.source = record.source or path.stem
-        if types:
-            record.types = list(types)
-        if not record.query_types():
-            raise DataError(path, f"record {record.id!r} has no entity types to ask about (pass --types)")
-    return records
-
-
 def _validate(config: PredictConfig) -> None:
+    """Check every option before anything is loaded."""
+    from rait.file_benchmarks import TEXT_FORMAT
+    from rait.formats import LOAD_FORMATS
+
     if not config.benchmarks and config.input is None:
         raise RaitError("nothing to predict: give --benchmark and/or --input")
+    if config.input is None:
+        for option in ("types", "name", "label_map", "input_format", "columns", "tag_names"):
+            if getattr(config, option) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise RaitError(f"{flag} applies to --input files only (a registered benchmark has its own)")
+    formats = (*LOAD_FORMATS, TEXT_FORMAT)
+    if config.input_format is not None and config.input_format not in formats:
+        raise RaitError(f"unknown --input-format {config.input_format!r}; choose one of {', '.join(formats)}")
+    if config.lang not in (None, "en", "zh"):
+        raise RaitError(f"unknown --lang {config.lang!r}; choose en or zh")
+    if config.backend not in BACKENDS:
+        raise RaitError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if config.max_examples is not None and config.max_examples < 0:
+        raise RaitError(f"--max-examples must be 0 (all) or more, got {config.max_examples}")
+    if config.pool_size is not None and config.pool_size < 1:
+        raise RaitError(f"--pool-size must be at least 1, got {config.pool_size}")
+    if config.max_new_tokens < 1 or config.batch_size < 1:
+        raise RaitError("--max-new-tokens and --batch-size must be at least 1")
+    if config.types is not None and not config.types:
+        raise RaitError("--types is empty")
     if config.examples not in EXAMPLE_MODES:
         raise RaitError(f"unknown --examples {config.examples!r}; choose one of {', '.join(EXAMPLE_MODES)}")
     if config.examples == "out-domain" and not config.pool:
@@ -715,24 +733,63 @@ def _validate(config: PredictConfig) -> None:
 
 
 def run_predict(
-    config: PredictConfig, *, progress: bool = True, answerer: Answerer | None = None
+    config: PredictConfig,
+    *,
+    progress: bool = True,
+    answerer: Answerer | None = None,
+    log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> PredictStats:
     """Run a prediction job (see :class:`PredictConfig`), resuming into ``config.output`` if it exists.
 
-    ``answerer`` replaces the model the config names (tests, or a predictor already loaded)."""
+    ``answerer`` replaces the model the config names (tests, or a predictor already loaded); ``log`` gets
+    a line saying how an input file is read (benchmark name, label map, types); ``overwrite`` starts
+    ``config.output`` over instead of resuming into it."""
     from rait.benchmarks import get_spec, load_benchmark
-    from rait.embed import get_embedder
-    from rait.retrieval import ExamplePool
+    from rait.file_benchmarks import load_file_benchmark
 
     _validate(config)
+    check_output_file(config.output)
     jobs: list[tuple[list[Record], str | None, str | None]] = []  # (records, lang, benchmark name)
     for name in config.benchmarks:
         spec = get_spec(name)
         records = load_benchmark(spec.name, "test", max_examples=config.max_examples, seed=config.seed)
         jobs.append((records, config.lang or spec.lang, spec.name))
     if config.input is not None:
-        jobs.append((read_input(config.input, config.input_format, config.types), config.lang, None))
-    _check_settings(config)
+        records, info = load_file_benchmark(
+            config.input,
+            config.input_format,
+            name=config.name,
+            label_map=config.label_map,
+            types=config.types,
+            lang=config.lang,
+            columns=config.columns,
+            tag_names=config.tag_names,
+        )
+        if log is not None:
+            what = f"{len(records)} passages of {config.input} ({info.format})"
+            if info.labelled:
+                mapped = f"label map {info.label_map}" if info.label_map else "labels as in the file"
+                what += f" as benchmark {info.name!r}, {mapped}, types: {', '.join(records[0].query_types())}"
+            log(what)
+        jobs.append((records, config.lang, None))
+    with output_lock(config.output, what="predictions file"):
+        if overwrite:
+            config.output.unlink(missing_ok=True)
+            meta_path(config.output).unlink(missing_ok=True)
+        _check_settings(config)
+        return _predict_jobs(config, jobs, progress, answerer)
+
+
+def _predict_jobs(
+    config: PredictConfig,
+    jobs: list[tuple[list[Record], str | None, str | None]],
+    progress: bool,
+    answerer: Answerer | None,
+) -> PredictStats:
+    from rait.embed import get_embedder
+    from rait.retrieval import ExamplePool
+
     answerer = answerer or load_predictor(
         config.model,
         adapter=config.adapter,

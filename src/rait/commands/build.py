@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
 
 
@@ -89,9 +89,9 @@ def build_data_command(
     if "fallback_vanilla" in counts:
         line += f" ({counts['fallback_vanilla']} without examples: vanilla template)"
     console = make_console()
-    console.print(line, highlight=False)
+    console.print(escape(line), highlight=False)
     console.print(
-        f"manifest: {manifest_path(output)} ({manifest['timings_s']['total']:.1f} s)", highlight=False
+        escape(f"manifest: {manifest_path(output)} ({manifest['timings_s']['total']:.1f} s)"), highlight=False
     )
 
 

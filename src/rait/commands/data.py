@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 
 from rait.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.errors import RaitError
-from rait.formats import LOAD_FORMATS, WRITE_FORMATS, convert
+from rait.fileio import check_output_file
+from rait.formats import LOAD_FORMATS, WRITE_FORMATS, convert, parse_columns
+from rait.templates import WORDINGS
 
 
 def convert_command(
@@ -28,19 +30,41 @@ def convert_command(
     lang: Annotated[
         str | None, typer.Option("--lang", help="Template language for uniner/messages [default: detected].")
     ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="conll input: token and tag columns, 1-based, e.g. 1,4 [first,last].")
+    ] = None,
+    tag_names: Annotated[
+        str | None, typer.Option(help="tokens-tags input with integer tags: the label list, comma-separated.")
+    ] = None,
 ) -> None:
     """Convert an NER data file between formats (uniner/messages: vanilla UniversalNER conversations)."""
     if from_fmt is not None and from_fmt not in LOAD_FORMATS:
         raise RaitError(f"--from {from_fmt!r}: choose one of {', '.join(LOAD_FORMATS)}")
     if to_fmt not in WRITE_FORMATS:
         raise RaitError(f"--to {to_fmt!r}: choose one of {', '.join(WRITE_FORMATS)}")
-    stats = convert(input, output, from_fmt, to_fmt, skip_bad=skip_bad, lang=lang)
+    if lang is not None and to_fmt not in ("uniner", "messages"):
+        raise RaitError(f"--lang applies to --to uniner or messages only, not {to_fmt}")
+    if lang not in (None, *WORDINGS):
+        raise RaitError(f"--lang {lang!r}: choose one of {', '.join(WORDINGS)}")
+    check_output_file(output)
+    stats = convert(
+        input,
+        output,
+        from_fmt,
+        to_fmt,
+        skip_bad=skip_bad,
+        lang=lang,
+        columns=None if columns is None else parse_columns(columns),
+        tag_names=None if tag_names is None else [t.strip() for t in tag_names.split(",")],
+    )
     console = make_console()
     for message in stats.skipped:
-        console.print(f"[yellow]skipped[/] {message}", highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(message)}", highlight=False)
     console.print(
-        f"{stats.records} records, {stats.mentions} mentions written to {output}; "
-        f"{len(stats.skipped)} skipped, {len(stats.repaired)} repaired",
+        escape(
+            f"{stats.records} records, {stats.mentions} mentions written to {output}; "
+            f"{len(stats.skipped)} skipped, {len(stats.repaired)} repaired"
+        ),
         highlight=False,
     )
 
@@ -53,7 +77,7 @@ def benchmarks_command(
 ) -> None:
     """List the registered benchmarks and training sources, and whether their files are here."""
     root = data if data is not None else data_dir()
-    table = Table(title=f"Benchmarks (data: {root or 'not found'})")
+    table = Table(title=escape(f"Benchmarks (data: {root or 'not found'})"))
     for column in ("name", "kind", "lang", "#types", "splits", "here?"):
         table.add_column(column, no_wrap=True)
     table.add_column("notes", ratio=1)

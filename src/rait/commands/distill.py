@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.distill import DistillConfig, distill
 
 
@@ -25,15 +25,15 @@ def summary_table(report: dict) -> Table:
     for name, teacher in report["teachers"].items():
         requests, filtering = teacher["requests"], teacher["filtering"]
         table.add_section()
-        table.add_row(f"[bold]{name}[/]", "")
+        table.add_row(f"[bold]{escape(name)}[/]", "")
         for key in ("cached", "succeeded", "sent", "tokens", "stopped_by_budget"):
             table.add_row(f"  requests {key}", str(requests[key]))
         for key, value in requests["failed"].items():
-            table.add_row(f"  requests failed: {key}", str(value))
+            table.add_row(escape(f"  requests failed: {key}"), str(value))
         table.add_row("  unparseable outputs", str(filtering["unparseable_outputs"]))
         table.add_row("  pairs proposed / kept", f"{filtering['pairs_proposed']} / {filtering['pairs_kept']}")
         for key, value in filtering["dropped"].items():
-            table.add_row(f"  dropped: {key}", str(value))
+            table.add_row(escape(f"  dropped: {key}"), str(value))
     ensemble = report["ensemble"]
     if ensemble["teachers"] > 1:
         table.add_section()
@@ -139,8 +139,8 @@ def distill_command(
     result = distill(config)
     console = make_console()
     console.print(summary_table(result))
-    console.print(f"Wrote {result['chunks']['written']} records to {output}", highlight=False)
-    console.print(f"Report written to {config.resolved_report_path()}", highlight=False)
+    console.print(escape(f"Wrote {result['chunks']['written']} records to {output}"), highlight=False)
+    console.print(escape(f"Report written to {config.resolved_report_path()}"), highlight=False)
     if result["budget"]["exhausted"]:
         console.print(
             "[yellow]Budget reached:[/] the chunks not annotated were left out; "

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.errors import RaitError
 from rait.evaluation import PROTOCOLS, evaluate_files, render_table
 from rait.fileio import write_json
@@ -51,4 +51,4 @@ def evaluate_command(
     write_json(output, report.to_dict())
     console = make_console()
     console.print(render_table(report))
-    console.print(f"Report written to {output}", highlight=False)
+    console.print(f"Report written to {escape(output)}", highlight=False)

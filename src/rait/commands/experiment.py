@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rait.console import make_console
+from rait.console import escape, make_console
 
 
 def experiment_command(
@@ -26,15 +26,19 @@ def experiment_command(
     console = make_console()
     cfg = load_config(config, output_dir=output_dir)
     if not dry_run:
-        results = run_experiment(cfg, log=console.print)
+        results = run_experiment(cfg, log=lambda line: console.print(escape(line), highlight=False))
         console.print(
-            f"{len(results['rows'])} eval cells done; results in {cfg.output_dir / 'results.json'} "
-            f"and {cfg.output_dir / 'results.md'}",
+            escape(
+                f"{len(results['rows'])} eval cells done; results in {cfg.output_dir / 'results.json'} "
+                f"and {cfg.output_dir / 'results.md'}"
+            ),
             highlight=False,
         )
         return
     table = Table(
-        title=f"{cfg.name}: {len(cfg.train_cells())} training cells, {len(cfg.eval_cells())} eval cells"
+        title=escape(
+            f"{cfg.name}: {len(cfg.train_cells())} training cells, {len(cfg.eval_cells())} eval cells"
+        )
     )
     for column in ("stage", "cell", "status", "directory"):
         table.add_column(column)
@@ -44,11 +48,14 @@ def experiment_command(
         counts[status] = counts.get(status, 0) + 1
         style = {"done": "green", "stale": "red"}.get(status)
         table.add_row(
-            step.stage, step.name, f"[{style}]{status}[/]" if style else status, str(step.directory)
+            step.stage,
+            escape(step.name),
+            f"[{style}]{status}[/]" if style else status,
+            escape(step.directory),
         )
     console.print(table)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    console.print(f"{summary}; output {cfg.output_dir}", highlight=False)
+    console.print(escape(f"{summary}; output {cfg.output_dir}"), highlight=False)
 
 
 def report_command(
@@ -68,7 +75,7 @@ def report_command(
     data = load_results(results)
     where = output if output is not None else (results if results.is_dir() else results.parent)
     path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed)
-    make_console().print(f"Report written to {path}", highlight=False)
+    make_console().print(f"Report written to {escape(path)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

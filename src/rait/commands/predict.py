@@ -7,14 +7,17 @@ from typing import Annotated
 
 import typer
 
-from rait.console import make_console
+from rait.console import escape, make_console
+from rait.errors import RaitError
+from rait.fileio import write_json
+from rait.formats import parse_columns
+from rait.labels import BUILTIN_MAPS
 from rait.models import DEFAULT_MODEL
 from rait.predict import (
     BACKENDS,
     DEFAULT_MAX_CHUNK_TOKENS,
     EXAMPLE_MODES,
     PredictConfig,
-    meta_path,
     run_predict,
 )
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
@@ -37,11 +40,36 @@ def predict_command(
     ] = None,
     input_file: Annotated[
         Path | None,
-        typer.Option("--input", "-i", help="Passages: .txt (one per line, needs --types) or a records file."),
+        typer.Option(
+            "--input",
+            "-i",
+            help="A labelled file in any format (a benchmark: every passage asked about every type), "
+            "or plain passages, one per line (needs --types).",
+        ),
     ] = None,
-    input_format: Annotated[str | None, typer.Option(help="Format of --input [default: detected].")] = None,
+    input_format: Annotated[
+        str | None, typer.Option(help="Format of --input (text: plain passages) [default: detected].")
+    ] = None,
     types: Annotated[
         str | None, typer.Option(help="Comma-separated entity types for --input (replace the file's).")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Benchmark name of --input [default: file stem, or its folder for test.txt etc.]."),
+    ] = None,
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            help="--input label codes to type names: JSON/YAML file, PER=person,LOC=location, or a built-in "
+            f"map ({', '.join(BUILTIN_MAPS)}) [default: the built-in map matching the file's codes]."
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="CoNLL --input: token and tag columns, 1-based, e.g. 1,4 [first,last].")
+    ] = None,
+    tag_names: Annotated[
+        str | None,
+        typer.Option(help="tokens-tags --input with integer tags: the label list, comma-separated."),
     ] = None,
     max_examples: Annotated[int, typer.Option(help="Test passages sampled per benchmark (0: all).")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of benchmark and pool sampling.")] = 42,
@@ -55,10 +83,10 @@ def predict_command(
     pool_size: Annotated[
         int | None, typer.Option(help="In-domain: N labelled train examples per benchmark [default: all].")
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="Examples per passage.")] = 2,
+    k: Annotated[int | None, typer.Option("-k", help="Examples per passage [2].")] = None,
     bm25_threshold: Annotated[
-        float, typer.Option(help="Out-domain: drop examples below this BM25 score.")
-    ] = 20.0,
+        float | None, typer.Option(help="Out-domain: drop examples below this BM25 score [20].")
+    ] = None,
     embedder: Annotated[str | None, typer.Option(help="Retrieval embedder [default: by language].")] = None,
     lang: Annotated[
         str | None, typer.Option(help="Template language en/zh [default: benchmark's / detected].")
@@ -85,12 +113,23 @@ def predict_command(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,
+    evaluate: Annotated[
+        bool,
+        typer.Option("--evaluate", help="Then score the predictions: print the F1 table, write metrics."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Extract entities for benchmarks or a file of passages (resumable; `rait evaluate` scores it)."""
-    if overwrite:
-        output.unlink(missing_ok=True)
-        meta_path(output).unlink(missing_ok=True)
+    unused = {"-k": k, "--pool": pool, "--pool-size": pool_size, "--embedder": embedder}
+    if examples == "none":
+        unused["--bm25-threshold"] = bm25_threshold
+    elif examples == "in-domain":
+        unused = {"--bm25-threshold": bm25_threshold}
+    else:
+        unused = {}
+    for flag, value in unused.items():
+        if value is not None:
+            raise RaitError(f"{flag} has no effect with --examples {examples}; leave it out")
     config = PredictConfig(
         output=output,
         model=model,
@@ -98,14 +137,18 @@ def predict_command(
         benchmarks=benchmark or [],
         input=input_file,
         input_format=input_format,
-        types=[t.strip() for t in types.split(",") if t.strip()] if types else None,
+        types=None if types is None else [t.strip() for t in types.split(",") if t.strip()],
+        name=name,
+        label_map=label_map,
+        columns=None if columns is None else parse_columns(columns),
+        tag_names=None if tag_names is None else [t.strip() for t in tag_names.split(",")],
         max_examples=max_examples or None,
         seed=seed,
         examples=examples,
         pool=pool,
         pool_size=pool_size,
-        k=k,
-        bm25_threshold=bm25_threshold,
+        k=2 if k is None else k,
+        bm25_threshold=20.0 if bm25_threshold is None else bm25_threshold,
         embedder=embedder,
         lang=lang,
         max_new_tokens=max_new_tokens,
@@ -115,13 +158,22 @@ def predict_command(
         max_chunk_tokens=max_chunk_tokens or None,
         system_prompt=system_prompt,
     )
-    stats = run_predict(config, progress=not quiet)
-    make_console().print(
+    console = make_console()
+    log = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
+    stats = run_predict(config, progress=not quiet, log=log, overwrite=overwrite)
+    log(
         f"{stats.n_predicted} passages predicted ({stats.n_queries} queries, {stats.n_malformed} malformed "
         f"answers), {stats.n_resumed} already done; {stats.n_with_examples} had examples, "
-        f"{stats.n_chunked} were split into chunks -> {output}",
-        highlight=False,
+        f"{stats.n_chunked} were split into chunks -> {output}"
     )
+    if evaluate:
+        from rait.commands.evaluation import default_report_path
+        from rait.evaluation import evaluate_files, render_table
+
+        report = evaluate_files([output])
+        write_json(default_report_path(output), report.to_dict())
+        console.print(render_table(report))
+        log(f"Report written to {default_report_path(output)}")
 
 
 def quickstart_command(
@@ -139,8 +191,10 @@ def quickstart_command(
         workdir, model=model, lang=lang, max_steps=max_steps, embedder=embedder, progress=not quiet
     )
     make_console().print(
-        f"adapter: {result.adapter}   predictions: {result.predictions}\n"
-        f"next: rait predict -m {result.adapter} -i passages.txt --types person,location -o preds.jsonl",
+        escape(
+            f"adapter: {result.adapter}   predictions: {result.predictions}\n"
+            f"next: rait predict -m {result.adapter} -i passages.txt --types person,location -o preds.jsonl"
+        ),
         highlight=False,
     )
 

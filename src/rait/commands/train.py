@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from rait.console import make_console
+from rait.console import escape, make_console
 from rait.train import LENGTH_RULES, merge_adapter, resolve_config, train
 
 _DEFAULTS = "[default: the config file's, else the paper's]"
@@ -143,7 +143,7 @@ def train_command(
     )
     out = train(cfg)
     if os.environ.get("RANK", "0") == "0":
-        make_console().print(f"adapter written to {out}", highlight=False)
+        make_console().print(f"adapter written to {escape(out)}", highlight=False)
 
 
 def merge_command(
@@ -156,7 +156,7 @@ def merge_command(
     """Merge a LoRA adapter into its base model and save a standalone model (with the tokenizer)."""
     _setup_logging()
     out = merge_adapter(adapter, output, dtype=dtype)
-    make_console().print(f"merged model written to {out}", highlight=False)
+    make_console().print(f"merged model written to {escape(out)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

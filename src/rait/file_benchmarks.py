@@ -1,0 +1,140 @@
+"""A labelled file of your own as a benchmark, queried and scored exactly like the registered ones.
+
+Every passage is asked about every type of the file (so passages without mentions, and types absent from
+a passage, give the empty-gold queries that keep precision honest), with the codes renamed by a label map
+(:mod:`rait.labels`) in the questions and the gold alike. The benchmark's name is ``name``, else the file
+stem, or the parent folder when the stem is a split name (``conll2003/test.txt`` -> ``conll2003``);
+generated record ids carry that name. A file of unlabelled passages (one per line, no known format) needs
+``types``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rait.errors import DataError, RaitError
+from rait.fileio import read_text
+from rait.formats import LOAD_FORMATS, detect_lang, guess_format, load_records
+from rait.labels import LabelMap, detect_label_map, parse_label_map
+from rait.records import Record
+
+SPLIT_NAMES = frozenset({"train", "dev", "test", "valid", "validation", "val", "eval", "testa", "testb"})
+TEXT_FORMAT = "text"  # one unlabelled passage per non-blank line
+
+
+def benchmark_name(path: str | Path) -> str:
+    """The file stem (up to its first dot), or the parent folder's name when the stem is a split name."""
+    path = Path(path)
+    stem = path.name.split(".")[0] or path.stem
+    if stem.lower() in SPLIT_NAMES and path.resolve().parent.name:
+        return path.resolve().parent.name
+    return stem
+
+
+def dedupe_types(types: Sequence[str] | str | None) -> list[str] | None:
+    """Types without repeats or blanks, in order; a single string is one type."""
+    if types is None:
+        return None
+    if isinstance(types, str):
+        types = [types]
+    if not all(isinstance(t, str) for t in types):
+        raise RaitError(f"types must be strings, got {list(types)!r}")
+    return list(dict.fromkeys(t.strip() for t in types if t.strip()))
+
+
+@dataclass(frozen=True, slots=True)
+class FileBenchmark:
+    """What :func:`load_file_benchmark` made of a file: the benchmark name, the format read, the label map
+    applied (None: codes kept), the types every passage is asked about (None: each record's own)."""
+
+    name: str
+    format: str
+    label_map: str | None
+    types: tuple[str, ...] | None
+    labelled: bool
+
+
+def _passages(path: Path) -> list[Record]:
+    lines = read_text(path).split("\n")
+    return [Record(f"line-{n}", line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def load_file_benchmark(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    name: str | None = None,
+    label_map: str | LabelMap | None = None,
+    types: Sequence[str] | str | None = None,
+    lang: str | None = None,
+    columns: tuple[int, int] | None = None,
+    tag_names: Sequence[str] | None = None,
+) -> tuple[list[Record], FileBenchmark]:
+    """The records of a data file set up as a benchmark (see the module docstring) and what was done.
+
+    ``fmt``: any of :data:`rait.formats.LOAD_FORMATS`, ``"text"`` (passages, one per line), or None to
+    detect (a file in no known format is read as passages). ``types`` replaces the questions (an error when
+    none of them is a gold type); ``label_map``: a :class:`LabelMap` or what :func:`parse_label_map` reads,
+    None to pick a built-in one whose codes equal the file's."""
+    path = Path(path)
+    if fmt is not None and fmt not in (*LOAD_FORMATS, TEXT_FORMAT):
+        raise RaitError(
+            f"unknown input format {fmt!r}; choose one of {', '.join((*LOAD_FORMATS, TEXT_FORMAT))}"
+        )
+    types = dedupe_types(types)
+    if fmt is None and not path.is_dir():
+        fmt = guess_format(path) or TEXT_FORMAT
+    records = (
+        _passages(path)
+        if fmt == TEXT_FORMAT
+        else load_records(path, fmt, columns=columns, tag_names=tag_names)
+    )
+    if not records:
+        raise DataError(path, "no passages in this file")
+    labelled = fmt != TEXT_FORMAT
+    chosen: LabelMap | None = None
+    if isinstance(label_map, LabelMap):
+        chosen = label_map
+    elif label_map is not None:
+        chosen = parse_label_map(label_map)
+    elif labelled:
+        codes = {m.type for r in records for m in r.mentions} | {t for r in records for t in r.types or ()}
+        chosen = detect_label_map(codes, lang or detect_lang("".join(r.text for r in records[:200])))
+    if chosen is not None:
+        chosen.apply(records, path)
+    gold_types = list(
+        dict.fromkeys(t for r in records for t in (*(r.types or ()), *(m.type for m in r.mentions)))
+    )
+    if chosen is not None:
+        gold_types = [t for t in chosen.types if t in gold_types] + [
+            t for t in gold_types if t not in chosen.types
+        ]
+    if types is not None:
+        if labelled and gold_types and not set(types) & set(gold_types):
+            raise RaitError(
+                f"--types {', '.join(types)}: none is a type of {path} (its types: {', '.join(gold_types)}); "
+                "ask about those, or rename them with --label-map"
+            )
+        for record in records:
+            record.types = list(types)
+    elif labelled:
+        for record in records:  # a benchmark: every passage is asked about every type of the file
+            record.types = dedupe_types(record.types) if record.types is not None else list(gold_types)
+    for record in records:
+        if not record.query_types():
+            raise DataError(path, f"record {record.id!r} has no entity types to ask about (pass --types)")
+    bench_name = name or benchmark_name(path)
+    generated = f"{path.stem}-"  # the loaders' ids: <file stem>-<index>
+    for record in records:
+        record.source = bench_name
+        if record.id.startswith(generated) and record.id[len(generated) :].isdecimal():
+            record.id = f"{bench_name}-{record.id[len(generated) :]}"
+    info = FileBenchmark(
+        bench_name,
+        fmt,
+        chosen.name if chosen else None,
+        tuple(types) if types is not None else None,
+        labelled,
+    )
+    return records, info
