@@ -413,3 +413,42 @@ def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
     assert "Here are some examples" in ra_it and "Here are some examples" not in vanilla
     assert (out / "train" / "n20-ra-it-nn-k2-s42" / "adapter_config.json").is_file()
     assert all(s.status() == "done" for s in plan(config))
+
+
+def test_file_benchmarks_with_format_label_map_and_sample_size(tmp_path, monkeypatch):
+    """A config lists data files as benchmarks, read and sampled like the registered ones."""
+    from rait.experiment.stages import _benchmark_records
+
+    fixtures = Path(__file__).parent / "fixtures" / "benchmarks"
+    monkeypatch.chdir(fixtures)
+    text = CONFIG.replace(
+        "[crossner_ai, mit_movie]",
+        "\n    - crossner_ai\n    - conll2003/test.txt\n"
+        "    - {file: fabner/test.txt, name: fab, format: bio, label_map: fabner_labels.yaml,\n"
+        "       max_examples: 1}",
+    )
+    path = tmp_path / "files.yaml"
+    path.write_text(text)
+    config = load_config(path, output_dir=tmp_path / "out")
+    assert config.evaluation.benchmarks == ("crossner_ai", "conll2003", "fab")
+    conll = _benchmark_records(config, "conll2003")
+    assert len(conll) == 3 and conll[0].query_types() == [
+        "person",
+        "organization",
+        "location",
+        "miscellaneous",
+    ]
+    [fab] = _benchmark_records(config, "fab")
+    assert fab.source == "fab" and fab.query_types() == ["manufacturing process", "material"]
+    steps = {step.name: step for step in plan(config) if step.stage == "eval"}
+    fab_step = next(s for name, s in steps.items() if name.endswith("/fab"))
+    assert fab_step.params["benchmark_options"] == {
+        "format": "bio",
+        "label_map": "fabner_labels.yaml",
+        "max_examples": 1,
+    }
+    bad = text.replace("label_map: fabner_labels.yaml", "label_map: nope.yaml")
+    path.write_text(bad)
+    with pytest.raises(DataError, match=r"label_map.*not a file") as info:
+        load_config(path)
+    assert info.value.line == 16

@@ -138,3 +138,44 @@ def load_file_benchmark(
         labelled,
     )
     return records, info
+
+
+@dataclass(frozen=True, slots=True)
+class FileSource:
+    """A file benchmark as an experiment config lists it: the file, how to read it, and its sample size
+    (None: the experiment's ``max_examples``)."""
+
+    path: Path
+    name: str
+    format: str | None = None
+    label_map: str | None = None
+    max_examples: int | None = None
+    columns: tuple[int, int] | None = None
+    tag_names: tuple[str, ...] | None = None
+
+    def options(self) -> dict:
+        """The reading options that are set (what, besides the file, decides its queries)."""
+        keys = ("format", "label_map", "max_examples", "columns", "tag_names")
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k in keys if (v := getattr(self, k)) is not None
+        }
+
+    def load(self, max_examples: int, seed: int, lang: str | None = None) -> list[Record]:
+        """The benchmark's records, a seeded sample of at most ``max_examples`` (this source's own size
+        when set) kept in file order, as :func:`rait.benchmarks.load_benchmark` samples."""
+        import random
+
+        records, _ = load_file_benchmark(
+            self.path,
+            self.format,
+            name=self.name,
+            label_map=self.label_map,
+            lang=lang,
+            columns=self.columns,
+            tag_names=self.tag_names,
+        )
+        size = self.max_examples or max_examples
+        if len(records) > size:
+            keep = sorted(random.Random(seed).sample(range(len(records)), size))
+            records = [records[i] for i in keep]
+        return records

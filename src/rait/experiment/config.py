@@ -14,6 +14,7 @@ from rait.build_data import METHODS
 from rait.errors import DataError, RaitError
 from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
+from rait.file_benchmarks import FileSource, benchmark_name
 from rait.precision import PRECISIONS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 
@@ -44,7 +45,7 @@ class EvaluationSpec:
     seed: int = 42
     predict: dict = field(default_factory=dict)
     protocol: str = "uniner"  # rait.evaluation.PROTOCOLS: where an answer's list is looked for
-    files: dict[str, Path] = field(default_factory=dict)  # benchmarks given as records files, by name
+    files: dict[str, FileSource] = field(default_factory=dict)  # benchmarks given as data files, by name
 
 
 @dataclass(slots=True)
@@ -383,41 +384,89 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
     )
 
 
-def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, Path]]:
-    """Registered benchmark names, or paths of records files (named by their stem)."""
+_FILE_KEYS = ("file", "name", "format", "label_map", "max_examples", "columns", "tag_names")
+
+
+def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, FileSource]]:
+    """Registered benchmark names, or data files: a path, or a mapping ``{file, name, format, label_map,
+    max_examples, columns, tag_names}`` (see :class:`rait.file_benchmarks.FileSource`)."""
     from rait.benchmarks import BENCHMARKS
 
     names: list[str] = []
-    files: dict[str, Path] = {}
+    files: dict[str, FileSource] = {}
     for i, entry in enumerate(r.items(value, "evaluation.benchmarks")):
         key = f"evaluation.benchmarks[{i}]" if isinstance(value, list) else "evaluation.benchmarks"
-        entry = r.string(entry, key)
-        if entry in BENCHMARKS:
-            if BENCHMARKS[entry].lang != lang:
-                raise r.error(
-                    key, f"benchmark {entry!r} is {BENCHMARKS[entry].lang}, the experiment's lang is {lang}"
-                )
-            name = entry
-        elif "/" in entry or Path(entry).suffix:
-            path = Path(entry)
-            if not path.is_file():
-                raise r.error(
-                    key, f"benchmark file {entry} does not exist (relative paths are from {Path.cwd()})"
-                )
-            name = path.stem
-            if name in BENCHMARKS or name in files:
-                raise r.error(key, f"benchmark file name {name!r} is already taken; rename the file")
-            files[name] = path
+        if isinstance(entry, dict):
+            source = _file_source(r, r.mapping(entry, key, _FILE_KEYS, required=("file",)), key)
+            name = source.name
         else:
-            raise r.error(
-                key,
-                f"unknown benchmark {entry!r}; must be one of {', '.join(BENCHMARKS)}, "
-                "or the path of a records file",
-            )
+            entry = r.string(entry, key)
+            if entry in BENCHMARKS:
+                if BENCHMARKS[entry].lang != lang:
+                    raise r.error(
+                        key,
+                        f"benchmark {entry!r} is {BENCHMARKS[entry].lang}, the experiment's lang is {lang}",
+                    )
+                name, source = entry, None
+            elif "/" in entry or Path(entry).suffix:
+                source = _file_source(r, {"file": entry}, key)
+                name = source.name
+            else:
+                raise r.error(
+                    key,
+                    f"unknown benchmark {entry!r}; must be one of {', '.join(BENCHMARKS)}, "
+                    "or the path of a data file",
+                )
+        if source is not None:
+            if name in BENCHMARKS or name in files:
+                raise r.error(key, f"benchmark name {name!r} is already taken; give the file another name")
+            files[name] = source
         if name in names:
             raise r.error(key, f"benchmark {name!r} is listed twice")
         names.append(name)
     return tuple(names), files
+
+
+def _file_source(r: _Reader, data: dict, key: str) -> FileSource:
+    from rait.file_benchmarks import TEXT_FORMAT
+    from rait.formats import LOAD_FORMATS, parse_columns
+    from rait.labels import parse_label_map
+
+    path = Path(r.string(data["file"], _join(key, "file")))
+    if not path.exists():
+        raise r.error(key, f"benchmark file {path} does not exist (relative paths are from {Path.cwd()})")
+    fmt = data.get("format")
+    if fmt is not None:
+        r.choice(fmt, _join(key, "format"), (*LOAD_FORMATS, TEXT_FORMAT))
+    label_map = data.get("label_map")
+    if label_map is not None:
+        try:
+            parse_label_map(r.string(label_map, _join(key, "label_map")))
+        except RaitError as exc:
+            raise r.error(_join(key, "label_map"), str(exc)) from None
+    columns = data.get("columns")
+    if columns is not None:
+        try:
+            spec = ",".join(map(str, columns)) if isinstance(columns, list) else str(columns)
+            columns = parse_columns(spec)
+        except RaitError as exc:
+            raise r.error(_join(key, "columns"), str(exc)) from None
+    tag_names = data.get("tag_names")
+    if tag_names is not None:
+        tag_names = tuple(
+            r.string(t, f"{_join(key, 'tag_names')}[{n}]")
+            for n, t in enumerate(r.items(tag_names, _join(key, "tag_names")))
+        )
+    size = data.get("max_examples")
+    return FileSource(
+        path=path,
+        name=r.string(data["name"], _join(key, "name")) if "name" in data else benchmark_name(path),
+        format=fmt,
+        label_map=label_map,
+        max_examples=None if size is None else r.integer(size, _join(key, "max_examples"), 1),
+        columns=columns,
+        tag_names=tag_names,
+    )
 
 
 def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:

@@ -164,6 +164,7 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
     def eval_step(cell: EvalCell) -> Step:
         model = train_step(cell.train) if cell.train else None
         directory = root / "eval" / cell.model_name / cell.mode.name / cell.benchmark
+        source = config.evaluation.files.get(cell.benchmark)
         params = {
             "model": model.params if model else {"model": config.model, **_system_prompt_param(config)},
             **cell.mode.describe(),
@@ -172,12 +173,14 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             else None,
             "embedder": config.embedder if cell.mode.kind != "none" else None,
             "benchmark": cell.benchmark,
-            "benchmark_file": str(config.evaluation.files.get(cell.benchmark, "")) or None,
+            "benchmark_file": str(source.path) if source else None,
             "max_examples": config.evaluation.max_examples,
             "seed": config.evaluation.seed,
             "predict": config.evaluation.predict,
             **_precision_param(config.evaluation.predict.get("precision")),
         }
+        if source and source.options():  # only when set: steps finished before these options stay done
+            params["benchmark_options"] = source.options()
         if config.evaluation.protocol != "uniner":  # keeps steps finished before protocols existed done
             params["protocol"] = config.evaluation.protocol
 

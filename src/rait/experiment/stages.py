@@ -100,20 +100,11 @@ def _out_domain_pool(source: str, fmt: str | None, lang: str, embedder: str | No
 
 def _benchmark_records(config: ExperimentConfig, name: str) -> list:
     from rait.benchmarks import load_benchmark
-    from rait.predict import read_input
 
     ev = config.evaluation
     if name not in ev.files:
         return load_benchmark(name, "test", max_examples=ev.max_examples, seed=ev.seed)
-    records = read_input(ev.files[name])
-    if len(records) > ev.max_examples:
-        import random
-
-        keep = sorted(random.Random(ev.seed).sample(range(len(records)), ev.max_examples))
-        records = [records[i] for i in keep]
-    for record in records:
-        record.source = name
-    return records
+    return ev.files[name].load(ev.max_examples, ev.seed, config.lang)
 
 
 def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, out_dir: Path) -> Path:
