@@ -37,7 +37,7 @@ class ScriptedPredictor(Predictor):
         super().__init__(model, tokenizer, **kwargs)
         self.prefixes: list[str] = []
 
-    def _greedy(self, prefixes, owner, suffixes):
+    def _greedy(self, prefixes, owner, suffixes, passages=None):
         self.prefixes += [self.tokenizer.decode(p) for p in prefixes]
         outputs = []
         for row, suffix in zip(owner, suffixes, strict=True):
@@ -151,6 +151,22 @@ def test_from_pretrained_loads_a_model_dir_and_answers(tmp_path):
     entities = ner.predict_entities("Barack Obama was born in Honolulu.", ["person", "location"])
     assert isinstance(ner.predictor, Predictor) and ner.n_queries == 2
     assert all(set(e) == {"text", "type", "start", "end", "found"} for e in entities)
+
+
+def test_from_pretrained_decodes_constrained_by_default(tmp_path):
+    """A random model's answers: under the default constrained decoding every entity is in the text, none
+    malformed; free decoding of the same model gives malformed answers."""
+    path = str(save_tiny_model(tmp_path / "tiny"))
+    text = "Barack Obama was born in Honolulu, Hawaii, and served as the president."
+    types = ["person", "location", "date", "organization"]
+    ner = NER.from_pretrained(path, max_new_tokens=16)
+    assert ner.predictor.decoding == "constrained"
+    entities = ner.predict_entities(text, types)
+    assert entities and ner.n_malformed == 0
+    assert all(e["found"] and text[e["start"] : e["end"]] == e["text"] for e in entities)
+    free = NER.from_pretrained(path, max_new_tokens=16, decoding="free")
+    free.predict_entities(text, types)
+    assert free.n_malformed > 0
 
 
 def test_ner_is_exported_lazily_from_the_package():

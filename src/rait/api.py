@@ -109,13 +109,16 @@ class NER:
         precision: str = "auto",
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         system_prompt: str | None = None,
+        decoding: str = "constrained",
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id,
         or ``None`` for the embedded default (SmolLM2-135M-Instruct, untuned); ``adapter`` adds a LoRA
         adapter to the model. ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
         GPU and ``pip install 'rait[gpu]'``. ``precision``: ``auto`` (bf16 where the CPU or GPU computes it
         natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
-        or a text; None uses the one the model was trained with."""
+        or a text; None uses the one the model was trained with. ``decoding="constrained"`` (default) lets
+        the model answer only with distinct substrings of the passage (:mod:`rait.constrained`), so every
+        entity has offsets; ``"free"``: plain greedy decoding."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -126,6 +129,7 @@ class NER:
             device=device,
             precision=precision,
             system_prompt=system_prompt,
+            decoding=decoding,
         )
         return cls(
             predictor,
@@ -144,9 +148,10 @@ class NER:
         """Entities ``{"text", "type", "start", "end", "found"}`` of the given types in ``text``.
 
         Every occurrence of an answered mention is returned, with character offsets (``end`` exclusive),
-        sorted by position; a mention the model gave that is not in the text is kept once with
-        ``start``/``end`` ``None`` and ``found`` False. A text split into chunks has the entities located
-        in each chunk, merged (logged by ``rait.chunking``; :meth:`extract` returns the chunks).
+        sorted by position. Only with ``decoding="free"`` can the model give a mention that is not in the
+        text: it is kept once with ``start``/``end`` ``None`` and ``found`` False. A text split into chunks
+        has the entities located in each chunk, merged (logged by ``rait.chunking``; :meth:`extract`
+        returns the chunks).
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
         the attached pool) or a list of labelled :class:`Record` to show the model."""
         return self.extract([text], [types], examples)[0].entities

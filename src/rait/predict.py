@@ -44,6 +44,13 @@ from rait.templates import prompt_turns, question_turn
 EXAMPLE_MODES = ("none", "out-domain", "in-domain")
 DEFAULT_MAX_CHUNK_TOKENS = 1024
 BACKENDS = ("hf", "vllm")
+DECODINGS = ("free", "constrained")
+
+
+def _check_decoding(decoding: str) -> None:
+    if decoding not in DECODINGS:
+        raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +104,9 @@ class Predictor(Answerer):
 
     ``batch_size`` is the largest number of type questions decoded together; several passages go in one
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
-    Generation stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`) or ``max_new_tokens``."""
+    Generation stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`) or ``max_new_tokens``.
+    ``decoding="constrained"`` allows only answers that are JSON lists of distinct passage substrings,
+    closed before the cap (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
 
     def __init__(
         self,
@@ -107,9 +116,13 @@ class Predictor(Answerer):
         max_new_tokens: int = 64,
         batch_size: int = 128,
         system_prompt: str | None = "none",
+        decoding: str = "free",
     ):
         if batch_size < 1 or max_new_tokens < 1:
             raise RaitError("batch_size and max_new_tokens must be at least 1")
+        _check_decoding(decoding)
+        if decoding == "constrained" and max_new_tokens < 2:
+            raise RaitError("constrained decoding needs max_new_tokens of at least 2 (the answer '[]')")
         self.model = model.eval()
         self.tokenizer = ensure_chat_template(tokenizer)
         self.lang = lang
@@ -117,7 +130,9 @@ class Predictor(Answerer):
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
+        self.decoding = decoding
         self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
+        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained use
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.stop_ids)
         self.device = next(model.parameters()).device
@@ -146,6 +161,7 @@ class Predictor(Answerer):
                     [prefix for _, prefix, _ in live],
                     [row for row, (_, _, suffixes) in enumerate(live) for _ in suffixes],
                     [suffix for _, _, suffixes in live for suffix in suffixes],
+                    [queries[index].text for index, _, suffixes in live for _ in suffixes],
                 )
                 if live
                 else []
@@ -166,8 +182,17 @@ class Predictor(Answerer):
         for entity_type in types:
             turns = [*prompt_turns(text, examples, lang), question_turn(entity_type, lang)]
             ids = [*self.system_ids, *encode_turns(self.tokenizer, turns, add_generation_prompt=True)]
-            answers.append(self._decode(self._greedy([[]], [0], [ids])[0]))
+            answers.append(self._decode(self._greedy([[]], [0], [ids], [text])[0]))
         return answers
+
+    def _constraint_rows(self, passages: Sequence[str]):
+        """Per-row copy constraints for ``passages`` (one constraint object per distinct passage)."""
+        from rait.constrained import ConstrainedRows, PassageConstraint, TokenVocab
+
+        if self._vocab is None:
+            self._vocab = TokenVocab(self.tokenizer, self.stop_ids)
+        by_text = {text: PassageConstraint(text, self._vocab) for text in dict.fromkeys(passages)}
+        return ConstrainedRows([by_text[text] for text in passages])
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
@@ -185,13 +210,18 @@ class Predictor(Answerer):
 
     @torch.inference_mode()
     def _greedy(
-        self, prefixes: list[list[int]], owner: list[int], suffixes: list[list[int]]
+        self,
+        prefixes: list[list[int]],
+        owner: list[int],
+        suffixes: list[list[int]],
+        passages: Sequence[str] | None = None,
     ) -> list[list[int]]:
         """Greedy continuations of ``prefixes[owner[r]] + suffixes[r]`` for every row ``r``.
 
         Prefixes are left-padded and run once; their cache is copied to the rows. Question suffixes are
         left-padded *after* the prefix: pad slots are masked out and position ids skip them, so every row
-        sees exactly the positions and context it would see alone."""
+        sees exactly the positions and context it would see alone. In constrained decoding ``passages[r]``
+        is the passage row ``r``'s answer copies from."""
         from transformers import DynamicCache
 
         dev = self.device
@@ -216,8 +246,11 @@ class Predictor(Answerer):
         outputs: list[list[int]] = [[] for _ in range(rows)]
         active = list(range(rows))  # original row of each batch row
         finished: set[int] = set()
+        guide = self._constraint_rows(passages) if self.decoding == "constrained" else None
         for step in range(self.max_new_tokens):
             tokens = logits.argmax(-1)
+            if guide is not None:
+                tokens = guide.select(logits, tokens, active, self.max_new_tokens - step)
             for batch_row, token in enumerate(tokens.tolist()):
                 row = active[batch_row]
                 if row in finished:
@@ -277,7 +310,9 @@ def _group_units(units: list, batch_size: int) -> Iterator[list]:
 class VllmPredictor(Answerer):
     """The same prompts (token ids from :func:`rait.chat.encode_turns`) decoded greedily by vLLM, with its
     automatic prefix caching sharing each passage's prefix across its type questions. Needs a GPU and
-    ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory."""
+    ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory.
+    ``decoding="constrained"`` applies the copy constraint through a vLLM logits processor
+    (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
 
     def __init__(
         self,
@@ -287,13 +322,24 @@ class VllmPredictor(Answerer):
         lang: str = "en",
         max_new_tokens: int = 64,
         system_prompt: str | None = "none",
+        decoding: str = "free",
         **engine_kwargs,
     ):
+        _check_decoding(decoding)
         try:
             import vllm
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise RaitError("the vllm backend needs vLLM and a GPU: pip install 'rait[gpu]'") from None
+        if decoding == "constrained":
+            try:
+                from rait.constrained_vllm import CopyConstraintLogitsProcessor
+            except ImportError as exc:
+                raise RaitError(
+                    f"constrained decoding needs vLLM's V1 logits-processor interface ({exc}); "
+                    "use --decoding free or the hf backend"
+                ) from None
+            engine_kwargs = {"logits_processors": [CopyConstraintLogitsProcessor], **engine_kwargs}
         from rait.models import adapter_base_model, is_adapter_dir, resolve_model_path
 
         if adapter is None and is_adapter_dir(model):
@@ -307,19 +353,26 @@ class VllmPredictor(Answerer):
         self.max_new_tokens = max_new_tokens
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
+        self.decoding = decoding
         self.params = vllm.SamplingParams(
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
         self.lora = LoRARequest("rait-adapter", 1, str(adapter)) if adapter is not None else None
 
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
-        prompts, owners = [], []
+        prompts, owners, params = [], [], []
         for index, query in enumerate(queries):
             prefix, suffixes = self._token_ids(self.tokenizer, query)
             prompts += [{"prompt_token_ids": prefix + suffix} for suffix in suffixes]
             owners += [index] * len(suffixes)
+            if self.decoding == "constrained":  # the logits processor reads the passage from extra_args
+                for _ in suffixes:
+                    params.append(self.params.clone())
+                    params[-1].extra_args = {"rait_passage": query.text}
         outputs = (
-            self.llm.generate(prompts, self.params, lora_request=self.lora, use_tqdm=False) if prompts else []
+            self.llm.generate(prompts, params or self.params, lora_request=self.lora, use_tqdm=False)
+            if prompts
+            else []
         )
         answers: list[list[str]] = [[] for _ in queries]
         for index, output in zip(owners, outputs, strict=True):
@@ -338,19 +391,27 @@ def load_predictor(
     device: str | None = None,
     precision: str = "auto",
     system_prompt: str | None = None,
+    decoding: str = "free",
 ) -> Predictor | VllmPredictor:
-    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir.
+    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
+    ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`).
 
     ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
     (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
     trained with (its ``rait_train_config.json``), else ``none``."""
     from rait.models import trained_system_prompt
 
+    _check_decoding(decoding)
     if system_prompt is None:
         system_prompt = trained_system_prompt(adapter, model) or "none"
     if backend == "vllm":
         return VllmPredictor(
-            model, adapter=adapter, lang=lang, max_new_tokens=max_new_tokens, system_prompt=system_prompt
+            model,
+            adapter=adapter,
+            lang=lang,
+            max_new_tokens=max_new_tokens,
+            system_prompt=system_prompt,
+            decoding=decoding,
         )
     if backend != "hf":
         raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -368,6 +429,7 @@ def load_predictor(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         system_prompt=system_prompt,
+        decoding=decoding,
     )
 
 
@@ -643,6 +705,7 @@ class PredictConfig:
     precision: str = "auto"
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
     system_prompt: str | None = None  # None: the one the model was trained with (else "none")
+    decoding: str = "free"
 
     def settings(self) -> dict:
         """What determines the predictions (checked when resuming into an existing output); the precision
@@ -660,6 +723,7 @@ class PredictConfig:
         data |= {"lang": self.lang, "max_new_tokens": self.max_new_tokens, "backend": self.backend}
         data["precision"] = resolve_precision(self.precision, default_device())
         data["max_chunk_tokens"] = self.max_chunk_tokens
+        data["decoding"] = self.decoding
         data["system_prompt"] = (
             self.system_prompt or trained_system_prompt(self.adapter, self.model) or "none"
         )
@@ -730,6 +794,7 @@ def _validate(config: PredictConfig) -> None:
         raise RaitError("--examples in-domain with --input needs --pool (labelled examples of that domain)")
     if config.k < 1 and config.examples != "none":
         raise RaitError(f"-k must be at least 1 with --examples {config.examples}")
+    _check_decoding(config.decoding)
 
 
 def run_predict(
@@ -799,6 +864,7 @@ def _predict_jobs(
         batch_size=config.batch_size,
         precision=config.precision,
         system_prompt=config.system_prompt,
+        decoding=config.decoding,
     )
     embedder = get_embedder(config.embedder) if config.embedder else None
     file_pool = None

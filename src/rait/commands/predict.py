@@ -15,6 +15,7 @@ from rait.labels import BUILTIN_MAPS
 from rait.models import DEFAULT_MODEL
 from rait.predict import (
     BACKENDS,
+    DECODINGS,
     DEFAULT_MAX_CHUNK_TOKENS,
     EXAMPLE_MODES,
     PredictConfig,
@@ -112,6 +113,12 @@ def predict_command(
             "model was trained with, else none]."
         ),
     ] = None,
+    decoding: Annotated[
+        str,
+        typer.Option(
+            help=f"{' or '.join(DECODINGS)} (constrained: answers are lists of distinct passage substrings)."
+        ),
+    ] = "free",
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,
     evaluate: Annotated[
         bool,
@@ -157,6 +164,7 @@ def predict_command(
         precision=precision,
         max_chunk_tokens=max_chunk_tokens or None,
         system_prompt=system_prompt,
+        decoding=decoding,
     )
     console = make_console()
     log = lambda line: console.print(escape(line), highlight=False)  # noqa: E731

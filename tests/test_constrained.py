@@ -1,0 +1,305 @@
+"""Copy-constrained decoding: answers are always JSON lists of distinct passage substrings, closed before the
+cap; a model that would write a valid answer writes the same answer under the constraint."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+from typer.testing import CliRunner
+
+from rait.chat import stop_token_ids
+from rait.cli import app
+from rait.constrained import (
+    CLOSED,
+    DONE,
+    Cursor,
+    PassageConstraint,
+    RequestConstraint,
+    TokenVocab,
+    token_byte_strings,
+)
+from rait.errors import RaitError
+from rait.evaluation import parse_answer_items
+from rait.predict import PassageQuery, Predictor
+from rait.testing import save_tiny_model, tiny_model_and_tokenizer, tiny_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+EN_WORDS = "Barack Obama Paris Apple Inc. released iPhone the of and in Marie Curie Nobel Prize 2007".split()
+ODD = ['"', "\\", "]", "[", "\n", "\t", "'", ",", ", ", '", "', "é", "😀", "\u2028"]
+ZH_CHARS = "北京是中华人民共和国的首都马云于年在杭州创立了阿里巴巴集团患者出现发热咳嗽“”，。：【】"
+
+
+def random_passage(rng: random.Random, lang: str) -> str:
+    if lang == "en":
+        parts = [
+            rng.choice(EN_WORDS) if rng.random() < 0.8 else rng.choice(ODD) for _ in range(rng.randint(1, 14))
+        ]
+        return " ".join(parts)
+    chars = [
+        rng.choice(ZH_CHARS) if rng.random() < 0.85 else rng.choice(ODD) for _ in range(rng.randint(1, 20))
+    ]
+    return "".join(chars)
+
+
+def well_formed(answer: str, passage: str) -> bool:
+    """The constrained grammar exactly: '[' + distinct non-empty passage substrings without ']' + ']'."""
+    items = parse_answer_items(answer)
+    return (
+        items is not None
+        and json.dumps(items, ensure_ascii=False) == answer
+        and len(set(items)) == len(items)
+        and all(item and item in passage and "]" not in item for item in items)
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tokenizer = tiny_model_and_tokenizer("llama")
+    return model.double(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def vocab(tiny):
+    _, tokenizer = tiny
+    return TokenVocab(tokenizer, stop_token_ids(tokenizer))
+
+
+# ------------------------------------------------------------------------------ the grammar, byte by byte
+
+
+def walk(constraint: PassageConstraint, text: str) -> Cursor | None:
+    return constraint.advance(Cursor(), text.encode())
+
+
+def test_grammar_accepts_escaped_substrings_and_refuses_the_rest(vocab):
+    passage = 'He said "hi" to C:\\dir, [x] and 杭州\n'
+    c = PassageConstraint(passage, vocab)
+    good = [
+        "[]",
+        '["He said"]',
+        '["\\"hi\\""]',
+        '["C:\\\\dir"]',
+        '["杭州\\n", "州"]',
+        '["[x"]',
+        '["He", "e"]',
+    ]
+    for answer in good:
+        cursor = walk(c, answer)
+        assert cursor is not None and cursor.state == CLOSED, answer
+        assert well_formed(answer, passage)
+    bad = [
+        '["he said"]',  # case kept
+        '["said "hi""]',  # the passage's quotes must be escaped
+        '["x]"]',  # no ']' inside a string: the answer parser would stop there
+        '["He", "He"]',  # a repeat
+        '["He","e"]',  # separator is ', '
+        '[""]',  # empty string
+        '["\\"]',  # a string cannot close inside an escape
+        ' ["He"]',
+        '["He"]]',
+    ]
+    for answer in bad:
+        cursor = walk(c, answer)
+        assert cursor is None or cursor.state != CLOSED, answer
+
+
+def test_partial_utf8_pieces_are_followed_byte_by_byte(vocab):
+    c = PassageConstraint("马云在杭州。", vocab)
+    data = '["杭州'.encode()
+    cursor = Cursor()
+    for i in range(len(data)):  # one byte at a time, through the middle of the 3-byte characters
+        cursor = c.advance(cursor, data[i : i + 1])
+        assert cursor is not None
+    assert c.advance(cursor, b'"]').state == CLOSED
+    mid = c.advance(Cursor(), '["杭'.encode()[:-1])  # ends inside 杭: cannot close here
+    assert mid is not None and c.advance(mid, b'"') is None
+    assert c.need(mid) >= 2
+
+
+def test_allowed_tokens_equal_a_scan_of_the_whole_vocabulary(vocab):
+    rng = random.Random(0)
+    passages = [random_passage(rng, lang) for lang in ("en", "zh") for _ in range(6)]
+    for passage in passages:
+        c = PassageConstraint(passage, vocab)
+        cursor = Cursor()
+        for _ in range(12):  # walk a random valid path, comparing at every state
+            allowed = set(c.allowed(cursor).tolist())
+            scan = set()
+            for token, data in enumerate(vocab.token_bytes):
+                if token in vocab.stop_ids:
+                    if cursor.state == CLOSED:
+                        scan.add(token)
+                elif data and cursor.state != CLOSED:
+                    if c.advance(Cursor(cursor.state, cursor.ends, cursor.content), data) is not None:
+                        scan.add(token)
+            assert allowed == scan
+            choices = [t for t in allowed if c.accept(cursor, t, 100) is not None]
+            if not choices:
+                break
+            cursor = c.accept(cursor, rng.choice(choices), 100)
+            if cursor.state == DONE:
+                break
+
+
+def test_token_bytes_of_byte_level_bpe():
+    tokenizer = tiny_tokenizer()
+    data = token_byte_strings(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    assert all(data[i] is None for i in special)
+    ids = tokenizer("北京 “Obama”", add_special_tokens=False)["input_ids"]
+    assert b"".join(data[i] for i in ids).decode() == "北京 “Obama”"
+    assert all(bytes([b]) in set(data) for b in range(256))  # every byte is a token: closing always works
+
+
+# ------------------------------------------------------------------------------ decoding with a model
+
+
+def test_random_model_always_writes_well_formed_answers(tiny):
+    """Property test: a random model forced through the constraint, over many random passages (English and
+    Chinese, with quotes, backslashes, ']' and emoji), always answers in the grammar, within the cap, and
+    the batched, prefix-sharing path gives the naive path's answers."""
+    model, tokenizer = tiny
+    rng = random.Random(13)
+    queries = [
+        PassageQuery(random_passage(rng, lang), ("person", "location", "地点"), (), lang)
+        for lang in ("en", "zh")
+        for _ in range(30)
+    ]
+    for cap in (3, 9, 24):
+        predictor = Predictor(model, tokenizer, max_new_tokens=cap, batch_size=32, decoding="constrained")
+        answers = predictor.answer_many(queries)
+        n_items = 0
+        for query, passage_answers in zip(queries, answers, strict=True):
+            for answer in passage_answers:
+                assert well_formed(answer, query.text), (query.text, answer)
+                n_items += len(parse_answer_items(answer))
+        if cap == 24:
+            assert n_items > 50  # the random model does write strings, not only '[]'
+            naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in queries[::10]]
+            assert naive == answers[::10]
+    free = Predictor(model, tokenizer, max_new_tokens=24).answer_many(queries)
+    assert not any(well_formed(a, q.text) for q, ans in zip(queries, free, strict=True) for a in ans)
+
+
+def test_output_token_count_stays_within_the_cap(tiny):
+    model, tokenizer = tiny
+    predictor = Predictor(model, tokenizer, max_new_tokens=7, decoding="constrained")
+    text = "Barack Obama was born in Honolulu, Hawaii."
+    prefix, suffixes = predictor._token_ids(tokenizer, PassageQuery(text, ("person", "location")))
+    for ids in predictor._greedy([prefix], [0, 0], suffixes, [text, text]):
+        answer = tokenizer.decode(ids, skip_special_tokens=True)
+        assert len(ids) <= 7 and well_formed(answer.strip(), text)
+
+
+class ScriptedLlama(LlamaForCausalLM):
+    """The tiny model, except that at position ``p`` it prefers ``script[p]`` above everything (other scores,
+    and so the constraint's fallbacks, stay the random model's)."""
+
+    script: dict[int, int] = {}
+
+    def forward(self, input_ids=None, cache=None, position_ids=None, **kwargs):
+        out = super().forward(input_ids=input_ids, cache=cache, position_ids=position_ids, **kwargs)
+        for row, position in enumerate(position_ids[:, -1].tolist()):
+            if position in self.script:
+                out.logits[row, -1, self.script[position]] = out.logits[row, -1].max() + 1.0
+        return out
+
+
+def scripted(
+    tiny, answer: str, cap: int, decoding: str, text: str, lang: str = "en", stop: bool = True
+) -> str:
+    """The answer of a model scripted to write ``answer`` (then the end token when ``stop``)."""
+    model, tokenizer = tiny
+    lm = ScriptedLlama(model.config).double()
+    lm.load_state_dict(model.state_dict())
+    predictor = Predictor(lm, tokenizer, max_new_tokens=cap, decoding=decoding)
+    prefix, suffixes = predictor._token_ids(tokenizer, PassageQuery(text, ("person",), (), lang))
+    chain = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    chain += [stop_token_ids(tokenizer)[0]] if stop else []
+    start = len(prefix) + len(suffixes[0]) - 1  # position of the prompt's last token
+    lm.script = {start + i: token for i, token in enumerate(chain)}
+    return predictor.answer(text, ["person"], lang=lang)[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "answer", "lang"),
+    [
+        ("Barack Obama visited Paris, France.", '["Barack Obama", "Paris"]', "en"),
+        ('He quoted "Apple Inc." twice.', '["\\"Apple Inc.\\""]', "en"),
+        ("马云于1999年在杭州创立了阿里巴巴集团。", '["马云", "阿里巴巴集团"]', "zh"),
+        ("No entities here.", "[]", "en"),
+    ],
+)
+def test_a_valid_answer_is_unchanged(tiny, text, answer, lang):
+    _, tokenizer = tiny
+    n = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
+    for cap in (n, n + 1, 40):  # ending exactly at the cap, with room for the end token, and far from it
+        assert scripted(tiny, answer, cap, "free", text, lang) == answer
+        assert scripted(tiny, answer, cap, "constrained", text, lang) == answer
+
+
+def test_invalid_answers_are_repaired(tiny):
+    text = "Barack Obama visited Paris, France."
+    for answer in ['["Barack Obama", "London"]', '["barack obama"]']:
+        out = scripted(tiny, answer, 16, "constrained", text)
+        assert well_formed(out, text) and out != answer
+    loop = '["Paris", "Paris", "Paris", "Paris", "Paris", "Paris'  # repeats "Paris" until the cap
+    assert not well_formed(scripted(tiny, loop, 16, "free", text, stop=False), text)
+    out = scripted(tiny, loop, 16, "constrained", text, stop=False)
+    assert well_formed(out, text) and out.startswith('["Paris", "')  # the first, valid string is kept
+
+
+def test_decoding_option_is_checked(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(RaitError, match="unknown decoding"):
+        Predictor(model, tokenizer, decoding="beam")
+    with pytest.raises(RaitError, match="at least 2"):
+        Predictor(model, tokenizer, max_new_tokens=1, decoding="constrained")
+
+
+def test_request_level_processor_matches_the_predictor(tiny):
+    """The per-request logits processor (vLLM's interface), driven by a plain greedy loop without any
+    cache, writes the answers of the batched predictor's constrained decoding."""
+    model, tokenizer = tiny
+    cap = 12
+    predictor = Predictor(model, tokenizer, max_new_tokens=cap, decoding="constrained")
+    vocab = TokenVocab(tokenizer, stop_token_ids(tokenizer))
+    for query in (
+        PassageQuery('Barack "Obama" visited Paris.', ("person", "location")),
+        PassageQuery("马云于1999年在杭州创立了阿里巴巴集团。", ("人物",), (), "zh"),
+    ):
+        expected = predictor.answer_many([query])[0]
+        prefix, suffixes = predictor._token_ids(tokenizer, query)
+        for suffix, answer in zip(suffixes, expected, strict=True):
+            processor = RequestConstraint(PassageConstraint(query.text, vocab), cap)
+            ids, out = prefix + suffix, []
+            for _ in range(cap):
+                with torch.no_grad():
+                    logits = model(input_ids=torch.tensor([ids + out])).logits[0, -1]
+                token = int(processor(out, logits).argmax())
+                if token in vocab.stop_ids:
+                    break
+                out.append(token)
+            assert tokenizer.decode(out, skip_special_tokens=True).strip() == answer
+
+
+def test_cli_decoding_option_and_resume_check(tmp_path):
+    model_dir = save_tiny_model(tmp_path / "tiny")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Barack Obama was born in Honolulu.\n北京是中华人民共和国的首都。\n", encoding="utf-8")
+    out = tmp_path / "preds.jsonl"
+    args = ["predict", "-m", str(model_dir), "-i", str(texts), "--types", "person, location", "-o", str(out)]
+    args += ["--max-new-tokens", "12", "-q"]
+    result = CliRunner().invoke(app, [*args, "--decoding", "constrained"])
+    assert result.exit_code == 0 and "0 malformed" in result.output, result.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 4 and all(well_formed(r["output"], r["text"]) for r in rows)
+    refused = CliRunner().invoke(app, args)  # free decoding into the constrained output
+    assert refused.exit_code != 0 and "decoding" in refused.output + str(refused.exception)
+    bad = CliRunner().invoke(app, [*args, "--decoding", "beam", "-o", str(tmp_path / "other.jsonl")])
+    assert bad.exit_code != 0 and "unknown decoding" in bad.output + str(bad.exception)
