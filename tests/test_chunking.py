@@ -47,7 +47,7 @@ class LookupPredictor(Predictor):
         self.passages += [q.text for q in queries]
         yield from super().iter_answers(queries)
 
-    def _greedy(self, prefixes, owner, suffixes):
+    def _greedy(self, prefixes, owner, suffixes, passages=None):
         self.greedy_calls += 1
         outputs = []
         for row, suffix in zip(owner, suffixes, strict=True):
