@@ -14,6 +14,7 @@ from rait.build_data import METHODS
 from rait.errors import DataError, RaitError
 from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
+from rait.experiment.selection import SEARCHED, SearchSpec
 from rait.file_benchmarks import FileSource, benchmark_name
 from rait.precision import PRECISIONS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
@@ -34,6 +35,7 @@ class TrainingSpec:
     format: str | None = None
     build: dict = field(default_factory=dict)
     hyper: dict = field(default_factory=dict)
+    search: SearchSpec | None = None  # learning rate x epochs, chosen by validation loss
 
 
 @dataclass(slots=True)
@@ -97,6 +99,7 @@ _TRAINING_KEYS = (
     "extra_grids",
     "build",
     "hyper",
+    "search",
 )
 _GRID_KEYS = ("sizes", "methods", "strategies", "k")
 _EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
@@ -296,14 +299,37 @@ def _training(r: _Reader, data) -> TrainingSpec:
         key = f"training.extra_grids[{i}]"
         grids.append(_grid(r, r.mapping(grid, key, _GRID_KEYS), key, main))
     fmt = data.get("format")
+    hyper = _train_options(r, data.get("hyper"))
     return TrainingSpec(
         source=r.string(data["source"], "training.source"),
         grids=grids,
         seeds=r.integers(data.get("seeds", [42]), "training.seeds"),
         format=r.string(fmt, "training.format") if fmt is not None else None,
         build=_build_options(r, data.get("build")),
-        hyper=_train_options(r, data.get("hyper")),
+        hyper=hyper,
+        search=_search(r, data["search"], hyper) if data.get("search") is not None else None,
     )
+
+
+def _search(r: _Reader, value, hyper: dict) -> SearchSpec:
+    """``training.search``: positive learning rates and epoch counts; needs a validation hold-out."""
+    key = "training.search"
+    data = r.mapping(value, key, SEARCHED, required=SEARCHED)
+    lists = {}
+    for name in SEARCHED:
+        items = r.items(data[name], f"{key}.{name}")
+        for i, item in enumerate(items):
+            if isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
+                raise r.error(f"{key}.{name}[{i}]", f"must be a positive number, got {_kind(item)}")
+        lists[name] = tuple(dict.fromkeys(float(item) for item in items))
+    if not hyper.get("validation_fraction", 0) > 0:
+        raise r.error(key, "needs training.hyper.validation_fraction > 0: candidates are chosen by its loss")
+    for name in SEARCHED:
+        if name in hyper:
+            raise r.error(f"training.hyper.{name}", "set by training.search; give it there only")
+    if hyper.get("max_steps", -1) > 0:
+        raise r.error("training.hyper.max_steps", "overrides the searched epochs; remove it")
+    return SearchSpec(lists["learning_rate"], lists["epochs"])
 
 
 def _build_options(r: _Reader, value) -> dict:

@@ -3,6 +3,7 @@ collects the results table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
+from rait.experiment.selection import candidate_name, select
 from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages
 from rait.fileio import atomic_write, read_json, write_json
 
@@ -24,7 +26,7 @@ RESULTS_MD = "results.md"
 class Step:
     """One unit of work in its own directory, finished by a done-marker holding ``params`` and the result."""
 
-    stage: str  # "build", "train" or "eval"
+    stage: str  # "build", "train", "select" (training.search) or "eval"
     name: str
     directory: Path
     params: dict
@@ -112,8 +114,9 @@ def _store_path(path: Path, root: Path) -> str:
 
 
 def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
-    """Every step, dependencies first: per model (base first) its dataset, its training, its eval cells.
-    A dataset and a model are one step each, whatever number of cells use them."""
+    """Every step, dependencies first: per model (base first) its dataset, its training (with
+    ``training.search``: one run per candidate, then the ``select`` step), its eval cells. A dataset and a
+    model are made once, whatever number of cells use them."""
     stages = stages or default_stages()
     root = config.output_dir
     steps: list[Step] = []
@@ -144,22 +147,56 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
                 lambda: {"path": _store_path(stages.build(config, cell, data_dir), root)},
                 cell,
             )
-            model = Step(
-                "train",
-                cell.name,
-                model_dir,
-                {
-                    **data_params,
-                    "model": config.model,
-                    "hyper": config.training.hyper,
-                    **_precision_param(config.training.hyper.get("precision")),
-                },
-                lambda: {"path": _store_path(stages.train(config, cell, result_path(data), model_dir), root)},
-                cell,
-            )
-            steps.extend([data, model])
+            model_params = {
+                **data_params,
+                "model": config.model,
+                "hyper": config.training.hyper,
+                **_precision_param(config.training.hyper.get("precision")),
+            }
+            steps.append(data)
+            if config.training.search is None:
+                model = training(cell, data, model_dir, config, model_params, cell.name)
+            else:
+                model = search_step(cell, data, model_dir, model_params)
+            steps.append(model)
             trained[cell] = model
         return trained[cell]
+
+    def training(cell: TrainCell, data: Step, out: Path, cfg: ExperimentConfig, params: dict, name: str):
+        return Step(
+            "train",
+            name,
+            out,
+            params,
+            lambda: {"path": _store_path(stages.train(cfg, cell, result_path(data), out), root)},
+            cell,
+        )
+
+    def search_step(cell: TrainCell, data: Step, model_dir: Path, model_params: dict) -> Step:
+        """One training step per candidate (under ``train/<cell>/search/``), then a ``select`` step whose
+        result is the candidate with the lowest validation loss."""
+        candidates = []
+        for hyper in config.training.search.candidates():
+            name = candidate_name(hyper)
+            merged = {**config.training.hyper, **hyper}
+            cfg = dataclasses.replace(config, training=dataclasses.replace(config.training, hyper=merged))
+            params = {**model_params, "hyper": merged}
+            step = training(cell, data, model_dir / "search" / name, cfg, params, f"{cell.name}/{name}")
+            steps.append(step)
+            candidates.append((hyper, step))
+
+        def action() -> dict:
+            paths = [(hyper, result_path(step)) for hyper, step in candidates]
+            try:
+                best, table = select(paths, stages.validation_loss)
+            except ValueError as exc:
+                raise ExperimentError(f"model selection for {cell.name}: {exc}") from None
+            for row, (_, path) in zip(table, paths, strict=True):
+                row["path"] = _store_path(path, root)
+            return {"path": table[best]["path"], "selected": candidates[best][0], "candidates": table}
+
+        params = {**model_params, "search": config.training.search.describe()}
+        return Step("select", cell.name, model_dir, params, action, cell)
 
     def eval_step(cell: EvalCell) -> Step:
         model = train_step(cell.train) if cell.train else None
@@ -236,10 +273,14 @@ def run_experiment(
 
 def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -> dict:
     """The results table from the finished eval steps' markers: one row per eval cell, with its per-sentence
-    counts (``sentences``) where the marker has them."""
+    counts (``sentences``) where the marker has them; with ``training.search``, ``selection``: per training
+    cell the chosen hyper-parameters and every candidate's validation loss."""
     steps = steps if steps is not None else plan(config)
-    rows, missing = [], []
+    rows, missing, selection = [], [], {}
     for step in steps:
+        if step.stage == "select" and (marker := step.read_marker()) is not None:
+            if step.made_with_current_settings(marker):
+                selection[step.name] = {k: marker["result"][k] for k in ("selected", "candidates")}
         if step.stage != "eval":
             continue
         marker = step.read_marker()
@@ -265,6 +306,7 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         "complete": not missing,
         "missing": missing,
         "rows": rows,
+        **({"selection": selection} if selection else {}),
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import PREDICT_DEFAULTS, ExperimentConfig, ExperimentError
+from rait.experiment.selection import validation_loss
 from rait.fileio import write_json
 
 
@@ -18,12 +19,14 @@ class Stages:
 
     ``build(config, cell, out_dir) -> data file``; ``train(config, cell, data, out_dir) -> model dir``;
     ``predict(config, cell, model, out_dir) -> predictions file`` (``model`` None = the base model);
-    ``evaluate(config, cell, predictions) -> metrics`` (precision, recall, f1, n_queries, n_unparseable)."""
+    ``evaluate(config, cell, predictions) -> metrics`` (precision, recall, f1, n_queries, n_unparseable);
+    ``validation_loss(model dir) -> best validation loss`` (model selection, ``training.search``)."""
 
     build: Callable[[ExperimentConfig, TrainCell, Path], Path]
     train: Callable[[ExperimentConfig, TrainCell, Path, Path], Path]
     predict: Callable[[ExperimentConfig, EvalCell, Path | None, Path], Path]
     evaluate: Callable[[ExperimentConfig, EvalCell, Path], dict]
+    validation_loss: Callable[[Path], float | None] = validation_loss
 
 
 def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
