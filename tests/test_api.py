@@ -82,7 +82,7 @@ def test_chinese_passage_end_to_end(ner):
         ("阿里巴巴集团", "组织机构", 14, 20),
         ("杭州", "地点", 23, 25),
     ]
-    assert "文本：" + ZH_TEXT in ner.predictor.prefixes[-1]  # the Chinese template was chosen
+    assert "文本： " + ZH_TEXT in ner.predictor.prefixes[-1]  # the Chinese template was chosen
 
 
 def test_batch_equals_single_calls_and_counts_malformed(ner):

@@ -480,7 +480,7 @@ def test_uniner_and_messages_writers(tmp_path) -> None:
         {"from": "gpt", "value": "[]"},
     ]
     assert (
-        data[2]["conversations"][0]["value"] == "文本：华为在深圳发布了新系统。"
+        data[2]["conversations"][0]["value"] == "文本： 华为在深圳发布了新系统。"
     )  # language detected per record
     again = load_records(tmp_path / "out.json")
     assert [(r.text, r.query_types(), [m.text for m in r.mentions]) for r in again] == [
@@ -532,7 +532,7 @@ def test_convert_library_and_cli(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "2 records, 3 mentions" in result.output
     assert json.loads((tmp_path / "pd.json").read_text(encoding="utf-8"))[0]["conversations"][0]["value"] == (
-        "文本：我在北京见到王芳"
+        "文本： 我在北京见到王芳"
     )
     bad = tmp_path / "bad.jsonl"
     bad.write_text((FIX / "cluener.jsonl").read_text(encoding="utf-8") + "{oops\n", encoding="utf-8")

@@ -475,7 +475,12 @@ _QUESTIONS = {
     lang: re.compile(re.escape(w.question).replace("%s", "(.+)", 1) + r"\Z", re.S)
     for lang, w in WORDINGS.items()
 }
-_PASSAGE_PREFIXES = {lang: w.passage.replace("%s", "") for lang, w in WORDINGS.items()}
+# Passage-turn prefixes, longest first: each template's, and "文本：" without the space (rait's files
+# before the space was added to match the reference).
+_PASSAGE_PREFIXES = sorted(
+    [(w.passage.replace("%s", ""), lang) for lang, w in WORDINGS.items()] + [("文本：", "zh")],
+    key=lambda item: -len(item[0]),
+)
 _Parsed = tuple[str, str, list[tuple[str, list[str]]]]  # (conversation id, passage, [(type, gold mentions)])
 
 
@@ -487,11 +492,18 @@ def _parse_conversation(obj: Any) -> _Parsed:
         raise _Bad(f"not a conversation ({type(exc).__name__}: {exc})", field="conversations") from None
     turns = conversation.turns
     passages = [
-        (position, lang, turn.content[len(prefix) :])
+        next(
+            (
+                (position, lang, turn.content[len(prefix) :])
+                for prefix, lang in _PASSAGE_PREFIXES
+                if turn.content.startswith(prefix)
+            ),
+            None,
+        )
         for position, turn in enumerate(turns)
-        for lang, prefix in _PASSAGE_PREFIXES.items()
-        if turn.role == "user" and turn.content.startswith(prefix)
+        if turn.role == "user"
     ]
+    passages = [p for p in passages if p is not None]
     if not passages:
         raise _Bad("no user turn starts with a passage prefix ('Text: ' or '文本：')", field="conversations")
     position, lang, text = passages[0]

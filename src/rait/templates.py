@@ -37,7 +37,7 @@ WORDINGS: dict[str, Wording] = {
         examples_ack="I've read these examples.",
     ),
     "zh": Wording(
-        passage="文本：%s",
+        passage="文本： %s",
         passage_ack="我已读完这段文本。",
         question='文本中属于"%s"的实体有哪些？',
         examples_intro="以下是一些命名实体识别的例子：\n%s",
