@@ -348,3 +348,35 @@ def test_system_prompt_starts_every_prompt_on_both_paths(model_and_naive):
     assert prefix[: len(predictor.system_ids)] == list(predictor.system_ids)
     naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in QUERIES]
     assert predictor.answer_many(QUERIES) == naive
+
+
+def test_run_predict_stopwords_and_identical_examples(tmp_path, monkeypatch):
+    """--stopwords reaches the pool's BM25; --allow-identical-examples lets the test passage's own copy in."""
+    monkeypatch.setenv("RAIT_CACHE_DIR", str(tmp_path / "cache"))
+    pool = [Record(f"p{i}", f"the of Kim{i}", [Mention(f"Kim{i}", "person")]) for i in range(3)]
+    pool.append(Record("copy", "the of Zed", [Mention("Zed", "person")]))
+    pool += [Record(f"x{i}", f"Ann{i} met Bob{i}", [Mention(f"Ann{i}", "person")]) for i in range(6)]
+    # (with too few other passages, gensim's average idf is negative, and so "the"'s floored idf)
+    write_jsonl(tmp_path / "pool.jsonl", [r.to_dict() for r in pool])
+    write_jsonl(tmp_path / "test.jsonl", [Record("q", "the of Zed", types=["person"]).to_dict()])
+    (tmp_path / "stop.txt").write_text("the\nof\n", encoding="utf-8")
+
+    def examples(name, **options) -> list[str]:
+        config = PredictConfig(
+            output=tmp_path / f"{name}.jsonl",
+            input=tmp_path / "test.jsonl",
+            examples="out-domain",
+            pool=str(tmp_path / "pool.jsonl"),
+            k=4,
+            bm25_threshold=1e-9,
+            embedder="hashing",
+            lang="en",
+            **options,
+        )
+        answerer = ScriptedAnswerer({})
+        run_predict(config, progress=False, answerer=answerer)
+        return sorted(i for ids in answerer.examples.values() for i in ids)
+
+    assert examples("plain") == ["p0", "p1", "p2"]  # shared "the of" scores above 0; the copy is excluded
+    assert examples("stop", stopwords=str(tmp_path / "stop.txt")) == []
+    assert examples("leak", allow_identical_examples=True) == ["copy", "p0", "p1", "p2"]

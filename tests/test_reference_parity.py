@@ -8,13 +8,17 @@ from __future__ import annotations
 import ast
 import json
 import re
+import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rait.benchmarks import data_dir, load_benchmark
+from rait.embed import Embedder
 from rait.formats import load_records
 from rait.records import Mention, Record
+from rait.retrieval import BM25Index, ExamplePool
 from rait.templates import build_conversation, format_example_entities
 
 pytestmark = pytest.mark.real_data
@@ -130,3 +134,50 @@ def test_in_domain_pool_is_the_reference_sample(reference):
     by_id = {row["id"]: row["sentence"] for row in expected}
     assert all(r.text == by_id[int(r.id.rsplit("-", 1)[1])] for r in pool)
 
+
+@pytest.mark.parametrize("lang, source", [("en", "pile_ner_subset"), ("zh", "sky_ner_subset")])
+def test_bm25_scores_equal_gensim_383(reference, lang, source):
+    """rait's BM25 equals gensim 3.8.3's on every reference pair (36 English, 358 Chinese), within 1e-6."""
+    info = json.loads((reference / "bm25_gensim383.json").read_text(encoding="utf-8"))["langs"][lang]
+    pool = load_benchmark(source, "train", max_examples=None)
+    assert len(pool) == info["N"] and pool[0].text.startswith(info["pool_first_text"])
+    index = BM25Index([r.text for r in pool], lang)
+    assert index.avgdl == pytest.approx(info["avgdl"], abs=1e-9)
+    assert index.average_idf == pytest.approx(info["average_idf"], abs=1e-9)
+    pairs = info["pairs"]
+    scores = index.score(
+        index.query_matrix([p["query"] for p in pairs]), np.array([[p["cand"]] for p in pairs])
+    )[:, 0]
+    expected = np.array([p["gensim_score"] for p in pairs])
+    assert len(pairs) == {"en": 36, "zh": 358}[lang]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    assert ((scores >= 20) == (expected >= 20)).all()  # the paper's keep/reject decision
+
+
+class BigramEmbedder(Embedder):
+    """Hashed character-bigram counts: cheap, deterministic, and identical texts get identical vectors."""
+
+    def __init__(self):
+        super().__init__("bigram-test", cache=False)
+
+    def _embed(self, texts):
+        out = np.zeros((len(texts), 512), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for a, b in zip(text, text[1:], strict=False):
+                out[row, zlib.crc32((a + b).encode()) % 512] += 1
+        return out
+
+
+def test_in_domain_leak_flag(reference):
+    """25 of the 179 Boson test passages occur verbatim in Boson train. rait never retrieves them as
+    examples of themselves; ``exclude_identical=False`` (``rait predict --allow-identical-examples``)
+    reproduces the reference, where they leak (each is its own nearest neighbour)."""
+    test = load_benchmark("boson", "test", max_examples=None)
+    train = load_benchmark("boson", "train", max_examples=None)
+    texts = [r.text for r in test]
+    assert sum(t in {r.text for r in train} for t in texts) == 25
+    pool = ExamplePool(train, BigramEmbedder(), lang="zh", show_progress=False)
+    kept = pool.retrieve(texts, k=2)
+    assert not any(e.text == t for t, row in zip(texts, kept, strict=True) for e in row)
+    leaked = pool.retrieve(texts, k=2, exclude_identical=False)
+    assert sum(row[0].text == t for t, row in zip(texts, leaked, strict=True)) == 25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -144,6 +145,14 @@ def test_retrieve_external_texts():
     assert [r.id for r in got[0]] == ["r2", "r7"]
 
 
+def test_identical_texts_only_with_the_reference_flag():
+    pool, _ = circle_pool()
+    assert [r.id for r in pool.retrieve(["alpha"], k=2)[0]] == ["r7", "r1"]
+    assert [r.id for r in pool.retrieve(["alpha"], k=3, exclude_identical=False)[0]] == ["r0", "r6", "r7"]
+    leaked = pool.retrieve(["alpha"], k=2, strategy="random", exclude_identical=False, seed=1)
+    assert len(leaked[0]) == 2
+
+
 def test_empty_pool_and_zero_k():
     empty = ExamplePool([], TableEmbedder(TABLE), show_progress=False)
     assert empty.retrieve(["alpha", "omega"]) == [[], []]
@@ -178,46 +187,83 @@ def test_options_are_checked():
 # ---------------------------------------------------------------------------------------------- BM25
 
 
-def test_tokenize():
-    assert tokenize("The Cat, the cat!") == ["the", "cat", "the", "cat"]
-    assert tokenize("The cat sat", stopwords=load_stopwords("en")) == ["cat", "sat"]
+def test_tokenize_as_the_reference():
+    assert tokenize("The Cat,  the cat!") == ["The", "Cat,", "", "the", "cat!"]  # str.split(" ")
+    assert tokenize("The cat sat", stopwords=load_stopwords("en")) == ["The", "cat", "sat"]  # exact match
+    assert tokenize("the cat sat", stopwords=load_stopwords("en")) == ["cat", "sat"]
     tokens = tokenize("李白是唐代著名诗人，出生于碎叶城。", "zh")
-    assert "李白" in tokens and "唐代" in tokens and "，" not in tokens and "。" not in tokens
+    assert (
+        tokens[:2] == ["李白", "是"]
+        and "唐代" in tokens
+        and "，" in tokens
+        and "".join(tokens).endswith("。")
+    )
 
 
 def test_stopword_file(tmp_path):
     path = tmp_path / "stop.txt"
     path.write_text("Cat\n\nmat\n", encoding="utf-8")
-    assert load_stopwords(path) == {"cat", "mat"}
+    assert load_stopwords(path) == {"Cat", "mat"}
     with pytest.raises(RaitError, match="does not exist"):
         load_stopwords(tmp_path / "missing.txt")
 
 
-def test_bm25_atire_score_by_hand():
-    index = BM25Index(["cat dog", "cat", "bird"])
-    scores = index.score(index.query_matrix(["dog dog", "cat"]), np.array([[0, 1], [0, -1]]))
-    avgdl = 4 / 3
+def gensim_score(corpus: list[list[str]], query: list[str], index: int) -> float:
+    """gensim 3.8.3's ``BM25.get_score``, transcribed term by term (k1 1.5, b 0.75, epsilon 0.25)."""
+    df: Counter = Counter(w for doc in corpus for w in set(doc))
+    idf = {w: math.log(len(corpus) - f + 0.5) - math.log(f + 0.5) for w, f in df.items()}
+    eps = 0.25 * sum(idf.values()) / len(idf)
+    idf = {w: eps if v < 0 else v for w, v in idf.items()}
+    avgdl = sum(map(len, corpus)) / len(corpus)
+    tf, dl = Counter(corpus[index]), len(corpus[index])
+    return sum(idf[w] * tf[w] * 2.5 / (tf[w] + 1.5 * (0.25 + 0.75 * dl / avgdl)) for w in query if w in tf)
+
+
+def test_bm25_gensim_score_by_hand():
+    texts = ["cat dog", "cat", "bird", "fish", "cow"]
+    index = BM25Index(texts)
+    scores = index.score(index.query_matrix(["dog dog", "cat", "bird"]), np.array([[0, 1], [0, -1], [2, 3]]))
+    avgdl = 6 / 5
+    idf_dog = math.log(5 - 1 + 0.5) - math.log(1 + 0.5)
     tf_part = 2.5 / (1 + 1.5 * (0.25 + 0.75 * 2 / avgdl))
-    assert scores[0, 0] == pytest.approx(2 * math.log(3) * tf_part, rel=1e-5)  # query term counted twice
+    assert scores[0, 0] == pytest.approx(2 * idf_dog * tf_part, rel=1e-12)  # query term counted twice
     assert scores[0, 1] == 0
-    assert scores[1, 0] == pytest.approx(math.log(3 / 2) * tf_part, rel=1e-5)
+    idf_cat = math.log(5 - 2 + 0.5) - math.log(2 + 0.5)
+    assert scores[1, 0] == pytest.approx(idf_cat * tf_part, rel=1e-12)
     assert scores[1, 1] == -np.inf
+    assert scores[2, 1] == 0
 
 
-def test_bm25_candidate_scores_match_full_bm25s_scoring():
+def test_bm25_negative_idf_is_replaced_by_a_quarter_of_the_average():
+    texts = ["a x", "a y", "a z", "b"]  # "a" is in 3 of 4 documents: log(1.5) - log(3.5) < 0
+    index = BM25Index(texts)
+    raw = {"a": math.log(1.5 / 3.5), "x": math.log(3.5 / 1.5)}
+    average = (raw["a"] + 4 * raw["x"]) / 5  # a, x, y, z, b
+    assert index.average_idf == pytest.approx(average)
+    assert index.idf[index.vocab["a"]] == pytest.approx(0.25 * average)
+
+
+def test_bm25_candidate_scores_match_gensim_term_by_term():
     rng = random.Random(0)
     words = [f"w{i}" for i in range(40)]
     texts = [" ".join(rng.choices(words, k=rng.randint(3, 15))) for _ in range(60)]
+    corpus = [t.split(" ") for t in texts]
     index = BM25Index(texts)
     candidates = np.array([rng.sample(range(60), 5) for _ in range(60)])
     ours = index.score(index.doc_terms, candidates)
     for i in range(60):
-        full = index.retriever.get_scores(tokenize(texts[i]))
-        np.testing.assert_allclose(ours[i], full[candidates[i]], rtol=1e-5)
+        expected = [gensim_score(corpus, corpus[i], int(c)) for c in candidates[i]]
+        np.testing.assert_allclose(ours[i], expected, rtol=1e-12)
 
 
 def test_bm25_filter_drops_low_scoring_examples():
-    texts = {"apple banana cherry": 0, "apple banana cherry date": 10, "zebra yak": 20, "kiwi": 120}
+    texts = {
+        "apple banana cherry": 0,
+        "apple banana cherry date": 10,
+        "zebra yak": 20,
+        "kiwi": 120,
+        "fig": 200,
+    }
     records = [Record(id=f"d{i}", text=t) for i, t in enumerate(texts)]
     embedder = TableEmbedder({t: unit(a) for t, a in texts.items()})
     pool = ExamplePool(records, embedder, show_progress=False)

@@ -532,20 +532,21 @@ ExampleSource = Callable[[list[Record]], list[list[Record]]]
 class Retriever:
     """Examples for passages from an :class:`rait.retrieval.ExamplePool`: nearest neighbours, filtered by
     BM25 score against the passage when ``bm25_threshold`` is set (the paper's out-domain setting);
-    ``None`` keeps plain nearest neighbours (in-domain)."""
+    ``None`` keeps plain nearest neighbours (in-domain). ``allow_identical``: pool passages with exactly
+    the passage's text may be examples (the reference's behaviour; rait excludes them by default)."""
 
     pool: object
     k: int = 2
     bm25_threshold: float | None = None
     seed: int = 42
+    allow_identical: bool = False
 
     def __call__(self, records: list[Record]) -> list[list[Record]]:
         texts = [r.text for r in records]
+        options = {"k": self.k, "seed": self.seed, "exclude_identical": not self.allow_identical}
         if self.bm25_threshold is None:
-            return self.pool.retrieve(texts, k=self.k, strategy="nn", seed=self.seed)
-        return self.pool.retrieve(
-            texts, k=self.k, strategy="nn_bm25", bm25_threshold=self.bm25_threshold, seed=self.seed
-        )
+            return self.pool.retrieve(texts, strategy="nn", **options)
+        return self.pool.retrieve(texts, strategy="nn_bm25", bm25_threshold=self.bm25_threshold, **options)
 
 
 @dataclass(slots=True)
@@ -677,7 +678,9 @@ class PredictConfig:
     sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.formats.load_records`.
     ``examples``: ``none``; ``out-domain`` (k nearest from the training ``pool`` -- a file or a registered
     training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest
-    from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file)."""
+    from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file).
+    ``stopwords``: removed before BM25 (:func:`rait.retrieval.load_stopwords`). ``allow_identical_examples``:
+    pool passages identical to the test passage may be examples, as in the reference (leaks gold)."""
 
     output: Path
     model: str | None = None
@@ -697,6 +700,8 @@ class PredictConfig:
     pool_size: int | None = None
     k: int = 2
     bm25_threshold: float = 20.0
+    stopwords: str | None = None
+    allow_identical_examples: bool = False
     embedder: str | None = None
     lang: str | None = None
     max_new_tokens: int = 64
@@ -731,6 +736,10 @@ class PredictConfig:
         data |= {"input": self.input, "input_format": self.input_format, "types": self.types}
         data |= {"label_map": self.label_map, "columns": list(self.columns) if self.columns else None}
         data |= {"tag_names": self.tag_names}
+        if self.stopwords is not None:  # recorded only when set, so older outputs still resume
+            data["stopwords"] = self.stopwords
+        if self.allow_identical_examples:
+            data["allow_identical_examples"] = True
         return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
 
 
@@ -874,16 +883,30 @@ def _predict_jobs(
         if config.examples != "none":
             if config.pool is None:  # in-domain, from the benchmark's train split
                 pool = ExamplePool.from_benchmark(
-                    benchmark, config.pool_size, seed=config.seed, embedder=embedder
+                    benchmark,
+                    config.pool_size,
+                    seed=config.seed,
+                    embedder=embedder,
+                    stopwords=config.stopwords,
                 )
             else:
                 if file_pool is None:
                     file_pool = ExamplePool.from_source(
-                        config.pool, embedder, size=config.pool_size, seed=config.seed
+                        config.pool,
+                        embedder,
+                        size=config.pool_size,
+                        seed=config.seed,
+                        stopwords=config.stopwords,
                     )
                 pool = file_pool
             threshold = config.bm25_threshold if config.examples == "out-domain" else None
-            source = Retriever(pool, k=config.k, bm25_threshold=threshold, seed=config.seed)
+            source = Retriever(
+                pool,
+                k=config.k,
+                bm25_threshold=threshold,
+                seed=config.seed,
+                allow_identical=config.allow_identical_examples,
+            )
         stats = predict_records(
             records,
             answerer,

@@ -1,5 +1,5 @@
-"""Example retrieval for RA-IT: exact cosine kNN with faiss, a BM25 filter with bm25s, and the paper's
-sampling strategies over an :class:`ExamplePool` of labelled records.
+"""Example retrieval for RA-IT: exact cosine kNN with faiss, a BM25 filter on gensim 3.8's scale, and the
+paper's sampling strategies over an :class:`ExamplePool` of labelled records.
 
 Strategies (``k`` examples per query; ``K`` candidates for the diverse ones):
 
@@ -19,7 +19,6 @@ import hashlib
 import logging
 import math
 import random
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +26,6 @@ from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
 
-import bm25s
 import faiss
 import numpy as np
 import scipy.sparse as sp
@@ -41,9 +39,6 @@ STRATEGIES = ("nn", "nn_bm25", "dnn", "dnn_bm25", "random", "mixed_nn")
 INDEXES = ("flat", "hnsw", "ivf")
 DEFAULT_K = 128
 DEFAULT_BM25_THRESHOLD = 20.0
-
-_WORD = re.compile(r"\w")
-_WORDS = re.compile(r"\w+")
 
 
 def check_options(k: int, strategy: str, K: int = DEFAULT_K, mixed_ratio: float = 0.5) -> None:
@@ -63,7 +58,7 @@ def check_options(k: int, strategy: str, K: int = DEFAULT_K, mixed_ratio: float 
 
 def load_stopwords(spec: str | Path | Iterable[str] | None) -> frozenset[str]:
     """``None`` (no stopwords), ``"en"`` / ``"zh"`` (bm25s's English / Chinese lists), a file path
-    (one word per line), or an iterable of words."""
+    (one word per line), or an iterable of words. Tokens keep their case, so matching is exact."""
     if spec is None:
         return frozenset()
     if isinstance(spec, str) and spec in ("en", "zh"):
@@ -74,10 +69,8 @@ def load_stopwords(spec: str | Path | Iterable[str] | None) -> frozenset[str]:
         path = Path(spec)
         if not path.is_file():
             raise RaitError(f"stopword list {path} does not exist (or use 'en' / 'zh')")
-        return frozenset(
-            w.strip().lower() for w in path.read_text(encoding="utf-8").splitlines() if w.strip()
-        )
-    return frozenset(w.lower() for w in spec)
+        return frozenset(w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip())
+    return frozenset(spec)
 
 
 def _jieba():
@@ -88,23 +81,22 @@ def _jieba():
 
 
 def tokenize(text: str, lang: str = "en", stopwords: frozenset[str] = frozenset()) -> list[str]:
-    """BM25 tokens: lowercase words (``\\w+``) for English, jieba segments for Chinese; tokens without
-    a word character (punctuation, spaces) and stopwords are dropped."""
-    text = text.lower()
-    if lang == "zh":
-        tokens = [t for t in _jieba().lcut(text) if _WORD.search(t)]
-    else:
-        tokens = _WORDS.findall(text)
+    """BM25 tokens as the RA-IT reference made them (``gen_bm25.py``): ``jieba.lcut`` for Chinese, a split
+    on single spaces for English; case, punctuation and whitespace tokens kept; then stopwords dropped."""
+    tokens = _jieba().lcut(text) if lang == "zh" else text.split(" ")
     return [t for t in tokens if t not in stopwords] if stopwords else tokens
 
 
 class BM25Index:
-    """BM25 (bm25s, ATIRE variant: ``idf = log(N/df)``, ``tf*(k1+1)/(tf+k1*(1-b+b*dl/avgdl))``, so scores
-    are on the scale of the gensim BM25 the paper thresholded at 20) over a pool, built once.
+    """BM25 on the scale of gensim 3.8's ``gensim.summarization.bm25.BM25``, which the paper's threshold of
+    20 is on: ``idf = log(N - df + 0.5) - log(df + 0.5)``, a negative idf replaced by ``epsilon`` x the
+    average idf; term weight ``idf * tf*(k1+1) / (tf + k1*(1 - b + b*dl/avgdl))``; a query term counts
+    once per occurrence. Computed in float64 over a sparse document-term matrix (no gensim needed); equal
+    to gensim 3.8.3 within 1e-6 (``tests/test_reference_parity.py``).
 
-    ``score`` returns BM25 scores of queries against given candidate documents only: it gathers the
-    candidates' rows of the document-term weight matrix and looks the query's term counts up in a
-    dense per-batch table, instead of scoring the whole pool per query (``bm25s.BM25.get_scores``)."""
+    ``score`` returns the scores of queries against given candidate documents only: it gathers the
+    candidates' rows of the weight matrix and looks the query's term counts up in a dense per-batch table,
+    instead of scoring the whole pool per query."""
 
     def __init__(
         self,
@@ -114,7 +106,7 @@ class BM25Index:
         *,
         k1: float = 1.5,
         b: float = 0.75,
-        method: str = "atire",
+        epsilon: float = 0.25,
         show_progress: bool = False,
     ):
         self.lang = lang
@@ -129,22 +121,28 @@ class BM25Index:
         self.vocab: dict[str, int] = dict(vocab)
         self.n_docs = len(texts)
         self.doc_terms = self._count_matrix(ids)
-        self.retriever = bm25s.BM25(k1=k1, b=b, method=method)
-        if self.vocab:
-            self.retriever.index((ids, dict(self.vocab)), create_empty_token=False, show_progress=False)
-            scores = self.retriever.scores
-            shape = (self.n_docs, len(self.vocab))
-            csc = sp.csc_matrix((scores["data"], scores["indices"], scores["indptr"]), shape=shape)
-            self.weights = csc.tocsr()
+        counts = self.doc_terms
+        doc_freq = np.bincount(counts.indices, minlength=len(self.vocab)).astype(np.float64)
+        idf = np.log(self.n_docs - doc_freq + 0.5) - np.log(doc_freq + 0.5)
+        self.average_idf = float(idf.mean()) if len(idf) else 0.0
+        idf[idf < 0] = epsilon * self.average_idf
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        self.avgdl = float(lengths.sum() / self.n_docs) if self.n_docs else 0.0
+        tf = counts.data
+        if self.avgdl > 0:
+            norm = k1 * (1 - b + b * np.repeat(lengths, np.diff(counts.indptr)) / self.avgdl)
+            data = idf[counts.indices] * tf * (k1 + 1) / (tf + norm)
         else:
-            self.weights = sp.csr_matrix((self.n_docs, 0), dtype=np.float32)
+            data = np.zeros(0)
+        self.idf = idf
+        self.weights = sp.csr_matrix((data, counts.indices, counts.indptr), shape=counts.shape)
 
     def _count_matrix(self, ids: list[list[int]]) -> sp.csr_matrix:
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         cols = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
         rows = np.repeat(np.arange(len(ids)), lengths)
         shape = (len(ids), len(self.vocab))
-        matrix = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=shape)
+        matrix = sp.csr_matrix((np.ones(len(cols), np.float64), (rows, cols)), shape=shape)
         matrix.sum_duplicates()
         return matrix
 
@@ -158,13 +156,13 @@ class BM25Index:
         self, queries: sp.csr_matrix, candidates: np.ndarray, show_progress: bool = False
     ) -> np.ndarray:
         """``scores[i, j]`` = BM25 of query row ``i`` against pool document ``candidates[i, j]``
-        (``-inf`` where ``candidates`` is -1). A repeated query term counts once per occurrence."""
+        (``-inf`` where ``candidates`` is -1), float64."""
         candidates = np.asarray(candidates, dtype=np.int64).reshape(queries.shape[0], -1)
         n, m = candidates.shape
-        out = np.full((n, m), -np.inf, dtype=np.float32)
+        out = np.full((n, m), -np.inf, dtype=np.float64)
         width = max(len(self.vocab), 1)
         batch = int(max(1, min(32, 4_000_000 // width)))  # a small (cache-friendly) query table
-        table = np.zeros(batch * width, dtype=np.float32)  # row q = query q's term counts
+        table = np.zeros(batch * width, dtype=np.float64)  # row q = query q's term counts
         with progress("BM25 scoring", n, show_progress) as advance:
             for start in range(0, n, batch):
                 stop = min(start + batch, n)
@@ -182,7 +180,7 @@ class BM25Index:
                     sums = np.add.reduceat(contrib, np.minimum(rows.indptr[:-1], len(contrib) - 1))
                     sums[np.diff(rows.indptr) == 0] = 0
                 else:
-                    sums = np.zeros(size * m, dtype=np.float32)
+                    sums = np.zeros(size * m, dtype=np.float64)
                 out[start:stop] = np.where(valid, sums.reshape(size, m), -np.inf)
                 table[slots] = 0
                 advance(size)
@@ -562,13 +560,15 @@ class ExamplePool:
         seed: int = 42,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,
+        exclude_identical: bool = True,
     ) -> list[list[int]]:
         """Like :meth:`retrieve`, returning pool indices."""
         texts = list(texts)
         if query_ids is not None and len(query_ids) != len(texts):
             raise RaitError(f"{len(query_ids)} query ids given for {len(texts)} texts")
         seeds = list(query_ids) if query_ids is not None else texts
-        groups = np.array([self._group_of_text.get(t, -1) for t in texts], dtype=np.int64)
+        group_of = self._group_of_text if exclude_identical else {}
+        groups = np.array([group_of.get(t, -1) for t in texts], dtype=np.int64)
         return self._select(
             seeds,
             groups,
@@ -595,10 +595,13 @@ class ExamplePool:
         seed: int = 42,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,
+        exclude_identical: bool = True,
     ) -> list[list[Record]]:
         """Up to ``k`` example records per query text (fewer after the BM25 filter; none from an empty
-        pool). Pool records with exactly the query's text, and those whose id is in ``exclude_ids``, are
-        never returned. Per-query sampling is seeded by ``seed`` + ``query_ids[i]`` (default: the text)."""
+        pool). Pool records with exactly the query's text (unless ``exclude_identical`` is False, the
+        RA-IT reference's behaviour, which leaks the gold of a test passage that is also in the pool) and
+        those whose id is in ``exclude_ids`` are never returned. Per-query sampling is seeded by ``seed``
+        + ``query_ids[i]`` (default: the text)."""
         found = self.retrieve_indices(
             texts,
             k,
@@ -609,5 +612,6 @@ class ExamplePool:
             seed=seed,
             exclude_ids=exclude_ids,
             query_ids=query_ids,
+            exclude_identical=exclude_identical,
         )
         return [[self.records[i] for i in row] for row in found]

@@ -88,6 +88,15 @@ def predict_command(
     bm25_threshold: Annotated[
         float | None, typer.Option(help="Out-domain: drop examples below this BM25 score [20].")
     ] = None,
+    stopwords: Annotated[
+        str | None, typer.Option(help="BM25 stopwords: en, zh or a file [default: none].")
+    ] = None,
+    allow_identical_examples: Annotated[
+        bool,
+        typer.Option(
+            help="Let pool passages identical to the test passage be examples (the reference's behaviour)."
+        ),
+    ] = False,
     embedder: Annotated[str | None, typer.Option(help="Retrieval embedder [default: by language].")] = None,
     lang: Annotated[
         str | None, typer.Option(help="Template language en/zh [default: benchmark's / detected].")
@@ -156,6 +165,8 @@ def predict_command(
         pool_size=pool_size,
         k=2 if k is None else k,
         bm25_threshold=20.0 if bm25_threshold is None else bm25_threshold,
+        stopwords=stopwords,
+        allow_identical_examples=allow_identical_examples,
         embedder=embedder,
         lang=lang,
         max_new_tokens=max_new_tokens,
