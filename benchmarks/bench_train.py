@@ -63,7 +63,7 @@ def ra_it_conversations(source: str, n: int = 200, k: int = 2, seed: int = 0) ->
         lang, record = items[i % len(items)]
         others = [r for r in pools[lang] if r.id != record.id]
         examples = rng.sample(others, k)
-        conversation = training_conversation(record, samplers[lang], 2, examples, lang=lang)
+        conversation = training_conversation(record, samplers[lang], examples, lang=lang)
         conversation.id = f"{record.id}-{i}"
         conversations.append(conversation)
     return conversations

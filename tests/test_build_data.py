@@ -84,8 +84,8 @@ def test_ra_it_conversations(source, tmp_path):
         "I've read this text.",
     ]
     questions = [t.content for t in first[4::2]]
-    assert questions[:2] == ["What describes person in the text?", "What describes company in the text?"]
-    assert len(questions) == 4  # 2 present types + 2 negatives
+    present = {"What describes person in the text?", "What describes company in the text?"}
+    assert present <= set(questions) and 2 <= len(questions) <= 4  # present types + 0-2 negatives
     assert manifest["counts"] == {
         "source_records": 12,
         "samples": 12,
@@ -121,7 +121,7 @@ def test_same_inputs_and_seed_give_byte_identical_files(source, tmp_path):
 
 def test_vanilla(source, tmp_path):
     out = tmp_path / "vanilla.jsonl"
-    manifest = build_data(config(source, out, method="vanilla", format="messages", negatives=0))
+    manifest = build_data(config(source, out, method="vanilla", format="messages", negative_prob=0.0))
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert rows[0] == {
         "id": "doc-0",
@@ -149,7 +149,7 @@ def test_samples_without_examples_fall_back_to_vanilla(source, tmp_path):
 
 def test_size_subsamples_the_source_and_the_pool(source, tmp_path):
     out = tmp_path / "small.json"
-    manifest = build_data(config(source, out, size=5, negatives=100))
+    manifest = build_data(config(source, out, size=5, negative_prob=1.0))
     conversations = read_conversations(out)
     kept = {c.id for c in conversations}
     assert len(kept) == 5 and manifest["counts"]["samples"] == 5
@@ -158,9 +158,13 @@ def test_size_subsamples_the_source_and_the_pool(source, tmp_path):
     for conversation in conversations:
         shown = [line[len("Text: ") :] for line in conversation.turns[0].content.splitlines()[1::2]]
         assert len(shown) == 2 and set(shown) <= pool_texts
-    # negatives come from the whole source: the rare type (only in doc-10) is asked of every sample
-    if "doc-10" not in kept:
-        assert all(any("rare type" in t.content for t in c.turns) for c in conversations)
+    # negatives come from the whole source, not only from the sampled passages' types
+    kept_types = {m.type for r in make_records() if r.id in kept for m in r.mentions}
+    asked = {
+        t.content[len("What describes ") : -len(" in the text?")] for c in conversations for t in c.turns
+    }
+    asked = {t for t in asked if t in {m for _, ms in TOPICS for _, m in ms}}
+    assert asked - kept_types
     smaller = {r.id for r in subsample(make_records(), 3, seed=42)}
     assert smaller < kept
     with pytest.raises(RaitError, match="larger than the source"):
@@ -219,3 +223,23 @@ def test_registered_source(shared_data, tmp_path):
     assert manifest["counts"] == {"source_records": 2217, "samples": 20, "conversations": 20,
                                   "questions": manifest["counts"]["questions"]}  # fmt: skip
     assert manifest["counts"]["questions"] >= 40
+
+
+def test_a_conversation_source_keeps_its_own_questions(tmp_path):
+    """Pile-NER as released: the source's types, order and negatives are asked as they are."""
+    turns = [
+        ("human", "Text: Ada met Alan in London"),
+        ("gpt", "I've read this text."),
+        ("human", "What describes city in the text?"),
+        ("gpt", '["London"]'),
+        ("human", "What describes award in the text?"),
+        ("gpt", "[]"),
+        ("human", "What describes person in the text?"),
+        ("gpt", '["Ada", "Alan"]'),
+    ]
+    source = tmp_path / "pile.json"
+    row = {"id": "c0", "conversations": [{"from": f, "value": v} for f, v in turns]}
+    source.write_text(json.dumps([row]), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    build_data(config(source, out, method="vanilla"))
+    assert json.loads(out.read_text(encoding="utf-8")) == row

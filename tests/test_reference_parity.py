@@ -19,7 +19,7 @@ from rait.embed import Embedder
 from rait.formats import load_records
 from rait.records import Mention, Record
 from rait.retrieval import BM25Index, ExamplePool
-from rait.templates import build_conversation, format_example_entities
+from rait.templates import NegativeTypeSampler, build_conversation, format_example_entities
 
 pytestmark = pytest.mark.real_data
 
@@ -181,3 +181,59 @@ def test_in_domain_leak_flag(reference):
     assert not any(e.text == t for t, row in zip(texts, kept, strict=True) for e in row)
     leaked = pool.retrieve(texts, k=2, exclude_identical=False)
     assert sum(row[0].text == t for t, row in zip(texts, leaked, strict=True)) == 25
+
+
+def _sky_10(reference):
+    folder = reference / "ra_it/sky_10_samples"
+    conversations = json.loads((folder / "ner_it_data_conversation.json").read_text(encoding="utf-8"))
+    rows = (folder / "llm_response_parsed_filtered.jsonl").read_text(encoding="utf-8").splitlines()
+    records = []
+    for row in map(json.loads, rows):
+        mentions = [Mention(m, t) for pair in row["prediction"] for m, t in pair.items()]
+        records.append(Record(row["id"], row["text"], mentions))
+    return folder, conversations, records
+
+
+def _negative_stats(question_lists, records) -> tuple[int, float, int]:
+    """Total negatives, their spread per passage (population std), passages with a negative asked
+    before a present type."""
+    negatives, interleaved = [], 0
+    for types, record in zip(question_lists, records, strict=True):
+        present = {m.type for m in record.mentions}
+        where = [i for i, t in enumerate(types) if t not in present]
+        negatives.append(len(where))
+        interleaved += bool(where) and min(where) < max(i for i, t in enumerate(types) if t in present)
+    return sum(negatives), float(np.std(negatives)), interleaved
+
+
+def test_negative_type_rule_statistics(reference):
+    """The reference's 17 Sky training conversations: rait rebuilds each byte for byte from its question
+    order; rait's sampler weights equal the reference's type2freq.json; and the reference's negatives
+    (total, spread per passage, interleaving) lie within the central 98% of rait's rule over 1,000 seeds
+    (the old rule, exactly 2 appended, gives spread 0 and no interleaving)."""
+    folder, conversations, records = _sky_10(reference)
+    asked = [[QUESTION.match(t["value"]).group(1) for t in c["conversations"][2::2]] for c in conversations]
+    for conversation, record, types in zip(conversations, records, asked, strict=True):
+        record_with_types = Record(record.id, record.text, record.mentions, types=types)
+        assert build_conversation(record_with_types, lang="zh").to_sharegpt() == conversation
+    sampler = NegativeTypeSampler.from_records(records)
+    type2freq = json.loads((folder / "type2freq.json").read_text(encoding="utf-8"))
+    assert dict(zip(sampler.types, sampler.weights, strict=True)) == type2freq
+    observed = _negative_stats(asked, records)
+    assert observed[0] == 30 and observed[2] == 11
+    simulated = np.array(
+        [
+            _negative_stats(
+                [NegativeTypeSampler.from_records(records, seed=s).question_types(r) for r in records],
+                records,
+            )
+            for s in range(1000)
+        ]
+    )
+    low, high = np.percentile(simulated, [1, 99], axis=0)
+    assert ((low <= observed) & (observed <= high)).all(), (observed, low, high)
+    sky = load_benchmark("sky_ner_subset", "train", max_examples=None)
+    stats = _negative_stats([NegativeTypeSampler.from_records(sky).question_types(r) for r in sky], sky)
+    positives = sum(len({m.type for m in r.mentions}) for r in sky)
+    assert 0.4 < stats[0] / positives < 0.5  # one per present type with p 0.5, minus collapsed repeats
+    assert stats[2] > 0.6 * len(sky)

@@ -77,26 +77,44 @@ def test_unknown_language_is_a_clear_error():
         build_conversation(PASSAGE, lang="fr")
 
 
-def test_negatives_are_absent_types_drawn_by_frequency_and_seeded():
-    counts = Counter({"person": 50, "location": 50, "date": 900, "award": 1, "event": 49})
-    negatives = NegativeTypeSampler(counts, seed=7).sample(PASSAGE, 2)
-    assert len(negatives) == 2 and not {"person", "location"} & set(negatives)
-    assert negatives == NegativeTypeSampler(counts, seed=7).sample(PASSAGE, 2)
-    draws = Counter(
-        NegativeTypeSampler(Counter({"date": 900, "award": 1, "event": 99}), seed=s).sample(PASSAGE, 1)[0]
-        for s in range(300)
-    )
-    assert draws["date"] > 200 and draws["award"] < 10  # proportional to frequency
+def test_negative_types_follow_the_reference_rule():
+    """Per present type one negative with probability 0.5, weighted by count, shuffled in, seeded."""
+    counts = Counter({"person": 50, "location": 50, "date": 900, "award": 1, "event": 99})
+    sampler = NegativeTypeSampler(counts, seed=7)
+    records = [Record(f"r{i}", PASSAGE.text, PASSAGE.mentions) for i in range(2000)]
+    drawn = [sampler.question_types(r) for r in records]
+    assert all({"person", "location"} <= set(types) for types in drawn)
+    negatives = [[t for t in types if t not in ("person", "location")] for types in drawn]
+    per_passage = Counter(map(len, negatives))
+    # E = P(1 drawn) + P(2 drawn) x (2 - P(both the same type)) = 0.5 + 0.25 x (2 - 0.8196) = 0.795
+    assert set(per_passage) == {0, 1, 2} and 0.77 < sum(map(len, negatives)) / len(drawn) < 0.82
+    flat = Counter(t for n in negatives for t in n)
+    assert flat["date"] > 6 * flat["event"] and flat["award"] < 10  # proportional to counts
+    assert sum(types[-1] in ("person", "location") for types in drawn) > 400  # interleaved, not appended
+    assert drawn[5] == NegativeTypeSampler(counts, seed=7).question_types(records[5])  # seeded per record
+    assert drawn != [NegativeTypeSampler(counts, seed=8).question_types(r) for r in records]
+    only_date = NegativeTypeSampler(Counter({"date": 3}), seed=1)
+    two = [only_date.question_types(r) for r in records[:200]]
+    assert max(t.count("date") for t in two) == 1  # a type drawn twice is asked once
+    none = NegativeTypeSampler(counts, seed=7, prob=0.0)
+    assert none.question_types(PASSAGE) == ["person", "location"]  # no sampling, no shuffle
 
 
-def test_training_conversation_asks_present_types_then_negatives():
-    sampler = NegativeTypeSampler(Counter({"date": 3}), seed=1)
-    turns = training_conversation(PASSAGE, sampler, negatives=2).turns
+def test_training_conversation_keeps_a_sources_own_questions():
+    asked = Record(PASSAGE.id, PASSAGE.text, PASSAGE.mentions, types=["location", "date", "person"])
+    sampler = NegativeTypeSampler(Counter({"award": 3}), seed=1)
+    turns = training_conversation(asked, sampler).turns
     questions = [t.content for t in turns if t.role == "user"][1:]
     assert questions == [
-        "What describes person in the text?",
         "What describes location in the text?",
         "What describes date in the text?",
+        "What describes person in the text?",
     ]
-    assert turns[-1].content == "[]"
-    assert turns[3].content == '["Ada Lovelace", "Charles Babbage"]'
+    assert turns[-3].content == "[]"
+    assert turns[-1].content == '["Ada Lovelace", "Charles Babbage"]'
+
+
+def test_training_conversation_without_a_sampler_asks_present_types():
+    turns = training_conversation(PASSAGE).turns
+    questions = [t.content for t in turns if t.role == "user"][1:]
+    assert questions == ["What describes person in the text?", "What describes location in the text?"]

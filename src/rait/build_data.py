@@ -1,7 +1,8 @@
 """Build vanilla or RA-IT instruction-tuning conversations from a training source.
 
-Every passage becomes a UniversalNER-style conversation (its entity types, then ``negatives`` absent
-types sampled by frequency over the whole source); with ``method="ra-it"`` it is preceded by up to ``k``
+Every passage becomes a UniversalNER-style conversation (its entity types and absent types sampled by
+frequency over the whole source, shuffled together, by the RA-IT reference's rule; a source that already
+is conversations keeps its own questions); with ``method="ra-it"`` it is preceded by up to ``k``
 examples retrieved from the (sub-sampled) source itself. A sample left with no example (BM25 filter)
 uses the vanilla template and is counted. Same inputs + seed give byte-identical data files."""
 
@@ -51,7 +52,7 @@ class BuildConfig:
     size: int | None = None
     lang: str | None = None
     format: str = "sharegpt"
-    negatives: int = 2
+    negative_prob: float = 0.5
     embedder: str | None = None
     seed: int = 42
     source_format: str | None = None
@@ -71,8 +72,8 @@ class BuildConfig:
             raise RaitError(f"unknown language {self.lang!r}; choose en or zh")
         if self.size is not None and self.size <= 0:
             raise RaitError(f"size must be positive, got {self.size}")
-        if self.negatives < 0:
-            raise RaitError(f"negatives must be >= 0, got {self.negatives}")
+        if not 0.0 <= self.negative_prob <= 1.0:
+            raise RaitError(f"negative_prob must be in [0, 1], got {self.negative_prob}")
         check_options(self.k, self.strategy, self.K, self.mixed_ratio)
 
     def manifest_options(self) -> dict:
@@ -137,7 +138,7 @@ def build_conversations(
     with progress("conversations", len(records), config.show_progress) as advance:
         for i, record in enumerate(records):
             shots = [records[j] for j in examples[i]] if examples is not None else []
-            conversations.append(training_conversation(record, sampler, config.negatives, shots, lang))
+            conversations.append(training_conversation(record, sampler, shots, lang))
             advance(1)
     counts = [len(e) for e in examples] if examples is not None else None
     return BuildResult(conversations, counts, pool, embedder)
@@ -178,7 +179,7 @@ def build_data(config: BuildConfig) -> dict:
     _check_unique_ids(records, config.source)
     loaded = time.perf_counter()
     lang = config.lang or source_lang or detect_lang(records)
-    sampler = NegativeTypeSampler.from_records(records, seed=config.seed)
+    sampler = NegativeTypeSampler.from_records(records, seed=config.seed, prob=config.negative_prob)
     samples = subsample(records, config.size, config.seed)
     result = build_conversations(samples, config, lang=lang, sampler=sampler)
     built = time.perf_counter()

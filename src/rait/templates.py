@@ -4,13 +4,11 @@ English strings follow UniversalNER; Chinese strings and the example turn follow
 
 from __future__ import annotations
 
-import bisect
 import json
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 
 from rait.records import Conversation, Record, Turn
 
@@ -101,48 +99,63 @@ def build_conversation(
 
 
 class NegativeTypeSampler:
-    """Draws absent entity types with probability proportional to their frequency in a dataset.
+    """The RA-IT reference's negative types (``4.gen_it_data.py``): for each type present in a passage,
+    one negative with probability ``prob``; negatives drawn from the types absent from the passage with
+    weights = their mention counts over the whole dataset (``random.sample(..., counts=...)``, so a type
+    can be drawn twice); duplicates collapsed; present and negative types shuffled together.
 
-    Sampling is without replacement and seeded per record (``seed`` + record id), so the negatives of a
-    record do not depend on which other records are processed or in what order."""
+    Seeded per record (``seed`` + record id), so the types of a record do not depend on which other
+    records are processed or in what order."""
 
-    def __init__(self, type_counts: Counter[str], seed: int = 42):
-        self.types = sorted(type_counts)
+    def __init__(self, type_counts: Counter[str], seed: int = 42, prob: float = 0.5):
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"negative-type probability must be in [0, 1], got {prob}")
+        self.types = sorted(t for t in type_counts if type_counts[t] > 0)
         self.weights = [type_counts[t] for t in self.types]
         self.seed = seed
+        self.prob = prob
 
     @classmethod
-    def from_records(cls, records: Iterable[Record], seed: int = 42) -> NegativeTypeSampler:
-        """Count each type once per passage it occurs in."""
+    def from_records(
+        cls, records: Iterable[Record], seed: int = 42, prob: float = 0.5
+    ) -> NegativeTypeSampler:
+        """Count each distinct (mention, type) pair of a passage once, as the reference's filtered data."""
         counts: Counter[str] = Counter()
         for record in records:
-            counts.update({m.type for m in record.mentions})
-        return cls(counts, seed)
+            counts.update(t for _, t in dict.fromkeys((m.text, m.type) for m in record.mentions))
+        return cls(counts, seed, prob)
 
-    def sample(self, record: Record, count: int) -> list[str]:
-        """Up to ``count`` types that have no mention in ``record``."""
-        present = {m.type for m in record.mentions}
-        candidates = [
-            (t, w) for t, w in zip(self.types, self.weights, strict=True) if t not in present and w > 0
-        ]
+    def question_types(self, record: Record) -> list[str]:
+        """The record's present types (first-seen order) and its negatives, shuffled together; with
+        ``prob`` 0, the present types in order (the reference without negative sampling)."""
+        positives = list(dict.fromkeys(m.type for m in record.mentions))
+        if self.prob == 0:
+            return positives
         rng = random.Random(f"{self.seed}:{record.id}")
-        chosen: list[str] = []
-        while candidates and len(chosen) < count:
-            cumulative = list(accumulate(w for _, w in candidates))
-            index = bisect.bisect_right(cumulative, rng.random() * cumulative[-1])
-            chosen.append(candidates.pop(min(index, len(candidates) - 1))[0])
-        return chosen
+        count = sum(rng.random() < self.prob for _ in positives)
+        present = set(positives)
+        pool = [(t, w) for t, w in zip(self.types, self.weights, strict=True) if t not in present]
+        count = min(count, len(pool))
+        negatives = rng.sample([t for t, _ in pool], count, counts=[w for _, w in pool]) if count else []
+        types = positives + negatives
+        rng.shuffle(types)
+        return list(dict.fromkeys(types))
 
 
 def training_conversation(
     record: Record,
     sampler: NegativeTypeSampler | None = None,
-    negatives: int = 2,
     examples: Sequence[Record] = (),
     lang: str = "en",
 ) -> Conversation:
-    """A training conversation: every type present in the passage, then ``negatives`` sampled absent types."""
-    types = list(dict.fromkeys(m.type for m in record.mentions))
-    if sampler is not None and negatives > 0:
-        types += sampler.sample(record, negatives)
+    """A training conversation. A record that lists its own query types (``record.types``: a source that
+    already is conversations, such as Pile-NER as released, or a benchmark split) keeps them, in their
+    order, negatives included; otherwise its present types plus the ``sampler``'s negatives (none without
+    a sampler)."""
+    if record.types is not None:
+        types = list(record.types)
+    elif sampler is not None:
+        types = sampler.question_types(record)
+    else:
+        types = list(dict.fromkeys(m.type for m in record.mentions))
     return build_conversation(record, types=types, examples=examples, lang=lang)

@@ -38,7 +38,10 @@ def build_data_command(
     ] = None,
     lang: Annotated[str | None, typer.Option(help="en or zh [default: the source's, else detected].")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")] = "sharegpt",
-    negatives: Annotated[int, typer.Option(help="Absent entity types asked per sample.")] = 2,
+    negative_prob: Annotated[
+        float,
+        typer.Option(help="Per present type, the chance of one absent type asked too (0: none)."),
+    ] = 0.5,
     embedder: Annotated[
         str | None,
         typer.Option(
@@ -74,7 +77,7 @@ def build_data_command(
         size=size,
         lang=lang,
         format=fmt,
-        negatives=negatives,
+        negative_prob=negative_prob,
         embedder=embedder,
         seed=seed,
         source_format=source_format,
