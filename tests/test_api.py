@@ -173,3 +173,13 @@ def test_ner_is_exported_lazily_from_the_package():
     import rait
 
     assert rait.NER is NER
+
+
+def test_types_none_is_refused_and_repeated_types_are_asked_once(ner):
+    with pytest.raises(RaitError, match="not None"):
+        ner.predict_entities("Ada met Bo.", None)
+    once = ner.predict_entities("Ada met Bo.", ["person"])
+    assert ner.predict_entities("Ada met Bo.", "person") == once  # one type, not six letters
+    assert ner.predict_entities("Ada met Bo.", ["person", "person"]) == once
+    with pytest.raises(RaitError, match="not a string"):
+        ner.batch_predict_entities(["Ada met Bo."], "person")

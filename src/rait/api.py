@@ -228,18 +228,20 @@ class NER:
 
 def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:
     """One tuple of types per text from a shared list or a list of lists."""
-    if isinstance(types, str):
-        raise RaitError("types must be a list of type names (or one list per text), not a string")
+    if isinstance(types, str) or types is None:
+        what = "a string" if types is not None else "None"
+        raise RaitError(f"types must be a list of type names (or one list per text), not {what}")
     types = list(types)
     if all(isinstance(t, str) for t in types):
-        return [tuple(types)] * n_texts
+        return [tuple(dict.fromkeys(types))] * n_texts  # a repeated type is asked once
     if len(types) != n_texts:
         raise RaitError(f"got {len(types)} lists of types for {n_texts} texts")
     per_text = []
     for entry in types:
-        if isinstance(entry, str) or not all(isinstance(t, str) for t in entry):
-            raise RaitError("types must be a list of type names, or one such list per text")
-        per_text.append(tuple(entry))
+        if entry is None or isinstance(entry, str) or not all(isinstance(t, str) for t in entry):
+            what = "None" if entry is None else "a string" if isinstance(entry, str) else repr(entry)
+            raise RaitError(f"types must be a list of type names, or one such list per text, not {what}")
+        per_text.append(tuple(dict.fromkeys(entry)))
     return per_text
 
 

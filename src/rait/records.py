@@ -36,9 +36,9 @@ class Record:
     tokens: list[str] | None = None
 
     def query_types(self) -> list[str]:
-        """The types to ask about: ``types`` if set, else the mention types in first-seen order."""
+        """The types to ask about: ``types`` if set, else the mention types; first-seen order, no repeats."""
         if self.types is not None:
-            return list(self.types)
+            return list(dict.fromkeys(self.types))
         return list(dict.fromkeys(m.type for m in self.mentions))
 
     def answers(self, entity_type: str) -> list[str]:
