@@ -174,6 +174,44 @@ def test_resume_gives_the_same_adapter(workdir, group_by_length):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = [json.loads(line) for line in (resumed / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    summaries = [json.loads((d / SUMMARY_FILE).read_text()) for d in (full, resumed)]
+    assert summaries[1]["train_loss"] == pytest.approx(summaries[0]["train_loss"], rel=1e-6)  # the whole run
+
+
+def test_finished_runs_stay_finished_and_a_lost_final_save_is_redone_without_training(workdir):
+    steps = {"max_steps": 5, "save_steps": 5}  # 2 steps per epoch: the last epoch is cut short
+    full = train(config(workdir, "finished", **steps))
+    adapter = (full / "adapter_model.safetensors").read_bytes()
+    summary = (full / SUMMARY_FILE).read_text()
+    again = train(config(workdir, "finished", resume=True, **steps))  # a finished run: nothing happens
+    assert (again / "adapter_model.safetensors").read_bytes() == adapter
+    assert (again / SUMMARY_FILE).read_text() == summary
+    (full / "adapter_model.safetensors").unlink()  # killed during the final save
+    (full / SUMMARY_FILE).unlink()
+    train(config(workdir, "finished", resume=True, **steps))
+    assert (full / "adapter_model.safetensors").read_bytes() == adapter  # no sixth step
+    assert json.loads((full / SUMMARY_FILE).read_text())["optimizer_steps"] == 5
+
+
+def test_a_moved_run_with_a_truncated_checkpoint_and_tmp_leftovers_resumes(workdir):
+    full = workdir / "full-g1"
+    if not full.exists():
+        train(config(workdir, "full-g1"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config(workdir, "moved-a"), callbacks=[Crash()])
+    broken = workdir / "moved-a" / "checkpoints" / "checkpoint-5"  # a later checkpoint cut by a kill
+    broken.mkdir()
+    (broken / "trainer_state.json").write_text('{"global_step": 5, "log_hist')
+    leftover = workdir / "moved-a" / ".train_summary.json.x1y2.tmp"
+    leftover.write_text("half")
+    (workdir / "moved-a").rename(workdir / "moved-b")
+    resumed = train(config(workdir, "moved-b", resume=True))
+    a = load_file(full / "adapter_model.safetensors")
+    b = load_file(resumed / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (workdir / "moved-b" / leftover.name).exists()
+    summary = json.loads((resumed / SUMMARY_FILE).read_text())
+    assert summary["resumed_from"].endswith("checkpoint-3")
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ import torch
 
 from rait.chat import IGNORE_INDEX, encode_for_training
 from rait.errors import DataError, RaitError
-from rait.fileio import JsonlAppender, read_json, read_jsonl, write_json, write_jsonl
+from rait.fileio import JsonlAppender, check_output_dir, read_json, read_jsonl, write_json, write_jsonl
+from rait.locks import output_lock
 from rait.models import (
     DEFAULT_MODEL,
     TRAIN_CONFIG_FILE,
@@ -427,13 +428,52 @@ def _model_reference(model: str) -> str:
 
 
 def _last_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint with the highest step whose ``trainer_state.json`` reads; a checkpoint cut short by a
+    kill (a truncated state file) is skipped with a warning, so a resume falls back to the one before."""
     root = output_dir / CHECKPOINTS
-    steps = [
-        (int(p.name.split("-")[1]), p)
-        for p in root.glob("checkpoint-*")
-        if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    return max(steps)[1] if steps else None
+    steps = sorted(
+        (
+            (int(p.name.split("-")[1]), p)
+            for p in root.glob("checkpoint-*")
+            if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+        ),
+        reverse=True,
+    )
+    for _, checkpoint in steps:
+        try:
+            state = read_json(checkpoint / "trainer_state.json")
+        except DataError as exc:
+            logger.warning("skipping checkpoint %s: %s", checkpoint.name, exc.reason)
+            continue
+        if isinstance(state, dict) and "global_step" in state:
+            return checkpoint
+        logger.warning("skipping checkpoint %s: its trainer_state.json has no global_step", checkpoint.name)
+    return None
+
+
+def _rebase_state(checkpoint: Path, output_dir: Path) -> dict:
+    """The checkpoint's trainer state, with a best-checkpoint path recorded under another directory (the run
+    was moved) pointed at the same checkpoint here, and the file rewritten if it changed."""
+    state = read_json(checkpoint / "trainer_state.json")
+    best = state.get("best_model_checkpoint")
+    if best:
+        here = output_dir / CHECKPOINTS / Path(best).name
+        if Path(best) != here and here.is_dir():
+            state["best_model_checkpoint"] = str(here)
+            write_json(checkpoint / "trainer_state.json", state)
+    return state
+
+
+def run_loss(log_path: Path) -> float | None:
+    """The mean training loss over every step of a run, resumed or not, from its train_log.jsonl (each
+    logged loss is the mean over the steps since the previous row; rows are forced at checkpoints and at
+    the last step, so the log covers the whole run)."""
+    total, previous = 0.0, 0
+    for row in _log_rows(log_path):
+        if "loss" in row:
+            total += row["loss"] * (row["step"] - previous)
+            previous = row["step"]
+    return total / previous if previous else None
 
 
 # What a run saved before ``precision`` existed trained with: fp32 on CPU, the GPU's best choice on CUDA.
@@ -456,7 +496,8 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
     saved = read_json(output_dir / CONFIG_FILE) if (output_dir / CONFIG_FILE).exists() else {}
     saved.setdefault("precision", _LEGACY_PRECISION[default_device()])  # runs saved before the option
     current = config.to_dict()
-    changed = sorted(k for k in current if k != "resume" and saved.get(k) != current[k])
+    ignored = ("resume", "output_dir")  # a moved run directory resumes
+    changed = sorted(k for k in current if k not in ignored and saved.get(k) != current[k])
     if changed:
         raise RaitError(
             f"cannot resume {output_dir}: options differ from the saved run: {', '.join(changed)}"
@@ -479,6 +520,11 @@ def _callbacks(log_path: Path, resume_step: int | None):
             ]
             write_jsonl(log_path, rows)  # a resumed run drops rows logged after its checkpoint
             self.appender = JsonlAppender(log_path)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or state.global_step >= state.max_steps:
+                control.should_log = True  # the log then covers every step up to each checkpoint (run_loss)
+            return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
@@ -555,12 +601,22 @@ def plot_loss(log_path: str | Path, output: str | Path) -> Path | None:
 def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     """Train a LoRA adapter; returns the output directory. Bad input fails before any training step.
 
+    The output directory is locked (:func:`rait.locks.output_lock`) for the run: a second ``rait train``
+    into it stops with the first one's pid. A finished run stays finished: resuming it trains nothing.
     ``callbacks``: extra ``transformers.TrainerCallback`` objects."""
+    config.validate()
+    check_output_dir(config.output_dir)
+    if os.environ.get("RANK", "0") != "0":  # other ranks of a multi-process run: rank 0 holds the lock
+        return _train(config, callbacks)
+    with output_lock(config.output_dir, directory=True, what="training directory"):
+        return _train(config, callbacks)
+
+
+def _train(config: TrainConfig, callbacks: Sequence) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    config.validate()
     output_dir = Path(config.output_dir)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = config.gradient_accumulation_steps(world_size)
@@ -568,6 +624,16 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
         load_conversations(config.data), config.validation_fraction, config.seed
     )
     resume_from = _check_resume(config, output_dir)
+    finished = None
+    if resume_from is not None:
+        state = _rebase_state(resume_from, output_dir)
+        if state["global_step"] >= state.get("max_steps", 0) > 0:
+            if (output_dir / SUMMARY_FILE).is_file() and (output_dir / "adapter_model.safetensors").is_file():
+                logger.info(
+                    "%s is a finished run (%d steps); nothing to do", output_dir, state["global_step"]
+                )
+                return output_dir
+            finished = state  # killed while saving the final adapter: save it from the last checkpoint
     model_path = resolve_model_path(config.model)
     tokenizer = load_tokenizer(model_path, require_chat_template=config.require_chat_template)
     data = encode_conversations(
@@ -662,7 +728,15 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if finished is None:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    else:
+        from transformers import TrainerState
+
+        logger.info("%s is at the last step; saving its adapter without training", resume_from.name)
+        trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+        best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
+        trainer._load_from_checkpoint(best if best and Path(best).is_dir() else str(resume_from))
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(output_dir)
@@ -676,7 +750,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
                 "gradient_accumulation_steps": accumulation,
                 "optimizer_steps": trainer.state.global_step,
                 "resumed_from": str(resume_from) if resume_from else None,
-                "train_loss": result.training_loss,
+                "train_loss": run_loss(output_dir / LOG_FILE),
                 "validation": _validation_summary(trainer.state, validation, output_dir)
                 if held_out
                 else None,
