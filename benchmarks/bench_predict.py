@@ -12,7 +12,17 @@ k nearest passages are kept when their BM25 score reaches 20 (out-domain). Each 
 fresh process that loads the model and answers the same queries greedily, so timings and memory do not
 leak between runs. Reported: passages/s, (passage, type) queries/s, the speed-up, how many answers are
 identical, and resident memory (model loaded, and peak while answering, sampled every 10 ms).
-``--naive-n`` runs the naive path on the first N passages only (it is slow). Needs the shared data."""
+``--naive-n`` runs the naive path on the first N passages only (it is slow). Needs the shared data.
+
+    python benchmarks/bench_predict.py --compare-decoding [--benchmarks B ...] [--n 30] [--adapter DIR]
+        [--max-new-tokens 48] [--batch-size 32] [--output results/bench_decoding.json]
+
+compares free and copy-constrained decoding (``rait.constrained``) of the fast path on the replication's
+evaluation workload (``--n`` seeded test sentences of each benchmark, k=0), one fresh process per decoding:
+seconds, generated tokens (answer tokens plus the end token where one was generated) and seconds per
+token, the time spent inside the constraint, F1 (UniversalNER protocol), unparseable answers, predicted
+mentions not in the passage, and how many of the free answers that were already well formed (a JSON list of
+distinct passage substrings) constrained decoding left identical."""
 
 from __future__ import annotations
 
@@ -31,6 +41,9 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = ROOT / "results" / "bench_predict.json"
+REPLICATION_BENCHMARKS = ("crossner_ai", "crossner_literature", "crossner_music", "crossner_politics",
+                          "crossner_science", "mit_movie", "mit_restaurant")  # fmt: skip
 console = Console()
 
 
@@ -84,7 +97,14 @@ def worker(args: argparse.Namespace) -> None:
         for r in rows
     ]
     model, tokenizer = load_model(args.model, adapter=args.adapter, device="cpu")
-    predictor = Predictor(model, tokenizer, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    predictor = Predictor(
+        model,
+        tokenizer,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        decoding=args.decoding,
+    )
+    counters = instrument_decoding(predictor)
     with PeakRSS() as memory:
         started = time.perf_counter()
         if args.worker == "fast":
@@ -98,8 +118,61 @@ def worker(args: argparse.Namespace) -> None:
         "peak_rss_mib": round(memory.peak, 1),
         "torch_threads": torch.get_num_threads(),
         "answers": answers,
+        **counters,
     }
     Path(args.worker_output).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+
+
+def instrument_decoding(predictor) -> dict:
+    """Count generated tokens, time the model's one-token decoding steps (and count their rows) and the
+    constraint's work (its per-step selection and per-passage set-up) while ``predictor`` answers; the
+    vocabulary trie, built once per tokenizer, is built here, timed apart."""
+    from rait.constrained import ConstrainedRows, TokenVocab
+
+    counters = {
+        "generated_tokens": 0,
+        "constraint_seconds": 0.0,
+        "vocab_build_seconds": 0.0,
+        "step_seconds": 0.0,
+        "step_rows": 0,
+    }
+    if predictor.decoding == "constrained":
+        started = time.perf_counter()
+        predictor._vocab = TokenVocab(predictor.tokenizer, predictor.stop_ids)
+        counters["vocab_build_seconds"] = time.perf_counter() - started
+
+    def timed(function):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                counters["constraint_seconds"] += time.perf_counter() - started
+
+        return wrapper
+
+    ConstrainedRows.select = timed(ConstrainedRows.select)
+    predictor._constraint_rows = timed(predictor._constraint_rows)
+    greedy = predictor._greedy
+
+    def counting(*args, **kwargs):
+        outputs = greedy(*args, **kwargs)
+        counters["generated_tokens"] += sum(min(len(out) + 1, predictor.max_new_tokens) for out in outputs)
+        return outputs
+
+    predictor._greedy = counting
+    forward = predictor._forward
+
+    def timed_forward(ids, *args):
+        started = time.perf_counter()
+        logits = forward(ids, *args)
+        if ids.shape[1] == 1:
+            counters["step_seconds"] += time.perf_counter() - started
+            counters["step_rows"] += ids.shape[0]
+        return logits
+
+    predictor._forward = timed_forward
+    return counters
 
 
 def build_queries(args: argparse.Namespace, k: int) -> list[dict]:
@@ -121,11 +194,13 @@ def build_queries(args: argparse.Namespace, k: int) -> list[dict]:
     ]
 
 
-def run_worker(args: argparse.Namespace, path: str, queries: list[dict], tmp: Path) -> dict:
+def run_worker(
+    args: argparse.Namespace, path: str, queries: list[dict], tmp: Path, decoding: str = "free"
+) -> dict:
     (tmp / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     command = [sys.executable, __file__, "--worker", path, "--queries", str(tmp / "queries.json"),
                "--worker-output", str(tmp / "out.json"), "--max-new-tokens", str(args.max_new_tokens),
-               "--batch-size", str(args.batch_size)]  # fmt: skip
+               "--batch-size", str(args.batch_size), "--decoding", decoding]  # fmt: skip
     for name in ("model", "adapter", "threads"):
         if getattr(args, name):
             command += [f"--{name}", str(getattr(args, name))]
@@ -209,6 +284,104 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def compare_decoding(args: argparse.Namespace) -> dict:
+    """Free vs constrained decoding on ``args.benchmarks`` x ``args.n`` sentences (see the module doc)."""
+    from rait.benchmarks import load_benchmark
+    from rait.constrained import is_copy_answer
+    from rait.evaluation import evaluate
+    from rait.predict import answer_mentions, query_rows
+
+    records = [
+        r
+        for name in args.benchmarks
+        for r in load_benchmark(name, "test", max_examples=args.n, seed=args.seed)
+    ]
+    queries = [{"text": r.text, "types": r.query_types(), "examples": []} for r in records]
+    model_name = (args.model or "smollm2-135m") + (f" + adapter {args.adapter}" if args.adapter else "")
+    results = {
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()},
+        "config": {k: v for k, v in vars(args).items() if not k.startswith("worker") and k != "output"},
+        "model": model_name,
+        "decodings": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for decoding in ("free", "constrained"):
+            out = run_worker(args, "fast", queries, Path(tmp), decoding)
+            rows = [
+                row
+                for r, ans in zip(records, out["answers"], strict=True)
+                for row in query_rows(r, r.query_types(), ans)
+            ]
+            report = evaluate(rows)
+            mentions = [(m, row.text) for row in rows for m in answer_mentions(row.output)[0]]
+            results["decodings"][decoding] = {
+                "seconds": out["seconds"],
+                "generated_tokens": out["generated_tokens"],
+                "seconds_per_token": out["seconds"] / out["generated_tokens"],
+                "constraint_seconds": out["constraint_seconds"],
+                "model_seconds_per_step_row": out["step_seconds"] / max(out["step_rows"], 1),
+                "vocab_build_seconds": out["vocab_build_seconds"],
+                "average_f1": report.average_f1,
+                "f1": {name: score.f1 for name, score in report.benchmarks.items()},
+                "queries": report.n_queries,
+                "unparseable": report.n_unparseable,
+                "mentions": len(mentions),
+                "mentions_not_in_passage": sum(m not in text for m, text in mentions),
+                "answers": [row.output for row in rows],
+                "texts": [row.text for row in rows],
+            }
+    free, constrained = results["decodings"]["free"], results["decodings"]["constrained"]
+    valid = [
+        i for i, (a, t) in enumerate(zip(free["answers"], free["texts"], strict=True)) if is_copy_answer(a, t)
+    ]
+    results["free_well_formed"] = len(valid)
+    results["identical_where_free_well_formed"] = sum(
+        free["answers"][i] == constrained["answers"][i] for i in valid
+    )
+    results["wall_ratio"] = constrained["seconds"] / free["seconds"]
+    # the constraint's time per generated token, over the model's time per row of a free decoding step
+    results["per_token_overhead"] = (
+        constrained["constraint_seconds"]
+        / constrained["generated_tokens"]
+        / free["model_seconds_per_step_row"]
+    )
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    table = Table(title=f"Free vs constrained decoding, {len(records)} sentences, {model_name}")
+    for column in (
+        "decoding",
+        "avg F1",
+        "unparseable",
+        "mentions",
+        "not in passage",
+        "s",
+        "tokens",
+        "ms/token",
+    ):
+        table.add_column(column, justify="right")
+    for name, r in results["decodings"].items():
+        table.add_row(
+            name,
+            f"{r['average_f1']:.2f}",
+            f"{r['unparseable']}/{r['queries']}",
+            str(r["mentions"]),
+            str(r["mentions_not_in_passage"]),
+            f"{r['seconds']:.1f}",
+            str(r["generated_tokens"]),
+            f"{1000 * r['seconds_per_token']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"wall time constrained/free: {results['wall_ratio']:.3f}; per-token overhead of the constraint: "
+        f"{100 * results['per_token_overhead']:.1f}% of a free decoding step's model time per row; "
+        f"{results['identical_where_free_well_formed']}/{results['free_well_formed']} well-formed free "
+        "answers unchanged",
+        highlight=False,
+    )
+    for decoding in results["decodings"].values():
+        del decoding["texts"]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="CrossNER-AI test sentences (seeded sample)")
@@ -223,7 +396,10 @@ def main() -> None:
     parser.add_argument("--naive-n", type=int, default=None, help="run the naive path on N passages only")
     parser.add_argument("--threads", type=int, default=None, help="torch threads [default: torch's]")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench_predict.json")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--compare-decoding", action="store_true", help="free vs constrained decoding")
+    parser.add_argument("--benchmarks", nargs="+", default=list(REPLICATION_BENCHMARKS))
+    parser.add_argument("--decoding", default="free", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["fast", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--queries", help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", help=argparse.SUPPRESS)
@@ -236,7 +412,12 @@ def main() -> None:
 
     if not is_available("crossner_ai", "test"):
         raise SystemExit("CrossNER-AI is not available: set RAIT_DATA_DIR (see DEVELOPERS.md)")
-    results = run(args)
+    if args.compare_decoding:
+        if args.output == DEFAULT_OUTPUT:
+            args.output = ROOT / "results" / "bench_decoding.json"
+        results = compare_decoding(args)
+    else:
+        results = run(args)
     write_json(args.output, results)
     console.print(f"written {args.output}", highlight=False)
 

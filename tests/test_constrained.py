@@ -20,6 +20,7 @@ from rait.constrained import (
     PassageConstraint,
     RequestConstraint,
     TokenVocab,
+    is_copy_answer,
     token_byte_strings,
 )
 from rait.errors import RaitError
@@ -44,17 +45,6 @@ def random_passage(rng: random.Random, lang: str) -> str:
         rng.choice(ZH_CHARS) if rng.random() < 0.85 else rng.choice(ODD) for _ in range(rng.randint(1, 20))
     ]
     return "".join(chars)
-
-
-def well_formed(answer: str, passage: str) -> bool:
-    """The constrained grammar exactly: '[' + distinct non-empty passage substrings without ']' + ']'."""
-    items = parse_answer_items(answer)
-    return (
-        items is not None
-        and json.dumps(items, ensure_ascii=False) == answer
-        and len(set(items)) == len(items)
-        and all(item and item in passage and "]" not in item for item in items)
-    )
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +81,10 @@ def test_grammar_accepts_escaped_substrings_and_refuses_the_rest(vocab):
     for answer in good:
         cursor = walk(c, answer)
         assert cursor is not None and cursor.state == CLOSED, answer
-        assert well_formed(answer, passage)
+        assert is_copy_answer(answer, passage)
     bad = [
         '["he said"]',  # case kept
         '["said "hi""]',  # the passage's quotes must be escaped
-        '["x]"]',  # no ']' inside a string: the answer parser would stop there
         '["He", "He"]',  # a repeat
         '["He","e"]',  # separator is ', '
         '[""]',  # empty string
@@ -106,6 +95,16 @@ def test_grammar_accepts_escaped_substrings_and_refuses_the_rest(vocab):
     for answer in bad:
         cursor = walk(c, answer)
         assert cursor is None or cursor.state != CLOSED, answer
+
+
+def test_characters_the_vocabulary_cannot_write_are_left_out(tiny):
+    _, tokenizer = tiny
+    vocab = TokenVocab(tokenizer, stop_token_ids(tokenizer))
+    vocab.missing_bytes = frozenset({0xF0})  # as if no token wrote the lead byte of 4-byte characters
+    c = PassageConstraint("Paris 😀 Oslo", vocab)
+    assert walk(c, '["Paris ", "Oslo"]').state == CLOSED
+    assert walk(c, '["Paris 😀"]') is None and walk(c, '["😀"]') is None
+    assert c.need(walk(c, '["Paris ", "')) < 5
 
 
 def test_partial_utf8_pieces_are_followed_byte_by_byte(vocab):
@@ -176,14 +175,14 @@ def test_random_model_always_writes_well_formed_answers(tiny):
         n_items = 0
         for query, passage_answers in zip(queries, answers, strict=True):
             for answer in passage_answers:
-                assert well_formed(answer, query.text), (query.text, answer)
+                assert is_copy_answer(answer, query.text), (query.text, answer)
                 n_items += len(parse_answer_items(answer))
         if cap == 24:
             assert n_items > 50  # the random model does write strings, not only '[]'
             naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in queries[::10]]
             assert naive == answers[::10]
     free = Predictor(model, tokenizer, max_new_tokens=24).answer_many(queries)
-    assert not any(well_formed(a, q.text) for q, ans in zip(queries, free, strict=True) for a in ans)
+    assert not any(is_copy_answer(a, q.text) for q, ans in zip(queries, free, strict=True) for a in ans)
 
 
 def test_output_token_count_stays_within_the_cap(tiny):
@@ -193,7 +192,7 @@ def test_output_token_count_stays_within_the_cap(tiny):
     prefix, suffixes = predictor._token_ids(tokenizer, PassageQuery(text, ("person", "location")))
     for ids in predictor._greedy([prefix], [0, 0], suffixes, [text, text]):
         answer = tokenizer.decode(ids, skip_special_tokens=True)
-        assert len(ids) <= 7 and well_formed(answer.strip(), text)
+        assert len(ids) <= 7 and is_copy_answer(answer.strip(), text)
 
 
 class ScriptedLlama(LlamaForCausalLM):
@@ -247,11 +246,11 @@ def test_invalid_answers_are_repaired(tiny):
     text = "Barack Obama visited Paris, France."
     for answer in ['["Barack Obama", "London"]', '["barack obama"]']:
         out = scripted(tiny, answer, 16, "constrained", text)
-        assert well_formed(out, text) and out != answer
+        assert is_copy_answer(out, text) and out != answer
     loop = '["Paris", "Paris", "Paris", "Paris", "Paris", "Paris'  # repeats "Paris" until the cap
-    assert not well_formed(scripted(tiny, loop, 16, "free", text, stop=False), text)
+    assert not is_copy_answer(scripted(tiny, loop, 16, "free", text, stop=False), text)
     out = scripted(tiny, loop, 16, "constrained", text, stop=False)
-    assert well_formed(out, text) and out.startswith('["Paris", "')  # the first, valid string is kept
+    assert is_copy_answer(out, text) and out.startswith('["Paris", "')  # the first, valid string is kept
 
 
 def test_decoding_option_is_checked(tiny):
@@ -298,7 +297,7 @@ def test_cli_decoding_option_and_resume_check(tmp_path):
     result = CliRunner().invoke(app, [*args, "--decoding", "constrained"])
     assert result.exit_code == 0 and "0 malformed" in result.output, result.output
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 4 and all(well_formed(r["output"], r["text"]) for r in rows)
+    assert len(rows) == 4 and all(is_copy_answer(r["output"], r["text"]) for r in rows)
     refused = CliRunner().invoke(app, args)  # free decoding into the constrained output
     assert refused.exit_code != 0 and "decoding" in refused.output + str(refused.exception)
     bad = CliRunner().invoke(app, [*args, "--decoding", "beam", "-o", str(tmp_path / "other.jsonl")])

@@ -3,11 +3,10 @@
 In ``constrained`` mode the answer to a type question can only be ``[``, zero or more JSON strings
 separated by ``, ``, ``]`` and then an end-of-turn token. Each string is a non-empty, exact (case-kept)
 substring of the passage, JSON-escaped as ``json.dumps(..., ensure_ascii=False)`` writes it (the training
-answers' form), containing no ``]`` (UniversalNER's answer parser stops at the first ``]``) and different
-from the strings already in the answer. A token is also allowed only if the answer can still be closed
-within the tokens left, so an answer is closed (``"]``) before the cap instead of being cut. Within these
-rules the model's greedy choice wins: its top token is taken whenever it is allowed, so an answer it would
-have written validly anyway is unchanged.
+answers' form), and differs from the strings already in the answer. A token is also allowed only if the
+answer can still be closed within the tokens left, so an answer is closed (``"]``) before the cap instead
+of being cut. Within these rules the model's greedy choice wins: its top token is taken whenever it is
+allowed, so an answer it would have written validly anyway is unchanged.
 
 The check works on bytes, not words: each token is its byte string (byte-level BPE pieces, including
 partial UTF-8 sequences of CJK characters), walked through the answer grammar; inside a string the state is
@@ -27,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from rait.evaluation import parse_answer_items
 
 # grammar states
 START, OPEN, STRING, AFTER, COMMA, SPACE, CLOSED, DONE = range(8)
@@ -128,7 +129,7 @@ class PassageConstraint:
     """The constraint for one passage: its escaped bytes, where characters start, and a cache of the
     allowed tokens per grammar state. One object serves every type question about the passage.
 
-    Strings cannot contain ``]``, nor a character with a byte the vocabulary cannot write on its own (with
+    Strings cannot contain a character with a byte the vocabulary cannot write as a token of its own (with
     byte-level BPE only bytes that never occur in UTF-8 text, or rare 4-byte lead bytes)."""
 
     def __init__(self, text: str, vocab: TokenVocab):
@@ -138,9 +139,9 @@ class PassageConstraint:
         self.bounds: set[int] = set()
         self.blocked: set[int] = set()  # offsets of characters strings cannot contain
         offset = 0
-        for char, chunk in zip(text, chunks, strict=True):
+        for chunk in chunks:
             self.bounds.add(offset)
-            if char == "]" or not vocab.missing_bytes.isdisjoint(chunk):
+            if not vocab.missing_bytes.isdisjoint(chunk):
                 self.blocked.update(range(offset, offset + len(chunk)))
             offset += len(chunk)
         self.bounds.add(offset)
@@ -330,9 +331,16 @@ class ConstrainedRows:
         return torch.tensor(chosen, dtype=tokens.dtype, device=tokens.device) if changed else tokens
 
 
-def min_new_tokens(vocab: TokenVocab) -> int:
-    """The smallest token cap constrained decoding can work with (the empty answer ``[]``)."""
-    return vocab.cost(b"[]")
+def is_copy_answer(answer: str, text: str) -> bool:
+    """Whether ``answer`` is in the constrained grammar: a JSON list, written as ``json.dumps(...,
+    ensure_ascii=False)`` writes it, of distinct non-empty substrings of ``text``."""
+    items = parse_answer_items(answer)
+    return (
+        items is not None
+        and json.dumps(items, ensure_ascii=False) == answer
+        and len(set(items)) == len(items)
+        and all(item and item in text for item in items)
+    )
 
 
 class RequestConstraint:
