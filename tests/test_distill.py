@@ -26,6 +26,7 @@ from rait.distill import (
     TeacherSpec,
     chunk_text,
     distill,
+    drop_reason,
     filter_output,
     iter_chunks,
     load_prompt,
@@ -217,7 +218,7 @@ def test_misbehaving_server_run_completes_with_exact_report_and_cache_prevents_r
     server, tokenizer, tmp_path
 ):
     corpus = write_corpus(tmp_path / "corpus.jsonl", MISBEHAVING)
-    cfg = config(tmp_path, corpus)
+    cfg = config(tmp_path, corpus, filter_rules="rait")
     report = distill(cfg, teachers=[teacher(server)], tokenizer=tokenizer)
 
     assert server.total == 1 + 3 + 2 + 2 + 2 + 2 + 1 + 3 + 1
@@ -582,7 +583,7 @@ def test_filter_output_counts_each_reason():
             ("Bob", "y" * 50),
         ]
     )
-    kept = filter_output(output, "Alice and Bob", stats, "c1")
+    kept = filter_output(output, "Alice and Bob", stats, "c1", rules="rait")
     assert kept == [("Alice", "person"), ("Bob", "y" * 50)]
     assert dict(stats.dropped) == {
         "duplicate": 1,
@@ -595,6 +596,36 @@ def test_filter_output_counts_each_reason():
     }
     assert stats.examples["mention_not_in_passage"] == [{"chunk": "c1", "mention": "Rome", "type": "city"}]
     assert filter_output("garbage", "Alice", stats) is None and stats.unparseable == 1
+
+
+def test_ra_it_filter_rules():
+    """The reference's filter: 20 characters (Chinese) / words, in the passage ignoring case, its invalid
+    types (both "entity type" and "entity", which its missing comma joined), one bracket pair stripped."""
+    stats = FilterStats()
+    passage = "《三体》的作者刘慈欣在【阳泉】工作，Apple Inc 也在。" + "长" * 21
+    output = [
+        ("《三体》", "作品"),
+        ("三体", "作品"),
+        ("【阳泉】", "地点"),
+        ("apple inc", "公司"),
+        ("刘慈欣", "entity"),
+        ("刘慈欣", "Entity Type"),
+        ("刘慈欣", "其他"),
+        ("长" * 21, "词"),
+        ("长" * 20, "词"),
+        ("北京", "地点"),
+    ]
+    kept = filter_output(output, passage, stats, "c1", rules="ra-it", lang="zh")
+    assert kept == [("三体", "作品"), ("阳泉", "地点"), ("apple inc", "公司"), ("长" * 20, "词")]
+    assert dict(stats.dropped) == {
+        "duplicate": 1,  # 《三体》 stripped to 三体, already kept
+        "invalid_type": 3,
+        "mention_too_long": 1,
+        "mention_not_in_passage": 1,
+    }
+    words = " ".join(["w"] * 21)
+    assert drop_reason(words, "t", words, lang="en") == "mention_too_long"
+    assert drop_reason(words[2:], "t", words, lang="en") is None
 
 
 def test_min_agree_thresholds():

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rait.benchmarks import data_dir, load_benchmark
+from rait.distill.filtering import FilterStats, filter_output
 from rait.embed import Embedder
 from rait.formats import load_records
 from rait.records import Mention, Record
@@ -237,3 +238,23 @@ def test_negative_type_rule_statistics(reference):
     positives = sum(len({m.type for m in r.mentions}) for r in sky)
     assert 0.4 < stats[0] / positives < 0.5  # one per present type with p 0.5, minus collapsed repeats
     assert stats[2] > 0.6 * len(sky)
+
+
+def test_distillation_filter_equals_the_reference(reference):
+    """rait's filter (``--filter-rules ra-it``, the default) on the reference's parsed teacher answers keeps
+    exactly the pairs of its ``llm_response_parsed_filtered.jsonl`` (208 proposed, 197 kept; the reference
+    writes them in set order, so pairs are compared as sets per passage)."""
+    folder = reference / "ra_it/sky_10_samples"
+    parsed = [json.loads(line) for line in (folder / "llm_response_parsed.jsonl").open(encoding="utf-8")]
+    kept = [
+        json.loads(line) for line in (folder / "llm_response_parsed_filtered.jsonl").open(encoding="utf-8")
+    ]
+    assert len(parsed) == len(kept) == 17
+    stats = FilterStats()
+    for before, after in zip(parsed, kept, strict=True):
+        assert before["text"] == after["text"]
+        mine = filter_output(before["prediction"], before["text"], stats, lang="zh")
+        theirs = [(m, t) for pair in after["prediction"] for m, t in pair.items()]
+        assert len(theirs) == len(set(theirs)) and sorted(mine) == sorted(theirs)
+    assert (stats.proposed, stats.kept) == (208, 197)
+    assert dict(stats.dropped) == {"duplicate": 7, "mention_not_in_passage": 3, "mention_too_long": 1}

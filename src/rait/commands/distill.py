@@ -94,7 +94,15 @@ def distill_command(
     min_agree: Annotated[
         str, typer.Option(help="Ensemble: teachers that must agree: majority, all, a count or a fraction.")
     ] = "majority",
-    max_type_chars: Annotated[int, typer.Option(help="Drop entity types longer than this.")] = 50,
+    filter_rules: Annotated[
+        str,
+        typer.Option(
+            help="ra-it: the RA-IT reference's filter; rait: stricter checks (see docs/distill.md)."
+        ),
+    ] = "ra-it",
+    max_type_chars: Annotated[
+        int, typer.Option(help="--filter-rules rait: drop entity types longer than this.")
+    ] = 50,
     keep_empty: Annotated[bool, typer.Option(help="Also write chunks left with no entity.")] = False,
     cache: Annotated[
         Path | None, typer.Option(help="Response cache (default: <output stem>.cache.jsonl).")
@@ -131,6 +139,7 @@ def distill_command(
         max_tokens=max_tokens,
         min_agree=min_agree,
         max_type_chars=max_type_chars,
+        filter_rules=filter_rules,
         keep_empty=keep_empty,
         cache_path=cache,
         report_path=report,

@@ -1,4 +1,5 @@
-"""Teacher output -> (mention, type) pairs, UniversalNER-style filtering, and ensemble voting."""
+"""Teacher output -> (mention, type) pairs, filtering (the RA-IT reference's rules, or rait's stricter
+ones), and ensemble voting."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ PLACEHOLDER_TYPES = frozenset(
     }
 )
 EXAMPLES_PER_REASON = 5
+
+FILTER_RULES = ("ra-it", "rait")
+# The RA-IT reference's filter (3.ner_annotation_filter.py): invalid types, compared lowercased. Its list
+# lacks a comma after "entity type", so Python joins it with "entity" into "entity typeentity" and drops
+# neither; rait lists both, as the reference meant.
+RA_IT_INVALID_TYPES = frozenset(
+    {"实体", "实体类别", "其他", "无", "无类别", "未定义", "entity_type", "entity type", "entity"}
+    | {"else", "none", "na", "misc"}
+)
+RA_IT_MAX_MENTION = 20  # characters (Chinese) or space-separated words (other languages)
+RA_IT_STRIPPED_PAIRS = ("《》", "【】", "[]")
 
 
 def parse_output(output: str | list) -> tuple[list[Pair], int] | None:
@@ -74,12 +86,40 @@ def parse_output(output: str | list) -> tuple[list[Pair], int] | None:
     return pairs, malformed
 
 
-def drop_reason(mention: str, entity_type: str, passage: str, max_type_chars: int = 50) -> str | None:
-    """Why a (stripped) pair is dropped, or ``None`` to keep it."""
+def strip_brackets(mention: str) -> str:
+    """The mention without one enclosing pair of 《》, 【】 or [] (the reference's last filter step)."""
+    for left, right in RA_IT_STRIPPED_PAIRS:
+        if mention.startswith(left) and mention.endswith(right):
+            mention = mention[1:-1]
+    return mention
+
+
+def drop_reason(
+    mention: str,
+    entity_type: str,
+    passage: str,
+    max_type_chars: int = 50,
+    rules: str = "ra-it",
+    lang: str = "zh",
+) -> str | None:
+    """Why a pair is dropped, or ``None`` to keep it. ``rules="ra-it"``: the RA-IT reference's filter
+    (mention at most 20 characters for Chinese / words otherwise, in the passage ignoring case, type not
+    in its invalid list); ``"rait"``: rait's stricter checks (type length and placeholders, mention equal
+    to its type, mention in the passage as written). Both drop empty mentions and types (the reference
+    keeps an empty mention, as ``"" in passage`` holds)."""
     if not mention:
         return "empty_mention"
     if not entity_type:
         return "empty_type"
+    if rules == "ra-it":
+        size = len(mention) if lang == "zh" else len(mention.split(" "))
+        if size > RA_IT_MAX_MENTION:
+            return "mention_too_long"
+        if mention.lower() not in passage.lower():
+            return "mention_not_in_passage"
+        if entity_type.lower() in RA_IT_INVALID_TYPES:
+            return "invalid_type"
+        return None
     if len(entity_type) > max_type_chars:
         return "type_too_long"
     if entity_type.casefold() in PLACEHOLDER_TYPES:
@@ -121,9 +161,19 @@ class FilterStats:
 
 
 def filter_output(
-    output: str | list, passage: str, stats: FilterStats, chunk_id: str = "", max_type_chars: int = 50
+    output: str | list,
+    passage: str,
+    stats: FilterStats,
+    chunk_id: str = "",
+    max_type_chars: int = 50,
+    rules: str = "ra-it",
+    lang: str = "zh",
 ) -> list[Pair] | None:
-    """The kept, de-duplicated pairs of one answer (``None`` if unparseable), counting everything."""
+    """The kept, de-duplicated pairs of one answer (``None`` if unparseable), counting everything.
+    ``rules`` as :func:`drop_reason`; ``ra-it`` then strips one pair of 《》/【】/[] from kept mentions,
+    ``rait`` strips whitespace before checking."""
+    if rules not in FILTER_RULES:
+        raise ValueError(f"unknown filter rules {rules!r}; choose one of {', '.join(FILTER_RULES)}")
     stats.outputs += 1
     parsed = parse_output(output)
     if parsed is None:
@@ -136,8 +186,10 @@ def filter_output(
         stats.note("malformed_item", {"chunk": chunk_id})
     kept: dict[Pair, None] = {}
     for mention, entity_type in pairs:
-        pair = (mention.strip(), entity_type.strip())
-        reason = drop_reason(*pair, passage, max_type_chars)
+        pair = (mention.strip(), entity_type.strip()) if rules == "rait" else (mention, entity_type)
+        reason = drop_reason(*pair, passage, max_type_chars, rules, lang)
+        if reason is None and rules == "ra-it":
+            pair = (strip_brackets(pair[0]), pair[1])
         if reason is None and pair in kept:
             reason = "duplicate"
         if reason is not None:

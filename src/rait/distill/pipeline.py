@@ -25,7 +25,7 @@ from rait.distill.corpus import (
     load_tokenizer,
     sample_chunks,
 )
-from rait.distill.filtering import FilterStats, filter_output, resolve_min_agree, vote
+from rait.distill.filtering import FILTER_RULES, FilterStats, filter_output, resolve_min_agree, vote
 from rait.distill.teachers import (
     PROMPTS,
     LocalTeacher,
@@ -72,6 +72,7 @@ class DistillConfig:
     max_tokens: int | None = None
     min_agree: str | int | float = "majority"
     max_type_chars: int = 50
+    filter_rules: str = "ra-it"
     keep_empty: bool = False
     cache_path: Path | None = None
     report_path: Path | None = None
@@ -309,6 +310,8 @@ def assemble(
     min_agree: int,
     max_type_chars: int = 50,
     keep_empty: bool = False,
+    rules: str = "ra-it",
+    lang: str = "zh",
 ) -> tuple[list[Record], dict]:
     """Filter every complete chunk's answers, vote, and build the records; returns (records, report part).
 
@@ -329,7 +332,7 @@ def assemble(
             chunk_counts["request_failed" if "failed" in statuses else "budget_exhausted"] += 1
             continue
         answers = [
-            filter_output(o.output, chunk.text, filters[name], chunk.id, max_type_chars)
+            filter_output(o.output, chunk.text, filters[name], chunk.id, max_type_chars, rules, lang)
             for name, o in zip(teacher_names, row, strict=True)
         ]
         if all(answer is None for answer in answers):
@@ -372,6 +375,10 @@ def distill(
     ``teachers``/``tokenizer`` override the ones ``config`` names (for library use and tests)."""
     if config.lang not in PROMPTS:
         raise RaitError(f"unknown language {config.lang!r}; choose one of {', '.join(PROMPTS)}")
+    if config.filter_rules not in FILTER_RULES:
+        raise RaitError(
+            f"unknown filter rules {config.filter_rules!r}; choose one of {', '.join(FILTER_RULES)}"
+        )
     if config.text_unit not in TEXT_UNITS:
         raise RaitError(f"unknown text unit {config.text_unit!r}; choose one of {', '.join(TEXT_UNITS)}")
     teachers = list(teachers) if teachers is not None else build_teachers(config)
@@ -402,7 +409,16 @@ def distill(
         chunks = sample_chunks(chunk_iter, config.sample_size, config.seed)
         with ResponseCache(config.resolved_cache_path()) as cache:
             outcomes = annotate_chunks(chunks, teachers, cache, budget, policy, config.concurrency, progress)
-    records, report = assemble(chunks, outcomes, names, min_agree, config.max_type_chars, config.keep_empty)
+    records, report = assemble(
+        chunks,
+        outcomes,
+        names,
+        min_agree,
+        config.max_type_chars,
+        config.keep_empty,
+        config.filter_rules,
+        config.lang,
+    )
     write_records(records, Path(config.output), "rait")
     report = {
         "output": str(config.output),
