@@ -8,9 +8,11 @@ is not counted.
         [--max-share 0.005] [--output results/gold_answer_lengths.json]
 
 Per tokenizer and benchmark it prints the number of answers, the longest, the 99.5th percentile, how many
-exceed 64/128/256 tokens, and the smallest cap that cuts at most ``--max-share`` of the answers; the cap
-needed overall is the largest of those. ``--tokenizer`` takes anything :func:`rait.models.load_tokenizer`
-does (a name, a model directory, a Hub id where the Hub is reachable). Needs the shared data."""
+exceed 64/128/256 tokens, the smallest cap that cuts at most ``--max-share`` of the answers (the cap
+needed overall is the largest of those), and how many gold answers the repetition rule
+(:func:`rait.stopping.repeats_itself`) would stop (it should be none). ``--tokenizer`` takes anything
+:func:`rait.models.load_tokenizer` does (a name, a model directory, a Hub id where the Hub is reachable).
+Needs the shared data."""
 
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ def smallest_cap(lengths: list[int], max_share: float) -> int:
     return ordered[len(ordered) - allowed - 1]
 
 
-def answer_lengths(tokenizer, name: str) -> list[int]:
-    """Token counts of every gold answer of a benchmark's whole test split."""
+def answer_ids(tokenizer, name: str) -> list[list[int]]:
+    """Token ids of every gold answer of a benchmark's whole test split."""
     from rait.benchmarks import load_benchmark
     from rait.templates import format_answer
 
@@ -43,12 +45,13 @@ def answer_lengths(tokenizer, name: str) -> list[int]:
         for record in load_benchmark(name, "test", max_examples=None)
         for entity_type in record.query_types()
     ]
-    return [len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"]]
+    return tokenizer(answers, add_special_tokens=False)["input_ids"]
 
 
 def main() -> None:
     from rait.benchmarks import BENCHMARKS, is_available
     from rait.models import load_tokenizer
+    from rait.stopping import loop_end
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,16 +62,18 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "gold_answer_lengths.json")
     args = parser.parse_args()
     names = args.benchmarks or [name for name in BENCHMARKS if is_available(name)]
-    console = Console()
+    console = Console(width=120)
     report: dict = {"max_share": args.max_share, "tokenizers": {}}
     for tokenizer_name in args.tokenizer:
         tokenizer = load_tokenizer(tokenizer_name)
         table = Table(title=f"gold answer tokens, tokenizer {tokenizer_name}")
-        for column in ("benchmark", "answers", "max", "p99.5", *(f"> {t}" for t in THRESHOLDS), "cap"):
+        columns = ("benchmark", "answers", "max", "p99.5", *(f"> {t}" for t in THRESHOLDS), "cap", "looping")
+        for column in columns:
             table.add_column(column, justify="left" if column == "benchmark" else "right")
         rows = {}
         for name in names:
-            lengths = answer_lengths(tokenizer, name)
+            ids = answer_ids(tokenizer, name)
+            lengths = [len(answer) for answer in ids]
             ordered = sorted(lengths)
             row = {
                 "answers": len(lengths),
@@ -76,6 +81,7 @@ def main() -> None:
                 "p99.5": ordered[math.ceil(0.995 * len(ordered)) - 1],
                 **{f"over_{t}": sum(n > t for n in lengths) for t in THRESHOLDS},
                 "cap": smallest_cap(lengths, args.max_share),
+                "looping": sum(loop_end(answer) is not None for answer in ids),
             }
             rows[name] = row
             table.add_row(name, *(str(v) for v in row.values()))

@@ -212,8 +212,34 @@ def test_report_round_trip_and_table():
     lines = console.export_text().splitlines()
     row_a = next(line for line in lines if line.startswith("│ A "))
     average = next(line for line in lines if "Average" in line)
-    assert re.findall(r"\d+\.\d\d|\d+", row_a) == ["4", "66.67", "50.00", "57.14", "1"]
-    assert re.findall(r"\d+\.\d\d|\d+", average) == ["6", "58.33", "50.00", "53.57", "1"]
+    assert re.findall(r"\d+\.\d\d|\d+", row_a) == ["4", "66.67", "50.00", "57.14", "1", "0", "0"]
+    assert re.findall(r"\d+\.\d\d|\d+", average) == ["6", "58.33", "50.00", "53.57", "1", "0", "0"]
+
+
+def test_capped_and_looped_answers_are_counted(tmp_path):
+    rows = [
+        QueryPrediction("X", "1", "t", ["a"], '["a"]', finish_reason="stop"),
+        QueryPrediction("X", "2", "t", ["b"], '["b", "c", "d', finish_reason="length"),
+        QueryPrediction("X", "3", "t", ["c"], '["c", "c", "c", "c', finish_reason="repetition"),
+        QueryPrediction("Y", "1", "t", ["e"], '["e"]'),  # an answerer that does not report a finish reason
+    ]
+    report = evaluate(rows)
+    x = report.benchmarks["X"]
+    assert (x.n_capped, x.n_repetition, x.n_unparseable) == (1, 1, 2)
+    assert (report.n_capped, report.n_repetition) == (1, 1)
+    data = report.to_dict()
+    assert data["average"]["n_capped"] == 1 and data["benchmarks"]["X"]["n_repetition"] == 1
+    assert EvalReport.from_dict(data) == report
+    for row in data["benchmarks"].values():  # a report written before these counts existed
+        del row["n_capped"], row["n_repetition"]
+    assert EvalReport.from_dict(data).n_capped == 0
+    path = _write_rows(tmp_path / "preds.jsonl", rows)
+    assert evaluate_file(path).n_capped == 1
+    bad = dict(rows[0].to_dict(), finish_reason="eos")
+    path.write_text(json.dumps(bad) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match="finish_reason") as info:
+        evaluate_file(path)
+    assert info.value.line == 1
 
 
 def test_evaluate_file_reads_predictions(tmp_path):

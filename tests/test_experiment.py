@@ -365,7 +365,8 @@ def test_protocol_reaches_scoring_and_results(tmp_path):
     predictions = tmp_path / "predictions.jsonl"
     row = QueryPrediction(cell.benchmark, "1", "person", ["Ann"], 'Entities: ["Ann"]')
     predictions.write_text(json.dumps(row.to_dict()) + "\n")
-    assert run_evaluate(config, cell, predictions)["f1"] == pytest.approx(100.0)
+    metrics = run_evaluate(config, cell, predictions)
+    assert metrics["f1"] == pytest.approx(100.0) and metrics["n_capped"] == 0
     results = run_experiment(config, stages=FakeStages().stages())
     assert results["protocol"] == "ra-it"
     eval_params = [s.params for s in plan(config) if s.stage == "eval"]

@@ -27,6 +27,7 @@ from rait.predict import (
     run_predict,
 )
 from rait.records import Mention, Record
+from rait.stopping import Answer, finish_reason
 from rait.templates import prompt_turns, question_turn
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer
 
@@ -380,3 +381,68 @@ def test_run_predict_stopwords_and_identical_examples(tmp_path, monkeypatch):
     assert examples("plain") == ["p0", "p1", "p2"]  # shared "the of" scores above 0; the copy is excluded
     assert examples("stop", stopwords=str(tmp_path / "stop.txt")) == []
     assert examples("leak", allow_identical_examples=True) == ["copy", "p0", "p1", "p2"]
+
+
+class ForcedPredictor(Predictor):
+    """The tiny model's decoding loop with the next token forced: ``block[position % len(block)]``."""
+
+    block: tuple[int, ...] = (5,)
+
+    def _forward(self, ids, mask, positions, cache):
+        logits = super()._forward(ids, mask, positions, cache)
+        forced = torch.tensor([self.block[p % len(self.block)] for p in positions[:, -1].tolist()])
+        return torch.full_like(logits, -1e9).scatter(1, forced[:, None].to(logits.device), 0.0)
+
+
+@pytest.mark.parametrize("block", [(5,), (5, 6, 7, 8, 9)])
+def test_a_row_that_repeats_itself_stops_and_says_so(block):
+    model, tokenizer = tiny_model_and_tokenizer()
+    predictor = ForcedPredictor(model, tokenizer, max_new_tokens=100, batch_size=4)
+    predictor.block = block
+    prefix, suffixes = predictor._token_ids(tokenizer, QUERIES[0])
+    outputs = predictor._greedy([prefix], [0] * len(suffixes), suffixes)
+    assert all(len(out) == 32 and out.finish_reason == "repetition" for out in outputs)
+    answers = predictor.answer_many(QUERIES[:2])
+    assert {finish_reason(a) for passage in answers for a in passage} == {"repetition"}
+    assert answers[0] == predictor.answer_naive(QUERIES[0].text, QUERIES[0].types)
+    predictor.stop_repetition = False
+    outputs = predictor._greedy([prefix], [0] * len(suffixes), suffixes)
+    assert all(len(out) == 100 and out.finish_reason == "length" for out in outputs)
+
+
+def test_finish_reasons_of_the_stopping_model(model_and_naive):
+    model, tokenizer, naive, lengths = model_and_naive
+    reasons = [finish_reason(a) for passage in naive for a in passage]
+    assert reasons == ["length" if n == MAX_NEW else "stop" for n in lengths]
+
+
+def test_capped_and_looped_answers_are_counted_in_stats_and_rows(tmp_path):
+    records = _records(3)
+    script = {
+        (records[0].text, "person"): Answer('["Person0"]', "stop"),
+        (records[1].text, "person"): Answer('["Person1", "Pers', "length"),
+        (records[2].text, "organization"): Answer('["Company2", "Company2", "Comp', "repetition"),
+    }
+    out = tmp_path / "preds.jsonl"
+    stats = predict_records(records, ScriptedAnswerer(script), out, lang="en", progress=False)
+    assert (stats.n_capped, stats.n_repetition, stats.n_malformed) == (1, 1, 2)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["finish_reason"] for r in rows] == ["stop", None, "length", None, None, "repetition"]
+    report = evaluate_file(out)
+    assert (report.n_capped, report.n_repetition) == (1, 1)
+
+
+def test_vllm_completions_are_cut_where_the_transformers_path_stops():
+    from types import SimpleNamespace
+
+    _, tokenizer = tiny_model_and_tokenizer()
+    vllm_predictor = object.__new__(VllmPredictor)
+    vllm_predictor.tokenizer, vllm_predictor.stop_repetition = tokenizer, True
+    looping = [40, 41] * 30
+    completion = SimpleNamespace(token_ids=looping, text=tokenizer.decode(looping), finish_reason="length")
+    answer = vllm_predictor._answer(completion)
+    assert finish_reason(answer) == "repetition" and answer == tokenizer.decode(looping[:32]).strip()
+    vllm_predictor.stop_repetition = False
+    assert finish_reason(vllm_predictor._answer(completion)) == "length"
+    done = SimpleNamespace(token_ids=[40, 41], text=" [] ", finish_reason="stop")
+    assert vllm_predictor._answer(done) == "[]" and finish_reason(vllm_predictor._answer(done)) == "stop"

@@ -90,6 +90,15 @@ def test_results_markdown_lists_every_model_and_mode(results):
     assert "| n2000-ra-it-nn-k2-s1 | in-domain N=100 NN, k=2 | 44.00 | 50.00 | 47.00 |" in text
 
 
+def test_capped_and_looped_answers_are_reported(results, tmp_path):
+    assert "max_new_tokens" not in results_markdown(results)  # rows from before the counts existed
+    for number, row in enumerate(results["rows"]):
+        row.update(n_queries=10, n_capped=number % 2, n_repetition=1 if number == 0 else 0)
+    line = "Decoding: 16 of 320 answers hit the `max_new_tokens` cap (possibly cut), 1 stopped repeating"
+    assert line in results_markdown(results)
+    assert line in build_report(results, tmp_path).read_text()
+
+
 def test_bad_results_file_names_the_field(tmp_path):
     data = json.loads(FIXTURE.read_text())
     del data["rows"][3]["f1"]

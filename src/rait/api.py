@@ -23,6 +23,7 @@ from rait.predict import (
     load_predictor,
 )
 from rait.records import Record
+from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
 POOL_MODES = ("out-domain", "in-domain")
 
@@ -102,7 +103,7 @@ class NER:
         bm25_threshold: float = 20.0,
         lang: str | None = None,
         embedder=None,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int = 128,
         device: str | None = None,
         backend: str = "hf",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from rait.errors import RaitError
 from rait.predict import DEFAULT_MAX_CHUNK_TOKENS, Answerer, PassageQuery, answer_mentions
+from rait.stopping import with_finish_reason
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,8 @@ def merge_chunk_answers(answers: list[list[str]], n_types: int) -> list[str]:
             found, ok = answer_mentions(chunk[t])
             parsed |= ok
             mentions.update(dict.fromkeys(found))
-        merged.append(json.dumps(list(mentions), ensure_ascii=False) if parsed else answers[0][t])
+        text = json.dumps(list(mentions), ensure_ascii=False) if parsed else answers[0][t]
+        merged.append(with_finish_reason(text, [chunk[t] for chunk in answers]))
     return merged
 
 

@@ -24,6 +24,10 @@ Deliberate differences from both upstreams:
 - Unparseable outputs score as empty answers, as upstream, but are also counted (``n_unparseable``);
   an ``ra-it`` answer with no list at all counts there too (RA-IT counts only JSON failures).
 - Optional span-level scoring (``strict_spans``) matches ``(start, end)`` pairs instead of normalised strings.
+
+Answers that hit the decoding cap (``finish_reason`` ``length``) and answers stopped in a repetition loop
+(``repetition``, :mod:`rait.stopping`) are counted too (``n_capped``, ``n_repetition``); they score as
+whatever they parse to.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from rait.console import escape
 from rait.errors import DataError
 from rait.fileio import read_jsonl
 from rait.records import QueryPrediction
+from rait.stopping import FINISH_REASONS
 
 _EPS = 1e-10
 _LIST = re.compile(r"\[(.*?)\]")  # upstream: non-greedy, '.' does not cross newlines
@@ -49,6 +54,7 @@ PROTOCOLS = ("uniner", "ra-it")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 _COUNTS = ("n_queries", "n_gold", "n_pred", "n_correct", "n_unparseable")
+_STOP_COUNTS = ("n_capped", "n_repetition")  # answers that hit the length cap / stopped in a loop
 
 
 def normalize_answer(text: str) -> str:
@@ -106,6 +112,8 @@ class BenchmarkScore:
     n_pred: int
     n_correct: int
     n_unparseable: int
+    n_capped: int = 0
+    n_repetition: int = 0
 
     @property
     def precision(self) -> float:
@@ -158,6 +166,14 @@ class EvalReport:
     def n_unparseable(self) -> int:
         return sum(s.n_unparseable for s in self.benchmarks.values())
 
+    @property
+    def n_capped(self) -> int:
+        return sum(s.n_capped for s in self.benchmarks.values())
+
+    @property
+    def n_repetition(self) -> int:
+        return sum(s.n_repetition for s in self.benchmarks.values())
+
     def to_dict(self) -> dict:
         return {
             "metric": "UniversalNER micro P/R/F1 in percent; average = macro mean over benchmarks",
@@ -174,6 +190,8 @@ class EvalReport:
                 "n_benchmarks": len(self.benchmarks),
                 "n_queries": self.n_queries,
                 "n_unparseable": self.n_unparseable,
+                "n_capped": self.n_capped,
+                "n_repetition": self.n_repetition,
             },
         }
 
@@ -182,7 +200,11 @@ class EvalReport:
         """Rebuild from ``to_dict`` output; the scores are recomputed from the counts."""
         try:
             benchmarks = {
-                name: BenchmarkScore(name, **{k: int(row[k]) for k in _COUNTS})
+                name: BenchmarkScore(
+                    name,
+                    **{k: int(row[k]) for k in _COUNTS},
+                    **{k: int(row.get(k, 0)) for k in _STOP_COUNTS},  # older reports lack them
+                )
                 for name, row in data["benchmarks"].items()
             }
             protocol = check_protocol(data.get("protocol", "uniner"))
@@ -215,7 +237,9 @@ def evaluate(
             predicted = mentions
             gold = {normalize_answer(mention) for mention in row.gold}
         correct = sum(item in gold for item in predicted)
-        tally = tallies.setdefault(row.benchmark, dict.fromkeys(_COUNTS, 0))
+        tally = tallies.setdefault(row.benchmark, dict.fromkeys(_COUNTS + _STOP_COUNTS, 0))
+        tally["n_capped"] += row.finish_reason == "length"
+        tally["n_repetition"] += row.finish_reason == "repetition"
         tally["n_queries"] += 1
         tally["n_gold"] += len(gold)
         tally["n_pred"] += len(predicted)
@@ -263,6 +287,10 @@ def _read_predictions(path: Path, require_spans: bool) -> Iterator[tuple[int, Qu
                 raise DataError(path, "expected a string", line=line, field=name)
         if not isinstance(row["gold"], list) or not all(isinstance(m, str) for m in row["gold"]):
             raise DataError(path, "expected a list of mention strings", line=line, field="gold")
+        if row.get("finish_reason") not in (None, *FINISH_REASONS):
+            raise DataError(
+                path, f"expected one of {', '.join(FINISH_REASONS)} or null", line=line, field="finish_reason"
+            )
         for name in ("gold_spans", "predicted_spans"):
             if row.get(name) is not None:
                 _check_spans(path, line, name, row[name])
@@ -306,11 +334,12 @@ def render_table(report: EvalReport) -> Table:
     )
     table = Table(title=title)
     table.add_column("Benchmark")
-    for column in ("Queries", "P", "R", "F1", "Unparseable"):
+    for column in ("Queries", "P", "R", "F1", "Unparseable", "Hit cap", "Looped"):
         table.add_column(column, justify="right")
     for name, s in report.benchmarks.items():
         scores = (f"{s.precision:.2f}", f"{s.recall:.2f}", f"{s.f1:.2f}")
-        table.add_row(escape(name), str(s.n_queries), *scores, str(s.n_unparseable))
+        stops = (str(s.n_capped), str(s.n_repetition))
+        table.add_row(escape(name), str(s.n_queries), *scores, str(s.n_unparseable), *stops)
     table.add_section()
     table.add_row(
         "Average",
@@ -319,6 +348,8 @@ def render_table(report: EvalReport) -> Table:
         f"{report.average_recall:.2f}",
         f"{report.average_f1:.2f}",
         str(report.n_unparseable),
+        str(report.n_capped),
+        str(report.n_repetition),
         style="bold",
     )
     return table

@@ -39,6 +39,14 @@ from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
 from rait.formats import detect_lang
 from rait.locks import output_lock
 from rait.records import QueryPrediction, Record
+from rait.stopping import (
+    DEFAULT_MAX_NEW_TOKENS,
+    Answer,
+    Continuation,
+    finish_reason,
+    loop_end,
+    repeats_itself,
+)
 from rait.templates import prompt_turns, question_turn
 
 EXAMPLE_MODES = ("none", "out-domain", "in-domain")
@@ -104,19 +112,22 @@ class Predictor(Answerer):
 
     ``batch_size`` is the largest number of type questions decoded together; several passages go in one
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
-    Generation stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`) or ``max_new_tokens``.
-    ``decoding="constrained"`` allows only answers that are JSON lists of distinct passage substrings,
-    closed before the cap (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
+    A row stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`), once it repeats itself
+    (:func:`rait.stopping.repeats_itself`, unless ``stop_repetition`` is off) or at ``max_new_tokens``;
+    answers are :class:`rait.stopping.Answer` strings that say which. ``decoding="constrained"`` allows only
+    answers that are JSON lists of distinct passage substrings, closed before the cap
+    (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
 
     def __init__(
         self,
         model,
         tokenizer,
         lang: str = "en",
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int = 128,
         system_prompt: str | None = "none",
         decoding: str = "free",
+        stop_repetition: bool = True,
     ):
         if batch_size < 1 or max_new_tokens < 1:
             raise RaitError("batch_size and max_new_tokens must be at least 1")
@@ -129,6 +140,7 @@ class Predictor(Answerer):
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.max_new_tokens = max_new_tokens
+        self.stop_repetition = stop_repetition
         self.batch_size = batch_size
         self.decoding = decoding
         self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
@@ -194,8 +206,9 @@ class Predictor(Answerer):
         by_text = {text: PassageConstraint(text, self._vocab) for text in dict.fromkeys(passages)}
         return ConstrainedRows([by_text[text] for text in passages])
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    def _decode(self, ids: list[int]) -> Answer:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return Answer(text, getattr(ids, "finish_reason", "stop"))
 
     def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
         out = self.model(
@@ -215,8 +228,9 @@ class Predictor(Answerer):
         owner: list[int],
         suffixes: list[list[int]],
         passages: Sequence[str] | None = None,
-    ) -> list[list[int]]:
-        """Greedy continuations of ``prefixes[owner[r]] + suffixes[r]`` for every row ``r``.
+    ) -> list[Continuation]:
+        """Greedy continuations of ``prefixes[owner[r]] + suffixes[r]`` for every row ``r``, each with its
+        finish reason.
 
         Prefixes are left-padded and run once; their cache is copied to the rows. Question suffixes are
         left-padded *after* the prefix: pad slots are masked out and position ids skip them, so every row
@@ -247,6 +261,7 @@ class Predictor(Answerer):
         active = list(range(rows))  # original row of each batch row
         finished: set[int] = set()
         guide = self._constraint_rows(passages) if self.decoding == "constrained" else None
+        looped: set[int] = set()
         for step in range(self.max_new_tokens):
             tokens = logits.argmax(-1)
             if guide is not None:
@@ -259,6 +274,9 @@ class Predictor(Answerer):
                     finished.add(row)
                 else:
                     outputs[row].append(token)
+                    if self.stop_repetition and repeats_itself(outputs[row]):
+                        finished.add(row)
+                        looped.add(row)
             if len(finished) == rows or step == self.max_new_tokens - 1:
                 break
             done_here = sum(1 for row in active if row in finished)
@@ -271,7 +289,10 @@ class Predictor(Answerer):
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
             next_pos = next_pos + 1
-        return outputs
+        return [
+            Continuation(ids, "repetition" if row in looped else "stop" if row in finished else "length")
+            for row, ids in enumerate(outputs)
+        ]
 
 
 def _left_pad(seqs: list[list[int]], width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,9 +341,10 @@ class VllmPredictor(Answerer):
         *,
         adapter: str | None = None,
         lang: str = "en",
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         system_prompt: str | None = "none",
         decoding: str = "free",
+        stop_repetition: bool = True,
         **engine_kwargs,
     ):
         _check_decoding(decoding)
@@ -351,6 +373,7 @@ class VllmPredictor(Answerer):
         self.tokenizer = ensure_chat_template(self.llm.get_tokenizer())
         self.lang = lang
         self.max_new_tokens = max_new_tokens
+        self.stop_repetition = stop_repetition
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.decoding = decoding
@@ -358,6 +381,15 @@ class VllmPredictor(Answerer):
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
         self.lora = LoRARequest("rait-adapter", 1, str(adapter)) if adapter is not None else None
+
+    def _answer(self, completion) -> Answer:
+        """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
+        stops it (:func:`rait.stopping.loop_end`), so both backends give the same answers."""
+        ids = list(completion.token_ids)
+        end = loop_end(ids) if self.stop_repetition else None
+        if end is not None:
+            return Answer(self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition")
+        return Answer(completion.text.strip(), "length" if completion.finish_reason == "length" else "stop")
 
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
         prompts, owners, params = [], [], []
@@ -376,7 +408,7 @@ class VllmPredictor(Answerer):
         )
         answers: list[list[str]] = [[] for _ in queries]
         for index, output in zip(owners, outputs, strict=True):
-            answers[index].append(output.outputs[0].text.strip())
+            answers[index].append(self._answer(output.outputs[0]))
         yield from enumerate(answers)
 
 
@@ -386,19 +418,21 @@ def load_predictor(
     adapter: str | None = None,
     backend: str = "hf",
     lang: str = "en",
-    max_new_tokens: int = 64,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = 128,
     device: str | None = None,
     precision: str = "auto",
     system_prompt: str | None = None,
     decoding: str = "free",
+    stop_repetition: bool = True,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
     ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`).
 
     ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
     (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
-    trained with (its ``rait_train_config.json``), else ``none``."""
+    trained with (its ``rait_train_config.json``), else ``none``. ``stop_repetition``: end a row once it
+    repeats itself (:func:`rait.stopping.repeats_itself`)."""
     from rait.models import trained_system_prompt
 
     _check_decoding(decoding)
@@ -412,6 +446,7 @@ def load_predictor(
             max_new_tokens=max_new_tokens,
             system_prompt=system_prompt,
             decoding=decoding,
+            stop_repetition=stop_repetition,
         )
     if backend != "hf":
         raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -430,6 +465,7 @@ def load_predictor(
         batch_size=batch_size,
         system_prompt=system_prompt,
         decoding=decoding,
+        stop_repetition=stop_repetition,
     )
 
 
@@ -552,14 +588,17 @@ class Retriever:
 @dataclass(slots=True)
 class PredictStats:
     """What one prediction run did: passages in the job, already complete before it (resumed), predicted
-    now; (passage, type) queries written now, malformed answers among them, passages given examples,
-    passages split into chunks (longer than the context or ``max_chunk_tokens``)."""
+    now; (passage, type) queries written now, malformed answers among them, answers that hit the
+    ``max_new_tokens`` cap and answers stopped in a repetition loop (:mod:`rait.stopping`), passages given
+    examples, passages split into chunks (longer than the context or ``max_chunk_tokens``)."""
 
     n_passages: int = 0
     n_resumed: int = 0
     n_predicted: int = 0
     n_queries: int = 0
     n_malformed: int = 0
+    n_capped: int = 0
+    n_repetition: int = 0
     n_with_examples: int = 0
     n_chunked: int = 0
 
@@ -600,6 +639,7 @@ def query_rows(record: Record, types: Sequence[str], answers: Sequence[str]) -> 
                 text=record.text,
                 gold_spans=gold_spans,
                 predicted_spans=[[e["start"], e["end"]] for e in found if e["found"]],
+                finish_reason=finish_reason(answer),
             )
         )
     return rows
@@ -663,6 +703,8 @@ def predict_records(
                     stats.n_predicted += 1
                     stats.n_queries += len(types)
                     stats.n_malformed += sum(not answer_mentions(a)[1] for a in answers)
+                    stats.n_capped += sum(finish_reason(a) == "length" for a in answers)
+                    stats.n_repetition += sum(finish_reason(a) == "repetition" for a in answers)
                     stats.n_with_examples += bool(chunk_examples[index])
                     bar.advance(task)
     stats.n_chunked = getattr(answerer, "n_chunked", 0) - chunked_before
@@ -704,7 +746,8 @@ class PredictConfig:
     allow_identical_examples: bool = False
     embedder: str | None = None
     lang: str | None = None
-    max_new_tokens: int = 64
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    stop_repetition: bool = True
     batch_size: int = 128
     backend: str = "hf"
     precision: str = "auto"
@@ -729,6 +772,7 @@ class PredictConfig:
         data["precision"] = resolve_precision(self.precision, default_device())
         data["max_chunk_tokens"] = self.max_chunk_tokens
         data["decoding"] = self.decoding
+        data["stop_repetition"] = self.stop_repetition
         data["system_prompt"] = (
             self.system_prompt or trained_system_prompt(self.adapter, self.model) or "none"
         )
@@ -754,8 +798,14 @@ def _check_settings(config: PredictConfig) -> None:
     path = meta_path(config.output)
     settings = config.settings()
     if path.exists() and config.output.exists():
-        # older outputs: fp32 on CPU, no system turn; a setting an older meta file lacks is not checked
-        old = {"precision": "fp32", "system_prompt": "none", **read_json(path).get("settings", {})}
+        # older outputs: fp32 on CPU, no system turn, no repetition stop; other settings an older meta file
+        # lacks are not checked
+        old = {
+            "precision": "fp32",
+            "system_prompt": "none",
+            "stop_repetition": False,
+            **read_json(path).get("settings", {}),
+        }
         changed = sorted(k for k in settings.keys() & old.keys() if old[k] != settings[k])
         if changed:
             name = changed[0]
@@ -874,6 +924,7 @@ def _predict_jobs(
         precision=config.precision,
         system_prompt=config.system_prompt,
         decoding=config.decoding,
+        stop_repetition=config.stop_repetition,
     )
     embedder = get_embedder(config.embedder) if config.embedder else None
     file_pool = None

@@ -110,7 +110,9 @@ class QueryPrediction:
     """One (passage, type) query of a benchmark with its gold mentions and the model's raw answer.
 
     A predictions file is jsonl of these (``rait predict`` writes it, ``rait evaluate`` scores it).
-    ``gold_spans``/``predicted_spans`` (``[start, end]`` pairs) are optional, for span-level scoring."""
+    ``gold_spans``/``predicted_spans`` (``[start, end]`` pairs) are optional, for span-level scoring.
+    ``finish_reason`` (optional): why generation ended, ``stop``, ``length`` (the answer hit the cap) or
+    ``repetition`` (:mod:`rait.stopping`)."""
 
     benchmark: str
     record_id: str
@@ -120,6 +122,7 @@ class QueryPrediction:
     text: str = ""
     gold_spans: list[list[int]] | None = None
     predicted_spans: list[list[int]] | None = None
+    finish_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -247,6 +247,21 @@ def markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def stop_counts(results: dict) -> str:
+    """One line: how many answers hit the decoding cap or stopped in a repetition loop, over the rows that
+    count them (``""`` when none does: results written before rait counted them)."""
+    counted = [row for row in results["rows"] if row.get("n_capped") is not None]
+    if not counted:
+        return ""
+    queries = sum(row.get("n_queries") or 0 for row in counted)
+    capped = sum(row["n_capped"] for row in counted)
+    looped = sum(row.get("n_repetition") or 0 for row in counted)
+    return (
+        f"Decoding: {capped} of {queries} answers hit the `max_new_tokens` cap (possibly cut), "
+        f"{looped} stopped repeating themselves."
+    )
+
+
 def results_markdown(results: dict) -> str:
     """The plain results table (``results.md``): one row per model and inference mode, F1 per benchmark."""
     benchmarks = list(results["benchmarks"])
@@ -262,6 +277,8 @@ def results_markdown(results: dict) -> str:
         + (f"; scored with the `{results['protocol']}` protocol." if results.get("protocol") else "."),
         "",
     ]
+    if stops := stop_counts(results):
+        lines += [stops, ""]
     if not rows:
         return "\n".join(lines + ["No eval cell has finished yet.", ""])
     table = []
@@ -621,6 +638,8 @@ def build_report(
         "; ".join(f for f in facts if f) + ".",
         "",
     ]
+    if stops := stop_counts(results):
+        lines += [stops, ""]
     if scores.has_intervals:
         lines += [
             f"[low, high]: 95% percentile bootstrap interval over test sentences ({samples:,} resamples, "

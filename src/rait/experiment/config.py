@@ -18,6 +18,7 @@ from rait.experiment.selection import SEARCHED, SearchSpec
 from rait.file_benchmarks import FileSource, benchmark_name
 from rait.precision import PRECISIONS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
+from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
 MODE_KINDS = ("none", "out-domain", "in-domain")
 LANGS = ("en", "zh")
@@ -123,7 +124,8 @@ _SET_BY_RUNNER = {
     "resume",
 }
 PREDICT_DEFAULTS = {
-    "max_new_tokens": 64,
+    "max_new_tokens": DEFAULT_MAX_NEW_TOKENS,
+    "stop_repetition": True,
     "batch_size": 32,
     "backend": "hf",
     "bm25_threshold": DEFAULT_BM25_THRESHOLD,
@@ -365,8 +367,8 @@ def _predict_options(r: _Reader, value) -> dict:
     for name, given in options.items():
         default = PREDICT_DEFAULTS[name]
         ok = (
-            isinstance(given, str)
-            if isinstance(default, str)
+            isinstance(given, type(default))
+            if isinstance(default, str | bool)
             else (
                 isinstance(given, int | float)
                 and not isinstance(given, bool)

@@ -291,6 +291,7 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         row = {
             **step.cell.describe(),
             **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
+            **{k: metrics[k] for k in ("n_capped", "n_repetition") if k in metrics},  # absent in older ones
         }
         if "sentences" in metrics:  # absent in markers written before rait kept per-sentence counts
             row["sentences"] = metrics["sentences"]

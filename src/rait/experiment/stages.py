@@ -77,6 +77,7 @@ def _answerer(
     batch_size: int,
     precision: str = "auto",
     system_prompt: str = "none",
+    stop_repetition: bool = True,
 ):
     """The last model loaded, kept for the next eval cells (they come grouped by model)."""
     from rait.predict import load_predictor
@@ -90,6 +91,7 @@ def _answerer(
         batch_size=batch_size,
         precision=precision,
         system_prompt=system_prompt,
+        stop_repetition=stop_repetition,
     )
 
 
@@ -129,6 +131,7 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
         options["batch_size"],
         options["precision"],
         config.training.hyper.get("system_prompt", "none"),  # the base model is asked as the tuned ones
+        options["stop_repetition"],
     )
     examples = None
     mode = cell.mode
