@@ -59,10 +59,21 @@ def test_registry_covers_the_paper() -> None:
         )
 
 
-def test_test_split_of_cluener_and_cmeee_is_dev() -> None:
+def test_cluener_and_cmeee_test_and_dev_are_seeded_halves_of_dev(tmp_path) -> None:
+    """As the RA-IT paper: test = a fixed random half of the dev file, dev = the other half."""
+    line = '{"text": "王芳%d在杭州。", "entity_list": [{"entity_index": {"begin": 0, "end": 2}, '
+    line += '"entity_type": "name", "entity": "王芳"}]}\n'
+    root = _fake_root(tmp_path, "eval/zh/cluener/dev.jsonl", text="".join(line % i for i in range(101)))
+    test = load_benchmark("cluener", "test", data_dir=root, max_examples=None)
+    dev = load_benchmark("cluener", "dev", data_dir=root, max_examples=None)
+    assert (len(test), len(dev)) == (50, 51)
+    index = [int(r.id.rsplit("-", 1)[1]) for r in test + dev]
+    assert sorted(index) == list(range(101)) and index[:50] == sorted(index[:50])  # disjoint, file order
+    assert all(r.text == f"王芳{i}在杭州。" for r, i in zip(test + dev, index, strict=True))
+    assert [r.id for r in load_benchmark("cluener", "test", data_dir=root, seed=7)] == [r.id for r in test]
+    assert index[:50] != list(range(50))  # shuffled, not the first half of the file
     for name in ("cluener", "cmeee"):
-        assert get_spec(name).splits["test"] == get_spec(name).splits["dev"]
-        assert "test = dev" in get_spec(name).notes
+        assert get_spec(name).halves == {"test": 0, "dev": 1}
 
 
 def test_names_aliases_and_uniner_file_stems() -> None:
@@ -96,18 +107,14 @@ def _fake_root(tmp_path: Path, rel: str, fixture: str | None = None, text: str |
 
 
 def test_load_maps_labels_and_sets_ids_types_source(tmp_path) -> None:
-    root = _fake_root(tmp_path, "eval/zh/cluener/dev.jsonl", "cluener.jsonl")
-    records = load_benchmark("cluener", data_dir=root)
-    assert [r.id for r in records] == ["cluener-test-0", "cluener-test-1"]
+    root = _fake_root(tmp_path, "eval/zh/cluener/train.jsonl", "cluener.jsonl")
+    records = load_benchmark("cluener", "train", data_dir=root)
+    assert [r.id for r in records] == ["cluener-train-0", "cluener-train-1"]
     assert all(r.source == "cluener" and r.types == list(get_spec("cluener").types) for r in records)
     assert [(m.text, m.type, m.start) for m in records[0].mentions] == [
         ("王芳", "人名", 0),
         ("杭州", "地址", 3),
         ("阿里巴巴", "公司", 5),
-    ]
-    assert [r.id for r in load_benchmark("cluener", "dev", data_dir=root)] == [
-        "cluener-dev-0",
-        "cluener-dev-1",
     ]
 
 
