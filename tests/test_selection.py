@@ -190,3 +190,14 @@ def test_search_through_the_real_training_with_a_tiny_model(tmp_path, monkeypatc
     assert all(isinstance(loss, float) for loss in losses)
     assert chosen["selected"]["learning_rate"] == [1e-2, 1e-6][losses.index(min(losses))]
     assert results["complete"] and len(results["rows"]) == 1
+
+
+def test_checkpoint_cadence_counts_as_a_setting_with_a_validation_hold_out(config, tmp_path):
+    """save_steps is where validation picks the kept checkpoint: changing it makes the models stale."""
+    run_experiment(config, stages=SearchStages().stages())
+    for text, expected in (("save_steps: 7", "stale"), ("logging_steps: 7", "done")):
+        path = tmp_path / "cadence.yaml"
+        path.write_text(CONFIG.replace("validation_fraction: 0.1", f"validation_fraction: 0.1\n    {text}"))
+        edited = load_config(path, output_dir=config.output_dir)
+        status = {(s.stage, s.name): s.status() for s in plan(edited, SearchStages().stages())}
+        assert status[("train", "n10-vanilla-s1/lr0.001-ep3")] == expected, text

@@ -92,15 +92,23 @@ def _precision_param(precision: str | None) -> dict:
 
 
 def _result_settings(params):
-    """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's)."""
+    """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's). With a
+    validation hold-out ``save_steps`` stays: checkpoints are where validation picks the kept adapter."""
     if not isinstance(params, dict):
         return params
     return {
-        key: {k: v for k, v in value.items() if k not in EXECUTION_SETTINGS[key]}
+        key: {k: v for k, v in value.items() if k not in _execution_settings(key, value)}
         if key in EXECUTION_SETTINGS and isinstance(value, dict)
         else _result_settings(value)
         for key, value in params.items()
     }
+
+
+def _execution_settings(key: str, value: dict) -> tuple[str, ...]:
+    names = EXECUTION_SETTINGS[key]
+    if key == "hyper" and value.get("validation_fraction", 0) > 0:
+        return tuple(name for name in names if name != "save_steps")
+    return names
 
 
 def _jsonable(value):
