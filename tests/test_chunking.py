@@ -10,7 +10,6 @@ import re
 import pytest
 
 from rait.api import NER
-from rait.chat import stop_token_ids
 from rait.chunking import (
     ChunkedAnswerer,
     chunk_spans,
@@ -19,9 +18,9 @@ from rait.chunking import (
     sentence_spans,
 )
 from rait.errors import RaitError
-from rait.predict import PassageQuery, PredictConfig, Predictor, run_predict
+from rait.predict import PassageQuery, PredictConfig, run_predict
 from rait.records import Mention, Record
-from rait.testing import tiny_model_and_tokenizer, tiny_tokenizer
+from rait.testing import lookup_predictor, tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,35 +28,6 @@ KNOWN = {
     "person": ["Marie Curie", "Barack Obama", "Steven Spielberg"],
     "location": ["Paris", "Honolulu", "Boston"],
 }
-QUESTION = re.compile(r"What describes (.+?) in the text\?")
-
-
-class LookupPredictor(Predictor):
-    """A real Predictor whose decoding answers, for the asked type, the known mentions present in the
-    passage of the prompt (so each chunk's answer depends on that chunk only). Records its calls."""
-
-    def __init__(self, model, tokenizer, **kwargs):
-        super().__init__(model, tokenizer, **kwargs)
-        self.passages: list[str] = []
-        self.greedy_calls = 0
-        self.iter_calls = 0
-
-    def iter_answers(self, queries):
-        self.iter_calls += 1
-        self.passages += [q.text for q in queries]
-        yield from super().iter_answers(queries)
-
-    def _greedy(self, prefixes, owner, suffixes, passages=None):
-        self.greedy_calls += 1
-        outputs = []
-        for row, suffix in zip(owner, suffixes, strict=True):
-            prompt = self.tokenizer.decode(prefixes[row] + suffix)
-            entity_type = QUESTION.findall(prompt)[-1]
-            passage = prompt.split("Text: ")[-1]
-            answer = json.dumps([m for m in KNOWN.get(entity_type, []) if m in passage])
-            ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
-            outputs.append(ids + stop_token_ids(self.tokenizer))
-        return outputs
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +37,7 @@ def tokenizer():
 
 @pytest.fixture()
 def predictor():
-    model, tok = tiny_model_and_tokenizer()
-    return LookupPredictor(model, tok, max_new_tokens=32)
+    return lookup_predictor(KNOWN, max_new_tokens=32)
 
 
 def long_text(n: int = 40) -> str:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from rait.commands import build, data, distill, evaluation, experiment, predict, train
+from rait.commands import build, data, distill, evaluation, experiment, predict, serve, train
 from rait.console import escape, make_console
 from rait.errors import RaitError
 
@@ -25,7 +25,7 @@ def _root() -> None:
     """Retrieval-Augmented Instruction Tuning (RA-IT) for open named entity recognition."""
 
 
-for _module in (data, evaluation, build, train, predict, experiment, distill):
+for _module in (data, evaluation, build, train, predict, serve, experiment, distill):
     _module.register(app)
 
 

@@ -8,6 +8,7 @@ arbitrary English or Chinese passages."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -108,6 +109,45 @@ def tiny_model_and_tokenizer(arch: str = "llama", seed: int = 0):
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer
+
+
+def lookup_predictor(known: dict[str, list[str]], arch: str = "llama", **kwargs):
+    """A real :class:`rait.predict.Predictor` over the tiny model whose decoding is replaced by a lookup:
+    for the type asked, it answers the JSON list of the ``known[type]`` mentions present in the passage of
+    the prompt (so the whole path -- templates, token ids, batching, parsing, locating -- runs for real, and
+    each chunk's answer depends on that chunk only). ``iter_calls`` / ``passages`` record its use."""
+    from rait.chat import stop_token_ids
+    from rait.predict import Predictor
+
+    questions = "|".join(re.escape(w.question).replace("%s", "(.+?)") for w in WORDINGS.values())
+    passage_starts = "|".join(re.escape(w.passage.split("%s")[0]) for w in WORDINGS.values())
+
+    class _Lookup(Predictor):
+        def __init__(self, model, tokenizer, **options):
+            super().__init__(model, tokenizer, **options)
+            self.passages: list[str] = []
+            self.iter_calls = 0
+
+        def iter_answers(self, queries):
+            self.iter_calls += 1
+            self.passages += [q.text for q in queries]
+            yield from super().iter_answers(queries)
+
+        def _greedy(self, prefixes, owner, suffixes, passages=None):
+            outputs = []
+            for row, suffix in zip(owner, suffixes, strict=True):
+                prompt = self.tokenizer.decode(prefixes[row] + suffix)
+                entity_type = "".join(re.findall(questions, prompt)[-1])
+                passage = re.split(passage_starts, prompt)[-1]
+                answer = json.dumps(
+                    [m for m in known.get(entity_type, []) if m in passage], ensure_ascii=False
+                )
+                ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+                outputs.append(ids + stop_token_ids(self.tokenizer))
+            return outputs
+
+    model, tokenizer = tiny_model_and_tokenizer(arch)
+    return _Lookup(model, tokenizer, **kwargs)
 
 
 def save_tiny_model(path: str | Path, arch: str = "llama", seed: int = 0) -> Path:

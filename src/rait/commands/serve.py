@@ -1,0 +1,77 @@
+"""CLI command ``rait serve``: the HTTP API and web page over a model (needs the ``serve`` extra)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from rait.console import make_console
+from rait.predict import DEFAULT_MAX_CHUNK_TOKENS
+
+
+def serve_command(
+    model: Annotated[
+        str | None,
+        typer.Argument(help="LoRA adapter dir, merged model dir, Hub id or .gguf [default: smollm2-135m]."),
+    ] = None,
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter dir to apply to MODEL.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    pool: Annotated[
+        str | None, typer.Option(help="Example pool (training file / registered source) for examples modes.")
+    ] = None,
+    pool_mode: Annotated[str, typer.Option(help="What examples='pool' means: out-domain or in-domain.")] = (
+        "out-domain"
+    ),
+    k: Annotated[int, typer.Option("-k", help="Examples per text.")] = 2,
+    bm25_threshold: Annotated[float, typer.Option(help="Out-domain: drop examples below this BM25.")] = 20.0,
+    embedder: Annotated[str | None, typer.Option(help="Pool embedder [default: by language].")] = None,
+    lang: Annotated[str | None, typer.Option(help="Template language en/zh [default: detected].")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer length cap, in tokens.")] = 64,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    max_chunk_tokens: Annotated[
+        int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")
+    ] = DEFAULT_MAX_CHUNK_TOKENS,
+    max_batch: Annotated[int, typer.Option(help="Most texts merged into one predictor batch.")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for more requests to batch.")] = 10.0,
+    max_queue: Annotated[int, typer.Option(help="Most texts waiting or running; past it: 503.")] = 256,
+    max_text_chars: Annotated[int, typer.Option(help="Longest text accepted (413 past it).")] = 20_000,
+    max_texts: Annotated[int, typer.Option(help="Most texts in one request (413 past it).")] = 64,
+    max_types: Annotated[int, typer.Option(help="Most entity types per text (422 past it).")] = 32,
+) -> None:
+    """Serve a model over HTTP: POST /v1/extract, GET /v1/info, GET /health, and a web page at /."""
+    from rait.api import NER
+    from rait.serve import _require_extra, run_server
+    from rait.serve.app import ServeLimits
+
+    _require_extra()
+    limits = ServeLimits(
+        max_text_chars=max_text_chars,
+        max_texts=max_texts,
+        max_types=max_types,
+        max_queue=max_queue,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+    )
+    ner = NER.from_pretrained(
+        model,
+        adapter=adapter,
+        pool=pool,
+        pool_mode=pool_mode,
+        k=k,
+        bm25_threshold=bm25_threshold,
+        lang=lang,
+        embedder=embedder,
+        max_new_tokens=max_new_tokens,
+        precision=precision,
+        max_chunk_tokens=max_chunk_tokens or None,
+    )
+    info = {"model": model or "smollm2-135m", "adapter": adapter, "pool": pool}
+    make_console(stderr=True).print(f"rait serve: http://{host}:{port}/  (Ctrl-C or SIGTERM to stop)")
+    run_server(ner, host=host, port=port, limits=limits, info=info)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``rait serve``."""
+    app.command("serve")(serve_command)

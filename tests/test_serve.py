@@ -1,0 +1,434 @@
+"""`rait serve`: real servers on 127.0.0.1 (in-process over a lookup predictor; the CLI over a tiny model),
+request batching, limits and errors, SIGTERM draining, and the web page in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi", reason="rait serve needs the serve extra: pip install -e '.[serve]'")
+httpx = pytest.importorskip("httpx", reason="the serve tests need httpx (serve extra)")
+uvicorn = pytest.importorskip("uvicorn", reason="rait serve needs the serve extra: pip install -e '.[serve]'")
+
+from rait.api import NER  # noqa: E402
+from rait.records import Mention, Record  # noqa: E402
+from rait.serve.app import ServeLimits, create_app  # noqa: E402
+from rait.testing import lookup_predictor, save_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+KNOWN = {
+    "person": ["Marie Curie", "Barack Obama"],
+    "location": ["Paris", "Honolulu"],
+    "award": ["Nobel Prize in Physics"],
+    "人名": ["马云"],
+    "地名": ["杭州"],
+}
+TEXT = "Marie Curie moved to Paris in 1891 and later won the Nobel Prize in Physics."
+LIMITS = ServeLimits(max_text_chars=2000, max_texts=8, max_types=4, max_queue=16, max_batch=8, max_wait_ms=20)
+DEADLINE_S = 120  # every wait below is bounded by this
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def running_server(ner: NER, limits: ServeLimits = LIMITS):
+    """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(create_app(ner, limits, {"model": "lookup"}), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    wait_until(lambda: server.started, "the server did not start")
+    try:
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(DEADLINE_S)
+        sock.close()
+
+
+def wait_until(condition, message: str, timeout: float = DEADLINE_S) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with contextlib.suppress(httpx.HTTPError, OSError):
+            if condition():
+                return
+        time.sleep(0.05)
+    raise AssertionError(message)
+
+
+class Gate:
+    """Holds the predictor's next call until released (so requests pile up in the queue)."""
+
+    def __init__(self, predictor):
+        self.event = threading.Event()
+        inner = predictor.iter_answers
+
+        def gated(queries):
+            assert self.event.wait(DEADLINE_S), "gate never released"
+            yield from inner(queries)
+
+        predictor.iter_answers = gated
+
+
+@pytest.fixture(scope="module")
+def server():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    with running_server(NER(predictor)) as base:
+        yield base, predictor
+
+
+def post(base: str, body, timeout: float = 60) -> httpx.Response:
+    content = body if isinstance(body, str) else json.dumps(body)
+    headers = {"content-type": "application/json"}
+    return httpx.post(f"{base}/v1/extract", content=content, headers=headers, timeout=timeout)
+
+
+def test_extract_one_text(server):
+    base, _ = server
+    response = post(base, {"text": TEXT, "types": ["person", "location", "award"]})
+    assert response.status_code == 200
+    data = response.json()
+    [result] = data["results"]
+    assert [(e["text"], e["type"], e["start"], e["end"]) for e in result["entities"]] == [
+        ("Marie Curie", "person", 0, 11),
+        ("Paris", "location", 21, 26),
+        ("Nobel Prize in Physics", "award", 53, 75),
+    ]
+    assert result["chunks"] == [[0, len(TEXT)]] and result["malformed"] == 0
+    assert set(data["timing"]) == {"queue_ms", "predict_ms", "total_ms", "batch_texts"}
+
+
+def test_extract_a_list_with_per_text_types_and_chinese(server):
+    base, _ = server
+    body = {"text": [TEXT, "马云在杭州创立了公司。"], "types": [["person"], ["人名", "地名"]]}
+    results = post(base, body).json()["results"]
+    assert [[(e["text"], e["type"]) for e in r["entities"]] for r in results] == [
+        [("Marie Curie", "person")],
+        [("马云", "人名"), ("杭州", "地名")],
+    ]
+
+
+def test_long_text_is_chunked(server):
+    base, _ = server
+    text = " ".join([TEXT] * 12)
+    with running_server(NER(server[1], max_chunk_tokens=64)) as small:
+        [result] = post(small, {"text": text, "types": ["person"]}).json()["results"]
+    assert len(result["chunks"]) > 1
+    assert [e["start"] for e in result["entities"]] == [i * (len(TEXT) + 1) for i in range(12)]
+
+
+def test_info_health_and_page(server):
+    base, _ = server
+    info = httpx.get(f"{base}/v1/info").json()
+    assert info["model"] == "lookup" and info["languages"] == ["en", "zh"] and info["examples"] == ["none"]
+    assert info["limits"]["max_types"] == 4 and info["context_tokens"] == 1024
+    assert httpx.get(f"{base}/health").json()["status"] == "ok"
+    page = httpx.get(f"{base}/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/v1/extract" in page.text and "http://" not in page.text and "https://" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field", "message"),
+    [
+        ("{bad json", 422, "body", "malformed JSON"),
+        ("[]", 422, "body", "valid dictionary"),
+        ({"types": ["person"]}, 422, "text", "field required"),
+        ({"text": 3, "types": ["person"]}, 422, "text", "string or a list of strings"),
+        ({"text": "x", "types": []}, 422, "types", "at least 1 item"),
+        ({"text": "x", "types": ["person", " "]}, 422, "types", "types.1"),
+        ({"text": "x", "types": "person"}, 422, "types", "valid list"),
+        ({"text": "x", "types": ["person"], "temperature": 1}, 422, "temperature", "unknown field"),
+        ({"text": "x", "types": ["person"], "examples": "all"}, 422, "examples", "'in-domain'"),
+        ({"text": "x", "types": ["person"], "examples": "pool"}, 422, "examples", "--pool"),
+        ({"text": [], "types": ["person"]}, 422, "text", "non-empty list"),
+        ({"text": ["a", "b"], "types": [["person"]]}, 422, "types", "1 lists of types for 2 texts"),
+        ({"text": "x", "types": ["a", "b", "c", "d", "e"]}, 422, "types", "limit of 4"),
+        ({"text": "x" * 2001, "types": ["person"]}, 413, "text", "2001 characters"),
+        ({"text": ["x"] * 9, "types": ["person"]}, 413, "text", "9 texts"),
+    ],
+)
+def test_bad_requests_get_json_errors_naming_the_field(server, body, status, field, message):
+    base, _ = server
+    response = post(base, body)
+    assert response.status_code == status
+    assert response.json()["field"] == field and message in response.json()["error"]
+
+
+def test_concurrent_requests_share_one_predictor_batch():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    gate = Gate(predictor)
+    with running_server(NER(predictor)) as base:
+        responses: dict[int, httpx.Response] = {}
+
+        def client(i: int) -> None:
+            responses[i] = post(base, {"text": f"Barack Obama visited Paris ({i}).", "types": ["person"]})
+
+        first = threading.Thread(target=client, args=(0,))
+        first.start()  # taken by the worker, which waits at the gate
+        wait_until(lambda: predictor.iter_calls == 0 and _pending(base) == 1, "first request not running")
+        others = [threading.Thread(target=client, args=(i,)) for i in range(1, 7)]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: _pending(base) == 7, "requests did not queue")
+        gate.event.set()
+        for thread in [first, *others]:
+            thread.join(DEADLINE_S)
+    assert sorted(responses) == list(range(7))
+    assert all(r.status_code == 200 for r in responses.values())
+    assert [r.json()["timing"]["batch_texts"] for _, r in sorted(responses.items())] == [1] + [6] * 6
+    assert predictor.iter_calls == 2  # seven requests, two predictor calls
+    for i, response in responses.items():
+        [result] = response.json()["results"]
+        assert [e["text"] for e in result["entities"]] == ["Barack Obama"], i
+
+
+def _pending(base: str) -> int:
+    return httpx.get(f"{base}/health").json()["pending_texts"]
+
+
+class FakePool:
+    def retrieve(self, texts, k=2, strategy="nn", **kwargs):
+        return [[Record("p", "Honolulu is warm.", [Mention("Honolulu", "location")])] * k for _ in texts]
+
+
+def test_example_modes_in_one_batch_use_the_pool():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    gate = Gate(predictor)
+    with running_server(NER(predictor, pool=FakePool(), k=2)) as base:
+        info = httpx.get(f"{base}/v1/info").json()
+        responses = {}
+
+        def client(mode: str) -> None:
+            responses[mode] = post(base, {"text": "Paris.", "types": ["location"], "examples": mode})
+
+        threads = [
+            threading.Thread(target=client, args=(mode,)) for mode in ("none", "in-domain", "out-domain")
+        ]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: _pending(base) == 3, "requests did not queue")
+        gate.event.set()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+    assert info["examples"] == ["none", "pool", "out-domain", "in-domain"]
+    assert {mode: r.json()["results"][0]["examples"] for mode, r in responses.items()} == {
+        "none": 0,
+        "in-domain": 2,
+        "out-domain": 2,
+    }
+    assert all(r.json()["results"][0]["entities"][0]["text"] == "Paris" for r in responses.values())
+
+
+def test_a_full_queue_answers_503_at_once():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    gate = Gate(predictor)
+    limits = ServeLimits(max_queue=2, max_batch=1, max_wait_ms=0)
+    with running_server(NER(predictor), limits) as base:
+        threads = [
+            threading.Thread(target=post, args=(base, {"text": "Paris.", "types": ["location"]}))
+            for _ in "ab"
+        ]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: _pending(base) == 2, "requests did not queue")
+        refused = post(base, {"text": "Paris.", "types": ["location"]})
+        gate.event.set()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+        after = post(base, {"text": "Paris.", "types": ["location"]})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "server busy" in refused.json()["error"]
+    assert after.status_code == 200
+
+
+def test_a_failing_prediction_is_a_500_json_error_and_the_server_keeps_serving():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    real = predictor.iter_answers
+    calls = []
+
+    def flaky(queries):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        yield from real(queries)
+
+    predictor.iter_answers = flaky
+    with running_server(NER(predictor)) as base:
+        failed = post(base, {"text": "Paris.", "types": ["location"]})
+        ok = post(base, {"text": "Paris.", "types": ["location"]})
+    assert failed.status_code == 500 and "out of memory" in failed.json()["error"]
+    assert ok.status_code == 200
+
+
+def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path):
+    model = save_tiny_model(tmp_path / "tiny")
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "rait",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--max-new-tokens",
+        "48",
+    ]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: process.poll() is None and httpx.get(f"{base}/health").status_code == 200, "no server"
+        )
+        assert httpx.get(f"{base}/v1/info").json()["model"] == str(model)
+        outcome: dict = {}
+
+        def slow_request() -> None:
+            body = {"text": [TEXT] * 8, "types": ["person", "location", "award", "date"]}
+            outcome["response"] = post(base, body, timeout=DEADLINE_S)
+            outcome["done"] = time.monotonic()
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        wait_until(lambda: _pending(base) == 8 or not client.is_alive(), "the request did not start")
+        outcome["sigterm"] = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        client.join(DEADLINE_S)
+        output, _ = process.communicate(timeout=DEADLINE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert outcome["response"].status_code == 200, output
+    results = outcome["response"].json()["results"]
+    assert len(results) == 8 and all(isinstance(r["entities"], list) for r in results)
+    assert outcome["done"] > outcome["sigterm"]  # it was answered after the signal: drained, not cut
+    assert process.returncode == 0, output
+    assert "Shutting down" in output
+
+
+# ------------------------------------------------------------------------------- the web page in a browser
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (no extra Python packages)."""
+
+    def __init__(self, binary: str, profile: Path):
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def pipes() -> None:  # the browser reads commands on fd 3 and writes replies on fd 4
+            high_r, high_w = os.dup2(to_browser_r, 200), os.dup2(from_browser_w, 201)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-pipe"]
+        self.process = subprocess.Popen(
+            [binary, *flags, f"--user-data-dir={profile}", "--window-size=1100,900", "about:blank"],
+            preexec_fn=pipes,
+            pass_fds=(3, 4),  # kept open in the child after preexec_fn ran
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer = b""
+        self._id = 0
+        self.session = None
+
+    def send(self, method: str, params: dict | None = None, session: bool = True) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        end = time.monotonic() + DEADLINE_S
+        while time.monotonic() < end:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._id:
+                    if "error" in reply:
+                        raise AssertionError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            ready, _, _ = select.select([self._from_browser], [], [], 1.0)
+            if ready:
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise AssertionError("chromium closed the DevTools pipe")
+                self._buffer += chunk
+        raise AssertionError(f"no reply to {method}")
+
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", {"url": url}, session=False)["targetId"]
+        attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)
+        self.session = attached["sessionId"]
+
+    def eval(self, expression: str):
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(DEADLINE_S)
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+def chromium_binary() -> str:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("headless browser test needs Debian's chromium package (apt-get install chromium)")
+    return binary
+
+
+def test_web_page_highlights_entities_in_chromium(server, tmp_path):
+    base, _ = server
+    browser = Chromium(chromium_binary(), tmp_path / "profile")
+    try:
+        browser.open(f"{base}/")
+        wait_until(lambda: browser.eval("!document.getElementById('run').disabled"), "page did not load")
+        browser.eval(
+            f"document.getElementById('text').value = {json.dumps(TEXT)};"
+            "document.getElementById('types').value = 'person, location, award';"
+            "document.getElementById('run').click();"
+        )
+        wait_until(lambda: browser.eval("document.querySelectorAll('#passage mark').length") == 3, "no marks")
+        marks = browser.eval(
+            "[...document.querySelectorAll('#passage mark')].map(m => [m.textContent, m.dataset.type])"
+        )
+        rows = browser.eval(
+            "[...document.querySelectorAll('#entities tbody tr')].map(r => r.cells[2].textContent)"
+        )
+        passage = browser.eval("document.getElementById('passage').textContent")
+        shot = browser.send("Page.captureScreenshot", {"format": "png"})["data"]
+    finally:
+        browser.close()
+    assert marks == [["Marie Curie", "person"], ["Paris", "location"], ["Nobel Prize in Physics", "award"]]
+    assert rows == ["0", "21", "53"]
+    assert passage == TEXT  # the highlighted passage is the text, unchanged
+    target = Path(os.environ.get("RAIT_SCREENSHOT_DIR", tmp_path)) / "serve_page.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(base64.b64decode(shot))
