@@ -2,6 +2,7 @@
 synthetic 50,000-passage pool, against a bare faiss floor.
 
     python benchmarks/bench_retrieval.py [--synthetic 50000] [--output results/bench_retrieval.json]
+        [--synthetic-only]
 
 Pile-NER (needs the shared data): embedding throughput of the offline embedders (warm model, no
 cache), then ``build_data`` for NN and NN+BM25 reading the embeddings just cached.
@@ -189,6 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=50_000, help="synthetic pool size")
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench_retrieval.json")
+    parser.add_argument(
+        "--synthetic-only", action="store_true", help="skip the Pile-NER part (embedding takes minutes)"
+    )
     args = parser.parse_args()
     results: dict = {
         "machine": {
@@ -200,7 +204,9 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if is_available("pile_ner_subset", "train"):
+        if args.synthetic_only:
+            console.print("Pile-NER part skipped (--synthetic-only)")
+        elif is_available("pile_ner_subset", "train"):
             results["pile_ner"] = bench_pile_ner(work)
         else:
             console.print("[yellow]shared data not found: Pile-NER part skipped[/]")
