@@ -20,13 +20,15 @@ import numpy as np
 import rait
 from rait.embed import Embedder, get_embedder, progress
 from rait.errors import DataError, RaitError
-from rait.fileio import atomic_write, write_json
+from rait.fileio import atomic_write, check_output_file, write_json
+from rait.locks import output_lock
 from rait.records import Conversation, Record
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, ExamplePool, check_options
 from rait.sources import detect_lang, load_source, subsample
 from rait.templates import NegativeTypeSampler, training_conversation
 
 METHODS = ("vanilla", "ra-it")
+_RETRIEVAL_OPTIONS = ("k", "strategy", "K", "bm25_threshold", "mixed_ratio", "embedder", "stopwords", "index")
 FORMATS = ("sharegpt", "messages")
 
 
@@ -77,7 +79,11 @@ class BuildConfig:
         check_options(self.k, self.strategy, self.K, self.mixed_ratio)
 
     def manifest_options(self) -> dict:
-        return {f: v for f, v in asdict(self).items() if f not in ("show_progress", "source", "output")}
+        """The options that shaped the data (retrieval options are None for vanilla data)."""
+        options = {f: v for f, v in asdict(self).items() if f not in ("show_progress", "source", "output")}
+        if self.method == "vanilla":
+            options |= dict.fromkeys(_RETRIEVAL_OPTIONS)
+        return options
 
 
 @dataclass
@@ -170,8 +176,15 @@ def _sha256(path: Path) -> str:
 
 
 def build_data(config: BuildConfig) -> dict:
-    """Load, subsample, retrieve, write the data file and its manifest; returns the manifest."""
+    """Load, subsample, retrieve, write the data file and its manifest; returns the manifest. The output
+    is locked while it is built (:func:`rait.locks.output_lock`)."""
     config.validate()
+    check_output_file(config.output)
+    with output_lock(config.output, what="data file"):
+        return _build_data(config)
+
+
+def _build_data(config: BuildConfig) -> dict:
     started = time.perf_counter()
     records, source_lang = load_source(config.source, config.source_format)
     if not records:

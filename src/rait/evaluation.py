@@ -296,7 +296,37 @@ def _read_predictions(path: Path, require_spans: bool) -> Iterator[tuple[int, Qu
                 _check_spans(path, line, name, row[name])
             elif require_spans:
                 raise DataError(path, "needed by --strict-spans but missing", line=line, field=name)
+        if require_spans:
+            _check_spans_in_text(path, line, row)
         yield line, QueryPrediction.from_dict(row)
+
+
+def _check_spans_in_text(path: Path, line: int, row: dict) -> None:
+    """Span scoring needs spans that lie in the row's text, and gold spans that cover gold mentions."""
+    text = row.get("text") or ""
+    if not text:
+        raise DataError(
+            path,
+            "needed by --strict-spans (spans are checked against it) but missing",
+            line=line,
+            field="text",
+        )
+    for name in ("gold_spans", "predicted_spans"):
+        for start, end in row[name]:
+            if end > len(text):
+                raise DataError(
+                    path,
+                    f"span [{start}, {end}) is outside the text (length {len(text)})",
+                    line=line,
+                    field=name,
+                )
+            if name == "gold_spans" and text[start:end] not in row["gold"]:
+                raise DataError(
+                    path,
+                    f"span [{start}, {end}) is {text[start:end]!r} in the text, not a gold mention",
+                    line=line,
+                    field=name,
+                )
 
 
 def evaluate_files(

@@ -113,8 +113,14 @@ def load_results(path: str | Path) -> dict:
         for key in _ROW_KEYS:
             if key not in row:
                 raise DataError(path, "missing", field=f"rows[{index}].{key}")
-        if not isinstance(row["f1"], int | float):
-            raise DataError(path, f"must be a number, got {row['f1']!r}", field=f"rows[{index}].f1")
+        for metric in ("f1", "precision", "recall"):
+            value = row.get(metric)
+            if metric != "f1" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+                raise DataError(
+                    path, f"must be a score from 0 to 100, got {value!r}", field=f"rows[{index}].{metric}"
+                )
         if "sentences" in row:
             _check_sentences(path, row["sentences"], f"rows[{index}].sentences")
     return data

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from rait.embed import Embedder, get_embedder, l2_normalise, progress
 from rait.errors import RaitError
+from rait.fileio import read_text
 from rait.records import Record
 from rait.sources import detect_lang, load_source, subsample
 
@@ -69,7 +70,7 @@ def load_stopwords(spec: str | Path | Iterable[str] | None) -> frozenset[str]:
         path = Path(spec)
         if not path.is_file():
             raise RaitError(f"stopword list {path} does not exist (or use 'en' / 'zh')")
-        return frozenset(w.strip() for w in path.read_text(encoding="utf-8").splitlines() if w.strip())
+        return frozenset(w.strip() for w in read_text(path).splitlines() if w.strip())
     return frozenset(spec)
 
 

@@ -27,7 +27,15 @@ import torch
 
 from rait.chat import IGNORE_INDEX, encode_for_training
 from rait.errors import DataError, RaitError
-from rait.fileio import JsonlAppender, check_output_dir, read_json, read_jsonl, write_json, write_jsonl
+from rait.fileio import (
+    JsonlAppender,
+    check_output_dir,
+    read_json,
+    read_jsonl,
+    read_text,
+    write_json,
+    write_jsonl,
+)
 from rait.locks import output_lock
 from rait.models import (
     DEFAULT_MODEL,
@@ -131,6 +139,12 @@ class TrainConfig:
             (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
             (bool(self.system_prompt.strip()), "system_prompt is empty (use 'none' for no system turn)"),
         ]
+        from transformers import SchedulerType
+
+        schedulers = [t.value for t in SchedulerType]
+        checks.append(
+            (self.lr_scheduler in schedulers, f"lr_scheduler must be one of {', '.join(schedulers)}")
+        )
         for ok, message in checks:
             if not ok:
                 raise RaitError(f"invalid training config: {message}")
@@ -191,7 +205,7 @@ def load_config_file(path: str | Path) -> dict:
         data = read_json(path)
     else:
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(read_text(path))
         except yaml.YAMLError as exc:
             line = exc.problem_mark.line + 1 if getattr(exc, "problem_mark", None) else None
             raise DataError(path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line=line) from None

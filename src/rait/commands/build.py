@@ -9,6 +9,7 @@ import typer
 
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
 from rait.console import escape, make_console
+from rait.errors import RaitError
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
 
 
@@ -21,8 +22,10 @@ def build_data_command(
         Path, typer.Option("--output", "-o", help="Data file to write (.json list or .jsonl).")
     ],
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS)}.")] = "ra-it",
-    k: Annotated[int, typer.Option("-k", "--examples", help="Retrieved examples per sample.")] = 2,
-    strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}.")] = "nn",
+    k: Annotated[
+        int | None, typer.Option("-k", "--examples", help="Retrieved examples per sample [2].")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help=f"One of: {', '.join(STRATEGIES)} [nn].")] = None,
     K: Annotated[
         int, typer.Option("-K", "--candidates", help="Nearest neighbours the dnn strategies sample from.")
     ] = DEFAULT_K,
@@ -65,12 +68,18 @@ def build_data_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Build vanilla or RA-IT instruction-tuning conversations from a training source."""
+    if method == "vanilla":
+        for flag, value in (("-k", k), ("--strategy", strategy)):
+            if value is not None:
+                raise RaitError(
+                    f"{flag} has no effect with --method vanilla (no retrieved examples); leave it out"
+                )
     config = BuildConfig(
         source=source,
         output=output,
         method=method,
-        k=k,
-        strategy=strategy,
+        k=2 if k is None else k,
+        strategy=strategy or "nn",
         K=K,
         bm25_threshold=bm25_threshold,
         mixed_ratio=mixed_ratio,

@@ -8,7 +8,7 @@ import typer
 from rait.console import escape, make_console
 from rait.errors import RaitError
 from rait.evaluation import PROTOCOLS, evaluate_files, render_table
-from rait.fileio import write_json
+from rait.fileio import check_output_file, write_json
 
 
 def register(app: typer.Typer) -> None:
@@ -46,8 +46,9 @@ def evaluate_command(
     """Score predictions with UniversalNER's micro P/R/F1 per benchmark; print the table and write JSON."""
     if protocol not in PROTOCOLS:
         raise RaitError(f"unknown --protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    report = evaluate_files(predictions, strict_spans=strict_spans, protocol=protocol)
     output = output or default_report_path(predictions[0])
+    check_output_file(output)
+    report = evaluate_files(predictions, strict_spans=strict_spans, protocol=protocol)
     write_json(output, report.to_dict())
     console = make_console()
     console.print(render_table(report))

@@ -70,10 +70,13 @@ def report_command(
 ) -> None:
     """Write the paper's views of an experiment's results: report.md and PNG plots, with bootstrap intervals
     where the results have per-sentence counts."""
+    from rait.fileio import check_output_dir
     from rait.report import build_report, load_results
 
     data = load_results(results)
-    where = output if output is not None else (results if results.is_dir() else results.parent)
+    where = check_output_dir(
+        output if output is not None else (results if results.is_dir() else results.parent)
+    )
     path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed)
     make_console().print(f"Report written to {escape(path)}", highlight=False)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rait.errors import DataError, RaitError
-from rait.fileio import read_jsonl
+from rait.fileio import read_jsonl, read_text
 
 TEXT_UNITS = ("file", "paragraph", "line")
 CORPUS_SUFFIXES = (".txt", ".jsonl")
@@ -185,10 +185,7 @@ def iter_documents(
         return
     if text_unit not in TEXT_UNITS:
         raise ValueError(f"unknown text unit {text_unit!r}; choose one of {TEXT_UNITS}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    text = read_text(path)
     if text_unit == "file":
         units = [text]
     elif text_unit == "paragraph":

@@ -37,8 +37,9 @@ from rait.distill.teachers import (
     load_prompt,
 )
 from rait.errors import RaitError
-from rait.fileio import write_json
+from rait.fileio import check_output_file, write_json
 from rait.formats import write_records
+from rait.locks import output_lock
 from rait.records import Mention, Record
 
 
@@ -381,6 +382,25 @@ def distill(
         )
     if config.text_unit not in TEXT_UNITS:
         raise RaitError(f"unknown text unit {config.text_unit!r}; choose one of {', '.join(TEXT_UNITS)}")
+    for ok, message in (
+        (config.chunk_tokens >= 1, f"--chunk-tokens must be at least 1, got {config.chunk_tokens}"),
+        (
+            config.sample_size is None or config.sample_size >= 1,
+            f"-n must be at least 1, got {config.sample_size}",
+        ),
+        (config.concurrency >= 1, f"--concurrency must be at least 1, got {config.concurrency}"),
+        (config.max_retries >= 0, f"--max-retries must be 0 or more, got {config.max_retries}"),
+        (config.timeout > 0, f"--timeout must be positive, got {config.timeout}"),
+        (config.max_type_chars >= 1, f"--max-type-chars must be at least 1, got {config.max_type_chars}"),
+    ):
+        if not ok:
+            raise RaitError(message)
+    check_output_file(config.output)
+    with output_lock(config.output, what="distillation output"):
+        return _distill(config, teachers, tokenizer, console)
+
+
+def _distill(config: DistillConfig, teachers, tokenizer, console) -> dict:
     teachers = list(teachers) if teachers is not None else build_teachers(config)
     names = [teacher.name for teacher in teachers]
     if not teachers or len(set(names)) != len(names):
@@ -407,6 +427,8 @@ def distill(
             progress=lambda: progress.advance(task),
         )
         chunks = sample_chunks(chunk_iter, config.sample_size, config.seed)
+        if not chunks:
+            raise RaitError(f"the corpus has no text to annotate ({stats.files} file(s), 0 chunks)")
         with ResponseCache(config.resolved_cache_path()) as cache:
             outcomes = annotate_chunks(chunks, teachers, cache, budget, policy, config.concurrency, progress)
     records, report = assemble(

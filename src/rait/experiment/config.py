@@ -16,6 +16,7 @@ from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.selection import SEARCHED, SearchSpec
 from rait.file_benchmarks import FileSource, benchmark_name
+from rait.fileio import read_text
 from rait.precision import PRECISIONS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 from rait.stopping import DEFAULT_MAX_NEW_TOKENS
@@ -252,9 +253,7 @@ def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> Ex
     """Read and validate an experiment YAML; errors name the file, line and key. ``output_dir``
     overrides the config's (default ``runs/<name>``); relative paths are relative to the current directory."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

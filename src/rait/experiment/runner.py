@@ -14,7 +14,8 @@ from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
 from rait.experiment.selection import candidate_name, select
 from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages
-from rait.fileio import atomic_write, read_json, write_json
+from rait.fileio import atomic_write, check_output_dir, read_json, write_json
+from rait.locks import output_lock
 
 DONE_NAME = "DONE.json"
 STARTED_NAME = "STARTED.json"
@@ -248,7 +249,13 @@ def run_experiment(
 ) -> dict:
     """Run every unfinished step in order, then write and return the results table (also written when a
     step fails, with the cells done so far). Refuses to start when a step was run (finished or not) with
-    other settings than the config's."""
+    other settings than the config's, or when another process runs in the same output directory."""
+    check_output_dir(config.output_dir)
+    with output_lock(config.output_dir, directory=True, what="experiment directory"):
+        return _run_steps(config, stages, log)
+
+
+def _run_steps(config: ExperimentConfig, stages: Stages | None, log: Callable[[str], None] | None) -> dict:
     steps = plan(config, stages)
     status = {id(step): step.status() for step in steps}
     stale = [s for s in steps if status[id(s)] == "stale"]
