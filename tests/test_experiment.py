@@ -384,6 +384,7 @@ def test_shipped_configs_are_valid():
 @pytest.mark.slow
 def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
     """smoke.yaml through the real stages (build, train, predict, evaluate), scaled down to a tiny model."""
+    from rait.constrained import is_copy_answer
     from rait.testing import save_tiny_model
 
     repo = Path(__file__).parents[1]
@@ -400,12 +401,16 @@ def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
 
     results = run_experiment(config)
     assert results["complete"]
-    assert [(r["model"], r["mode"]) for r in results["rows"]] == [
-        ("base", "none"),
-        ("n20-vanilla-s42", "none"),
-        ("n20-ra-it-nn-k2-s42", "none"),
-        ("n20-ra-it-nn-k2-s42", "out-domain"),
+    assert [(r["model"], r["mode"], r.get("decoding", "free")) for r in results["rows"]] == [
+        ("base", "none", "free"),
+        ("n20-vanilla-s42", "none", "free"),
+        ("n20-vanilla-s42", "none", "constrained"),
+        ("n20-ra-it-nn-k2-s42", "none", "free"),
+        ("n20-ra-it-nn-k2-s42", "out-domain", "free"),
     ]
+    constrained = config.output_dir / "eval" / "n20-vanilla-s42" / "none-constrained" / "en_test"
+    rows = [json.loads(line) for line in (constrained / "predictions.jsonl").read_text().splitlines()]
+    assert rows and all(is_copy_answer(r["output"], r["text"]) for r in rows)
     assert all(r["benchmark"] == "en_test" and r["n_queries"] > 0 for r in results["rows"])
     assert all(len(r["sentences"]) == 3 for r in results["rows"])  # counts for each of the 3 sentences
     out = config.output_dir
@@ -453,3 +458,35 @@ def test_file_benchmarks_with_format_label_map_and_sample_size(tmp_path, monkeyp
     with pytest.raises(DataError, match=r"label_map.*not a file") as info:
         load_config(path)
     assert info.value.line == 16
+
+
+def test_decodings_expand_into_extra_modes_that_reach_predict_and_the_report(tmp_path):
+    from rait.report import results_markdown
+
+    path = tmp_path / "decodings.yaml"
+    path.write_text(CONFIG.replace("    - none\n", "    - {kind: none, decodings: [free, constrained]}\n"))
+    config = load_config(path, output_dir=tmp_path / "out")
+    names = [c.name for c in config.eval_cells()]
+    assert "base/none/mit_movie" in names and "base/none-constrained/mit_movie" in names
+    assert len(names) == 2 * (2 * 5 + 1 + 2)  # every model twice without examples, out-domain as before
+    free = [s.params for s in plan(config) if s.stage == "eval" and s.name.startswith("base/none/")]
+    assert free and all("decoding" not in p for p in free)  # finished free cells of older runs stay done
+    fake = FakeStages()
+    seen = []
+    predict = fake.predict
+
+    def recording(config, cell, model, out_dir):
+        seen.append(cell.mode.decoding)
+        return predict(config, cell, model, out_dir)
+
+    fake.predict = recording
+    results = run_experiment(config, stages=fake.stages())
+    assert seen.count("constrained") == 10 and seen.count("free") == 16
+    decodings = [r.get("decoding", "free") for r in results["rows"] if r["mode"] == "none"]
+    assert decodings.count("constrained") == decodings.count("free") == 10
+    text = results_markdown(results)
+    assert "| base | no examples |" in text and "| base | no examples, constrained decoding |" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG.replace("    - none\n", "    - {kind: none, decodings: [beam]}\n"))
+    with pytest.raises(DataError, match="decodings"):
+        load_config(bad)

@@ -57,6 +57,12 @@ class Setting(NamedTuple):
     inference_strategy: str | None
     inference_k: int | None
     pool_size: int | None
+    decoding: str = "free"
+
+    @classmethod
+    def of(cls, row: dict) -> Setting:
+        """The setting of a results row (rows from before decodings existed are free decoding)."""
+        return cls(*(row.get(name, "free") if name == "decoding" else row[name] for name in cls._fields))
 
     @property
     def model(self) -> tuple:
@@ -76,11 +82,15 @@ class Setting(NamedTuple):
 
     @property
     def inference_label(self) -> str:
+        suffix = "" if self.decoding == "free" else f", {self.decoding} decoding"
         if self.mode == "none":
-            return "no examples"
+            return "no examples" + suffix
         if self.mode == "out-domain":
-            return f"out-domain {_strategy(self.inference_strategy)}, k={self.inference_k}"
-        return f"in-domain N={self.pool_size} {_strategy(self.inference_strategy)}, k={self.inference_k}"
+            return f"out-domain {_strategy(self.inference_strategy)}, k={self.inference_k}" + suffix
+        return (
+            f"in-domain N={self.pool_size} {_strategy(self.inference_strategy)}, k={self.inference_k}"
+            + suffix
+        )
 
 
 def _strategy(name: str | None) -> str:
@@ -153,7 +163,7 @@ class Scores:
         collected: dict[Setting, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         sentences: dict[Setting, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for row in results["rows"]:
-            setting = Setting(*(row[name] for name in Setting._fields))
+            setting = Setting.of(row)
             collected[setting][row["benchmark"]].append(float(row["f1"]))
             sentences[setting][row["benchmark"]].append(row.get("sentences"))
             if row["benchmark"] not in self.benchmarks:
@@ -167,7 +177,9 @@ class Scores:
         self.bootstrap = BootstrapF1(runs, samples=samples, seed=seed) if self.has_intervals else None
 
     def settings(self, **where) -> list[Setting]:
-        """Settings whose fields equal ``where``'s values, in model order."""
+        """Settings whose fields equal ``where``'s values, in model order; free decoding (the paper's
+        protocol) unless ``where`` names a decoding."""
+        where.setdefault("decoding", "free")
         found = [s for s in self.f1 if all(getattr(s, k) == v for k, v in where.items())]
         return sorted(found, key=_model_order)
 
@@ -273,7 +285,7 @@ def results_markdown(results: dict) -> str:
     benchmarks = list(results["benchmarks"])
     rows: dict[tuple[str, str], dict[str, float]] = {}
     for row in results["rows"]:
-        setting = Setting(*(row[name] for name in Setting._fields))
+        setting = Setting.of(row)
         rows.setdefault((row["model"], setting.inference_label), {})[row["benchmark"]] = row["f1"]
     done, missing = len(results["rows"]), len(results.get("missing", []))
     lines = [

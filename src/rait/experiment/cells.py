@@ -36,28 +36,34 @@ class TrainCell:
 @dataclass(frozen=True, slots=True)
 class InferenceMode:
     """How examples are given at inference: none, out-domain (from the training pool) or in-domain
-    (nearest from ``pool_size`` labelled examples of the benchmark's train split)."""
+    (nearest from ``pool_size`` labelled examples of the benchmark's train split); and the decoding,
+    ``free`` (the paper's) or ``constrained`` (:mod:`rait.constrained`)."""
 
     kind: str
     strategy: str | None = None
     k: int = 0
     pool_size: int | None = None
+    decoding: str = "free"
 
     @property
     def name(self) -> str:
+        suffix = "" if self.decoding == "free" else f"-{self.decoding}"
         if self.kind == "none":
-            return "none"
+            return "none" + suffix
         if self.kind == "out-domain":
-            return f"out-{self.strategy}-k{self.k}"
-        return f"in{self.pool_size}-{self.strategy}-k{self.k}"
+            return f"out-{self.strategy}-k{self.k}" + suffix
+        return f"in{self.pool_size}-{self.strategy}-k{self.k}" + suffix
 
     def describe(self) -> dict:
-        return {
+        described = {
             "mode": self.kind,
             "inference_strategy": self.strategy,
             "inference_k": self.k or None,
             "pool_size": self.pool_size,
         }
+        if self.decoding != "free":  # only when set: steps finished before decodings existed stay done
+            described["decoding"] = self.decoding
+        return described
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +150,22 @@ class ModeSpec:
     k: tuple[int, ...] = ()
     pool_sizes: tuple[int, ...] = ()
     models: ModelSelector = ModelSelector()
+    decodings: tuple[str, ...] = ("free",)
 
     def modes(self) -> list[InferenceMode]:
+        """The modes, decoding by decoding (a model is loaded once per decoding)."""
         if self.kind == "none":
-            return [InferenceMode("none")]
+            return [InferenceMode("none", decoding=d) for d in self.decodings]
         if self.kind == "out-domain":
-            return [InferenceMode("out-domain", s, k) for s in self.strategies for k in self.k]
+            return [
+                InferenceMode("out-domain", s, k, decoding=d)
+                for d in self.decodings
+                for s in self.strategies
+                for k in self.k
+            ]
         return [
-            InferenceMode("in-domain", s, k, n)
+            InferenceMode("in-domain", s, k, n, decoding=d)
+            for d in self.decodings
             for n in self.pool_sizes
             for s in self.strategies
             for k in self.k

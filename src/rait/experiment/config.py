@@ -18,6 +18,7 @@ from rait.experiment.selection import SEARCHED, SearchSpec
 from rait.file_benchmarks import FileSource, benchmark_name
 from rait.fileio import read_text
 from rait.precision import PRECISIONS
+from rait.predict import DECODINGS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
@@ -105,7 +106,7 @@ _TRAINING_KEYS = (
 )
 _GRID_KEYS = ("sizes", "methods", "strategies", "k")
 _EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
-_MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models")
+_MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models", "decodings")
 _SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k")
 _SET_BY_RUNNER = {
     "source",
@@ -522,12 +523,14 @@ def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
             else None,
             k=r.integers(sel["k"], f"{k}.k", 1) if "k" in sel else None,
         )
+    decodings = r.choices(data.get("decodings", ["free"]), f"{key}.decodings", DECODINGS)
     if kind == "none":
-        return ModeSpec(kind, models=selector)
+        return ModeSpec(kind, models=selector, decodings=decodings)
     return ModeSpec(
         kind,
         strategies=r.choices(data.get("strategies", ["nn"]), f"{key}.strategies", STRATEGIES),
         k=r.integers(data.get("k", [2]), f"{key}.k", 1),
         pool_sizes=r.integers(data["pool_sizes"], f"{key}.pool_sizes", 1) if kind == "in-domain" else (),
         models=selector,
+        decodings=decodings,
     )

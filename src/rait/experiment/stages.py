@@ -78,8 +78,9 @@ def _answerer(
     precision: str = "auto",
     system_prompt: str = "none",
     stop_repetition: bool = True,
+    decoding: str = "free",
 ):
-    """The last model loaded, kept for the next eval cells (they come grouped by model)."""
+    """The last model loaded, kept for the next eval cells (they come grouped by model and decoding)."""
     from rait.predict import load_predictor
 
     return load_predictor(
@@ -92,6 +93,7 @@ def _answerer(
         precision=precision,
         system_prompt=system_prompt,
         stop_repetition=stop_repetition,
+        decoding=decoding,
     )
 
 
@@ -132,6 +134,7 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
         options["precision"],
         config.training.hyper.get("system_prompt", "none"),  # the base model is asked as the tuned ones
         options["stop_repetition"],
+        cell.mode.decoding,
     )
     examples = None
     mode = cell.mode
