@@ -302,3 +302,14 @@ def test_cli_decoding_option_and_resume_check(tmp_path):
     assert refused.exit_code != 0 and "decoding" in refused.output + str(refused.exception)
     bad = CliRunner().invoke(app, [*args, "--decoding", "beam", "-o", str(tmp_path / "other.jsonl")])
     assert bad.exit_code != 0 and "unknown decoding" in bad.output + str(bad.exception)
+
+
+def test_the_repetition_stop_does_not_cut_constrained_answers(tiny):
+    """A valid answer that repeats a token block (a passage repeating itself) trips the loop rule, which
+    cuts free decoding; constrained decoding closes its answers itself and keeps it whole."""
+    _, tokenizer = tiny
+    text = " ".join(["ha"] * 20)
+    answer = json.dumps([" ".join(["ha"] * 16)])
+    cap = len(tokenizer(answer, add_special_tokens=False)["input_ids"]) + 1
+    assert not is_copy_answer(scripted(tiny, answer, cap, "free", text), text)
+    assert scripted(tiny, answer, cap, "constrained", text) == answer

@@ -113,7 +113,8 @@ class Predictor(Answerer):
     ``batch_size`` is the largest number of type questions decoded together; several passages go in one
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
     A row stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`), once it repeats itself
-    (:func:`rait.stopping.repeats_itself`, unless ``stop_repetition`` is off) or at ``max_new_tokens``;
+    (:func:`rait.stopping.repeats_itself`, unless ``stop_repetition`` is off or decoding is constrained, which
+    closes answers itself) or at ``max_new_tokens``;
     answers are :class:`rait.stopping.Answer` strings that say which. ``decoding="constrained"`` allows only
     answers that are JSON lists of distinct passage substrings, closed before the cap
     (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
@@ -274,7 +275,7 @@ class Predictor(Answerer):
                     finished.add(row)
                 else:
                     outputs[row].append(token)
-                    if self.stop_repetition and repeats_itself(outputs[row]):
+                    if self.stop_repetition and guide is None and repeats_itself(outputs[row]):
                         finished.add(row)
                         looped.add(row)
             if len(finished) == rows or step == self.max_new_tokens - 1:
@@ -386,7 +387,7 @@ class VllmPredictor(Answerer):
         """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
         stops it (:func:`rait.stopping.loop_end`), so both backends give the same answers."""
         ids = list(completion.token_ids)
-        end = loop_end(ids) if self.stop_repetition else None
+        end = loop_end(ids) if self.stop_repetition and self.decoding == "free" else None
         if end is not None:
             return Answer(self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition")
         return Answer(completion.text.strip(), "length" if completion.finish_reason == "length" else "stop")
