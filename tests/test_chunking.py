@@ -225,3 +225,14 @@ def test_rait_predict_chunks_long_passages(tmp_path, predictor):
     assert len(long_person["predicted_spans"]) == sum(text.count(m) for m in KNOWN["person"])
     short = next(r for r in rows if r["record_id"] == "line-2" and r["type"] == "person")
     assert short["output"] == '["Marie Curie"]'  # a passage that fits is answered as before
+
+
+def test_decoding_per_call_is_restored_and_checked(predictor):
+    ner = NER(predictor)
+    seen = []
+    greedy = predictor._greedy
+    predictor._greedy = lambda *args, **kwargs: (seen.append(predictor.decoding), greedy(*args, **kwargs))[1]
+    assert ner.predict_entities("Paris.", ["location"], decoding="constrained")[0]["text"] == "Paris"
+    assert seen == ["constrained"] and predictor.decoding == "free"
+    with pytest.raises(RaitError, match="unknown decoding 'beam'"):
+        ner.predict_entities("Paris.", ["location"], decoding="beam")

@@ -147,6 +147,27 @@ def test_info_health_and_page(server):
     assert "/v1/extract" in page.text and "http://" not in page.text and "https://" not in page.text
 
 
+def test_decoding_per_request(server):
+    base, predictor = server
+    seen = []
+    greedy = predictor._greedy
+
+    def recording(*args, **kwargs):
+        seen.append(predictor.decoding)
+        return greedy(*args, **kwargs)
+
+    predictor._greedy = recording
+    try:
+        for decoding in ("constrained", None, "free"):
+            body = {"text": TEXT, "types": ["person"], "decoding": decoding}
+            assert post(base, body).json()["results"][0]["entities"][0]["text"] == "Marie Curie"
+    finally:
+        del predictor._greedy
+    assert seen == ["constrained", "free", "free"] and predictor.decoding == "free"
+    info = httpx.get(f"{base}/v1/info").json()
+    assert (info["decoding"], info["decodings"]) == ("free", ["free", "constrained"])
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field", "message"),
     [
@@ -160,6 +181,7 @@ def test_info_health_and_page(server):
         ({"text": "x", "types": ["person"], "temperature": 1}, 422, "temperature", "unknown field"),
         ({"text": "x", "types": ["person"], "examples": "all"}, 422, "examples", "'in-domain'"),
         ({"text": "x", "types": ["person"], "examples": "pool"}, 422, "examples", "--pool"),
+        ({"text": "x", "types": ["person"], "decoding": "beam"}, 422, "decoding", "'constrained'"),
         ({"text": [], "types": ["person"]}, 422, "text", "non-empty list"),
         ({"text": ["a", "b"], "types": [["person"]]}, 422, "types", "1 lists of types for 2 texts"),
         ({"text": "x", "types": ["a", "b", "c", "d", "e"]}, 422, "types", "limit of 4"),

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from rait.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk
 from rait.errors import RaitError
 from rait.formats import detect_lang
 from rait.predict import (
+    DECODINGS,
     PassageQuery,
     Predictor,
     Retriever,
@@ -144,7 +146,12 @@ class NER:
         )
 
     def predict_entities(
-        self, text: str, types: Sequence[str], examples: str | Sequence[Record] | None = None
+        self,
+        text: str,
+        types: Sequence[str],
+        examples: str | Sequence[Record] | None = None,
+        *,
+        decoding: str | None = None,
     ) -> list[dict]:
         """Entities ``{"text", "type", "start", "end", "found"}`` of the given types in ``text``.
 
@@ -154,8 +161,9 @@ class NER:
         has the entities located in each chunk, merged (logged by ``rait.chunking``; :meth:`extract`
         returns the chunks).
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
-        the attached pool) or a list of labelled :class:`Record` to show the model."""
-        return self.extract([text], [types], examples)[0].entities
+        the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
+        ``"free"`` or ``"constrained"`` for this call (transformers backend); ``None``: the model's."""
+        return self.extract([text], [types], examples, decoding=decoding)[0].entities
 
     def batch_predict_entities(
         self,
@@ -164,10 +172,12 @@ class NER:
         examples: str | Sequence[Record] | None = None,
         *,
         batch_size: int = 32,
+        decoding: str | None = None,
     ) -> list[list[dict]]:
         """:meth:`predict_entities` for many texts: ``batch_size`` texts (and all their chunks) go to the
         predictor in one batched call. ``types``: one list for every text, or one list per text."""
-        return [found.entities for found in self.extract(texts, types, examples, batch_size=batch_size)]
+        found = self.extract(texts, types, examples, batch_size=batch_size, decoding=decoding)
+        return [extraction.entities for extraction in found]
 
     def extract(
         self,
@@ -176,6 +186,7 @@ class NER:
         examples: str | Sequence[Record] | None = None,
         *,
         batch_size: int = 32,
+        decoding: str | None = None,
     ) -> list[Extraction]:
         """An :class:`Extraction` per text (see :meth:`batch_predict_entities` for the arguments)."""
         texts = list(texts)
@@ -183,10 +194,30 @@ class NER:
         if batch_size < 1:
             raise RaitError(f"batch_size must be at least 1, not {batch_size}")
         results: list[Extraction] = []
-        for start in range(0, len(texts), batch_size):
-            batch = texts[start : start + batch_size]
-            results += self._extract_batch(batch, per_text[start : start + batch_size], examples)
+        with self._decoding(decoding):
+            for start in range(0, len(texts), batch_size):
+                batch = texts[start : start + batch_size]
+                results += self._extract_batch(batch, per_text[start : start + batch_size], examples)
         return results
+
+    @contextmanager
+    def _decoding(self, decoding: str | None):
+        """Decode with ``decoding`` inside the block (the predictor's own setting is restored after)."""
+        current = getattr(self.predictor, "decoding", None)
+        if decoding is None or decoding == current:
+            yield
+            return
+        if decoding not in DECODINGS:
+            raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        if not isinstance(self.predictor, Predictor):
+            raise RaitError(f"this model decodes {current!r}; another decoding per call needs the hf backend")
+        if decoding == "constrained" and self.predictor.max_new_tokens < 2:
+            raise RaitError("constrained decoding needs max_new_tokens of at least 2 (the answer '[]')")
+        self.predictor.decoding = decoding
+        try:
+            yield
+        finally:
+            self.predictor.decoding = current
 
     def _examples_for(self, texts: list[str], examples) -> list[list[Record]]:
         if examples is None or isinstance(examples, str) and examples == "none":

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from rait.console import make_console
-from rait.predict import DEFAULT_MAX_CHUNK_TOKENS
+from rait.predict import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS
+from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
 
 def serve_command(
@@ -28,8 +29,18 @@ def serve_command(
     bm25_threshold: Annotated[float, typer.Option(help="Out-domain: drop examples below this BM25.")] = 20.0,
     embedder: Annotated[str | None, typer.Option(help="Pool embedder [default: by language].")] = None,
     lang: Annotated[str | None, typer.Option(help="Template language en/zh [default: detected].")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length cap, in tokens.")] = 64,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Answer length cap, in tokens.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    backend: Annotated[str, typer.Option(help=f"{' or '.join(BACKENDS)} (vllm: GPU).")] = "hf",
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    system_prompt: Annotated[
+        str | None,
+        typer.Option(help="none, default or a text [default: the one the model was trained with]."),
+    ] = None,
+    decoding: Annotated[
+        str, typer.Option(help=f"Default decoding: {' or '.join(DECODINGS)} (requests may choose).")
+    ] = "constrained",
     max_chunk_tokens: Annotated[
         int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")
     ] = DEFAULT_MAX_CHUNK_TOKENS,
@@ -64,10 +75,13 @@ def serve_command(
         lang=lang,
         embedder=embedder,
         max_new_tokens=max_new_tokens,
+        backend=backend,
         precision=precision,
+        system_prompt=system_prompt,
+        decoding=decoding,
         max_chunk_tokens=max_chunk_tokens or None,
     )
-    info = {"model": model or "smollm2-135m", "adapter": adapter, "pool": pool}
+    info = {"model": model or "smollm2-135m", "adapter": adapter, "backend": backend, "pool": pool}
     make_console(stderr=True).print(f"rait serve: http://{host}:{port}/  (Ctrl-C or SIGTERM to stop)")
     run_server(ner, host=host, port=port, limits=limits, info=info)
 

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 import rait
 from rait.api import EXAMPLES, NER
+from rait.predict import DECODINGS, Predictor
 from rait.serve.batcher import Batcher, QueueFull
 from rait.templates import WORDINGS
 
@@ -48,6 +49,7 @@ class ExtractRequest(BaseModel):
         min_length=1, description="Entity types for every text, or one list per text."
     )
     examples: Literal[EXAMPLES] = Field("none", description="In-context examples from the server's pool.")
+    decoding: Literal[DECODINGS] | None = Field(None, description="free or constrained; null: the server's.")
 
 
 class ApiError(Exception):
@@ -148,6 +150,7 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
 
     @app.get("/v1/info")
     async def v1_info():
+        current = getattr(ner.predictor, "decoding", None)
         modes = ["none"] + ([m for m in EXAMPLES if m != "none"] if ner.pool is not None else [])
         return {
             "rait_version": rait.__version__,
@@ -155,6 +158,8 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
             "languages": sorted(WORDINGS),
             "lang": ner.lang or "detected per text",
             "examples": modes,
+            "decoding": current,
+            "decodings": list(DECODINGS) if isinstance(ner.predictor, Predictor) else [current],
             "pool_mode": ner.pool_mode if ner.pool is not None else None,
             "k": ner.k,
             "max_chunk_tokens": ner.answerer.max_chunk_tokens,
@@ -168,8 +173,13 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
         texts, types = _check(body, limits)
         if body.examples != "none" and ner.pool is None:
             raise ApiError(422, f"examples: {body.examples!r} needs a server started with --pool", "examples")
+        decodings = [d for d in DECODINGS if isinstance(ner.predictor, Predictor)]
+        if body.decoding not in (None, getattr(ner.predictor, "decoding", None), *decodings):
+            raise ApiError(
+                422, f"decoding: this server's model decodes only {ner.predictor.decoding!r}", "decoding"
+            )
         try:
-            served = await batcher.submit(texts, types, body.examples)
+            served = await batcher.submit(texts, types, body.examples, body.decoding)
         except QueueFull as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         results = [

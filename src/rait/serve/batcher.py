@@ -1,10 +1,11 @@
 """Request batching: concurrent requests are merged into one predictor call.
 
 Requests wait in an asyncio queue; one worker takes the first, then keeps taking requests for at most
-``max_wait_ms`` or until ``max_batch`` texts are collected, and runs them through :meth:`rait.api.NER.extract`
-on one worker thread (the model is never called concurrently). Requests with different example modes in
-one batch are run as one call per mode. Past ``max_queue`` texts waiting or running, a request is refused
-at once (:class:`QueueFull`) instead of queueing without bound."""
+``max_wait_ms`` or until ``max_batch`` texts are collected, and runs them through
+:meth:`rait.api.NER.extract` on one worker thread (the model is never called concurrently). Requests with
+different example modes or decodings in one batch are run as one call per combination. Past ``max_queue``
+texts waiting or running, a request is refused at once (:class:`QueueFull`) instead of queueing without
+bound."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class _Job:
     texts: list[str]
     types: list[tuple[str, ...]]
     examples: str
+    decoding: str | None
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -71,12 +73,16 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def submit(
-        self, texts: Sequence[str], types: Sequence[tuple[str, ...]], examples: str
+        self,
+        texts: Sequence[str],
+        types: Sequence[tuple[str, ...]],
+        examples: str = "none",
+        decoding: str | None = None,
     ) -> BatchResult:
         """Extract entities from ``texts`` (``types``: one tuple per text) in the next batch."""
         if self.pending_texts + len(texts) > self.max_queue:
             raise QueueFull(f"server busy: {self.pending_texts} texts queued (limit {self.max_queue})")
-        job = _Job(list(texts), list(types), examples, asyncio.get_running_loop().create_future())
+        job = _Job(list(texts), list(types), examples, decoding, asyncio.get_running_loop().create_future())
         self.pending_texts += len(job.texts)
         try:
             await self._queue.put(job)
@@ -132,13 +138,13 @@ class Batcher:
                     job.future.set_result(BatchResult(extractions, queue_ms, predict_ms, size))
 
     def _predict(self, jobs: list[_Job]) -> list[list[Extraction]]:
-        """Runs on the worker thread: one :meth:`NER.extract` call per example mode."""
+        """Runs on the worker thread: one :meth:`NER.extract` call per (example mode, decoding)."""
         results: list[list[Extraction] | None] = [None] * len(jobs)
-        for mode in dict.fromkeys(job.examples for job in jobs):
-            chosen = [i for i, job in enumerate(jobs) if job.examples == mode]
+        for examples, decoding in dict.fromkeys((job.examples, job.decoding) for job in jobs):
+            chosen = [i for i, job in enumerate(jobs) if (job.examples, job.decoding) == (examples, decoding)]
             texts = [text for i in chosen for text in jobs[i].texts]
             types = [t for i in chosen for t in jobs[i].types]
-            found = iter(self.ner.extract(texts, types, mode, batch_size=max(len(texts), 1)))
+            found = iter(self.ner.extract(texts, types, examples, batch_size=len(texts), decoding=decoding))
             for i in chosen:
                 results[i] = [next(found) for _ in jobs[i].texts]
         return results
