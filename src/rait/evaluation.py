@@ -158,21 +158,13 @@ class EvalReport:
     def average_f1(self) -> float:
         return self._mean("f1")
 
-    @property
-    def n_queries(self) -> int:
-        return sum(s.n_queries for s in self.benchmarks.values())
+    def _total(self, count: str) -> int:
+        return sum(getattr(s, count) for s in self.benchmarks.values())
 
-    @property
-    def n_unparseable(self) -> int:
-        return sum(s.n_unparseable for s in self.benchmarks.values())
-
-    @property
-    def n_capped(self) -> int:
-        return sum(s.n_capped for s in self.benchmarks.values())
-
-    @property
-    def n_repetition(self) -> int:
-        return sum(s.n_repetition for s in self.benchmarks.values())
+    n_queries = property(lambda self: self._total("n_queries"))
+    n_unparseable = property(lambda self: self._total("n_unparseable"))
+    n_capped = property(lambda self: self._total("n_capped"))  # answers that hit the length cap
+    n_repetition = property(lambda self: self._total("n_repetition"))  # answers stopped in a loop
 
     def to_dict(self) -> dict:
         return {
