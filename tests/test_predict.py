@@ -438,11 +438,14 @@ def test_vllm_completions_are_cut_where_the_transformers_path_stops():
     _, tokenizer = tiny_model_and_tokenizer()
     vllm_predictor = object.__new__(VllmPredictor)
     vllm_predictor.tokenizer, vllm_predictor.stop_repetition = tokenizer, True
+    vllm_predictor.decoding = "free"
     looping = [40, 41] * 30
     completion = SimpleNamespace(token_ids=looping, text=tokenizer.decode(looping), finish_reason="length")
     answer = vllm_predictor._answer(completion)
     assert finish_reason(answer) == "repetition" and answer == tokenizer.decode(looping[:32]).strip()
-    vllm_predictor.stop_repetition = False
+    vllm_predictor.decoding = "constrained"  # closes its answers itself: never cut
+    assert finish_reason(vllm_predictor._answer(completion)) == "length"
+    vllm_predictor.decoding, vllm_predictor.stop_repetition = "free", False
     assert finish_reason(vllm_predictor._answer(completion)) == "length"
     done = SimpleNamespace(token_ids=[40, 41], text=" [] ", finish_reason="stop")
     assert vllm_predictor._answer(done) == "[]" and finish_reason(vllm_predictor._answer(done)) == "stop"
