@@ -490,3 +490,21 @@ def test_decodings_expand_into_extra_modes_that_reach_predict_and_the_report(tmp
     bad.write_text(CONFIG.replace("    - none\n", "    - {kind: none, decodings: [beam]}\n"))
     with pytest.raises(DataError, match="decodings"):
         load_config(bad)
+
+
+def test_allow_identical_examples_is_a_bool_predict_option(tmp_path):
+    good = tmp_path / "leak.yaml"
+    good.write_text(
+        CONFIG.replace(
+            "  max_examples: 5\n", "  max_examples: 5\n  predict: {allow_identical_examples: true}\n"
+        )
+    )
+    assert load_config(good, output_dir=tmp_path / "o").evaluation.predict == {
+        "allow_identical_examples": True
+    }
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        CONFIG.replace("  max_examples: 5\n", "  max_examples: 5\n  predict: {allow_identical_examples: 3}\n")
+    )
+    with pytest.raises(DataError, match="must be a bool"):
+        load_config(bad, output_dir=tmp_path / "o")

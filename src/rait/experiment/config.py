@@ -135,6 +135,7 @@ PREDICT_DEFAULTS = {
     "mixed_ratio": 0.5,
     "chunk_size": 32,
     "precision": "auto",
+    "allow_identical_examples": False,
 }
 
 

@@ -165,6 +165,7 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
                 mixed_ratio=options["mixed_ratio"],
                 seed=config.evaluation.seed,
                 query_ids=[r.id for r in batch],
+                exclude_identical=not options["allow_identical_examples"],
             )
 
     output = out_dir / "predictions.jsonl"
