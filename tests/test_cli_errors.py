@@ -51,142 +51,50 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return {"latin": latin, "empty": empty, "bio": bio, "dir": tmp_path}
 
 
-CASES = {
-    "evaluate non-UTF-8": (lambda f: ["evaluate", f["latin"]], ["latin1.txt, line 3", "not UTF-8"]),
-    "evaluate a directory": (lambda f: ["evaluate", f["dir"]], ["is a directory"]),
-    "predict non-UTF-8 .txt": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-i",
-            f["latin"],
-            "--types",
-            "person",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
-        ["line 3", "not UTF-8"],
-    ),
-    "predict empty .txt": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-i",
-            f["empty"],
-            "--types",
-            "person",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
-        ["empty"],
-    ),
-    "predict --lang fr": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-b",
-            "crossner_ai",
-            "--lang",
-            "fr",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
-        ["--lang 'fr'"],
-    ),
+PREDICT = ("predict", "-m", MISSING_MODEL, "-o", "{dir}/p.jsonl")
+CASES = {  # arguments ({name} is a file of the fixture), words of the error line
+    "evaluate non-UTF-8": (["evaluate", "{latin}"], ["latin1.txt, line 3", "not UTF-8"]),
+    "evaluate a directory": (["evaluate", "{dir}"], ["is a directory"]),
+    "predict non-UTF-8 .txt": ([*PREDICT, "-i", "{latin}", "--types", "person"], ["line 3", "not UTF-8"]),
+    "predict empty .txt": ([*PREDICT, "-i", "{empty}", "--types", "person"], ["empty"]),
+    "predict --lang fr": ([*PREDICT, "-b", "crossner_ai", "--lang", "fr"], ["--lang 'fr'"]),
     "predict --max-examples -3": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-b",
-            "crossner_ai",
-            "--max-examples",
-            "-3",
-            "-o",
-            f["dir"] / "p",
-        ],
+        [*PREDICT, "-b", "crossner_ai", "--max-examples", "-3"],
         ["--max-examples"],
     ),
     "predict --pool-size -1": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-b",
-            "crossner_ai",
-            "--examples",
-            "in-domain",
-            "--pool-size",
-            "-1",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
+        [*PREDICT, "-b", "crossner_ai", "--examples", "in-domain", "--pool-size", "-1"],
         ["--pool-size"],
     ),
-    "predict -k with --examples none": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-b",
-            "crossner_ai",
-            "-k",
-            "3",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
-        ["-k has no effect"],
-    ),
+    "predict -k with --examples none": ([*PREDICT, "-b", "crossner_ai", "-k", "3"], ["-k has no effect"]),
     "predict --types with -b": (
-        lambda f: [
-            "predict",
-            "-m",
-            MISSING_MODEL,
-            "-b",
-            "crossner_ai",
-            "--types",
-            "x",
-            "-o",
-            f["dir"] / "p.jsonl",
-        ],
+        [*PREDICT, "-b", "crossner_ai", "--types", "x"],
         ["--types applies to --input"],
     ),
-    "predict output is a directory": (
-        lambda f: ["predict", "-m", MISSING_MODEL, "-i", f["bio"], "-o", f["dir"]],
-        ["is a directory"],
-    ),
+    "predict output is a directory": ([*PREDICT, "-i", "{bio}", "-o", "{dir}"], ["is a directory"]),
     "convert --lang fr": (
-        lambda f: ["convert", f["bio"], f["dir"] / "o.json", "--to", "uniner", "--lang", "fr"],
+        ["convert", "{bio}", "{dir}/o.json", "--to", "uniner", "--lang", "fr"],
         ["--lang 'fr'"],
     ),
     "convert --from bio on an empty file": (
-        lambda f: ["convert", f["empty"], f["dir"] / "o.jsonl", "--from", "bio"],
+        ["convert", "{empty}", "{dir}/o.jsonl", "--from", "bio"],
         ["empty"],
     ),
-    "convert output is a directory": (lambda f: ["convert", f["bio"], f["dir"]], ["is a directory"]),
-    "train non-UTF-8 data": (
-        lambda f: ["train", f["latin"], "-o", f["dir"] / "run", "-m", MISSING_MODEL],
-        ["not UTF-8"],
-    ),
+    "convert output is a directory": (["convert", "{bio}", "{dir}"], ["is a directory"]),
+    "train non-UTF-8 data": (["train", "{latin}", "-o", "{dir}/run", "-m", MISSING_MODEL], ["not UTF-8"]),
     "train --lr-scheduler foo": (
-        lambda f: ["train", f["bio"], "-o", f["dir"] / "run", "--lr-scheduler", "foo"],
+        ["train", "{bio}", "-o", "{dir}/run", "--lr-scheduler", "foo"],
         ["lr_scheduler must be one of"],
     ),
-    "experiment non-UTF-8 config": (lambda f: ["experiment", f["latin"]], ["not UTF-8", "line 3"]),
-    "report non-UTF-8 results": (lambda f: ["report", f["latin"]], ["not UTF-8"]),
+    "experiment non-UTF-8 config": (["experiment", "{latin}"], ["not UTF-8", "line 3"]),
+    "report non-UTF-8 results": (["report", "{latin}"], ["not UTF-8"]),
     "distill --chunk-tokens 0": (
-        lambda f: ["distill", f["bio"], "-o", f["dir"] / "d.jsonl", "--chunk-tokens", "0"],
+        ["distill", "{bio}", "-o", "{dir}/d.jsonl", "--chunk-tokens", "0"],
         ["--chunk-tokens"],
     ),
-    "distill -n -4": (
-        lambda f: ["distill", f["bio"], "-o", f["dir"] / "d.jsonl", "-n", "-4"],
-        ["-n must be"],
-    ),
+    "distill -n -4": (["distill", "{bio}", "-o", "{dir}/d.jsonl", "-n", "-4"], ["-n must be"]),
     "build-data -k with vanilla": (
-        lambda f: ["build-data", f["bio"], "-o", f["dir"] / "b.jsonl", "--method", "vanilla", "-k", "3"],
+        ["build-data", "{bio}", "-o", "{dir}/b.jsonl", "--method", "vanilla", "-k", "3"],
         ["-k has no effect"],
     ),
 }
@@ -195,7 +103,10 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_line(monkeypatch, capsys, files, case):
     args, words = CASES[case]
-    code, output = run(monkeypatch, capsys, *args(files))
+    args = [
+        arg.format(**files) for arg in args
+    ]  # the last -o wins: "output is a directory" overrides PREDICT's
+    code, output = run(monkeypatch, capsys, *args)
     assert_one_line_error(code, output, *words)
     assert not (files["dir"] / "p.jsonl").exists() and not (files["dir"] / "o.jsonl").exists()
 
