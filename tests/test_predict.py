@@ -23,6 +23,7 @@ from rait.predict import (
     answer_mentions,
     entities_from_answers,
     locate,
+    meta_path,
     predict_records,
     run_predict,
 )
@@ -333,6 +334,15 @@ def test_cli_predicts_a_text_file_with_a_tiny_model_and_resumes(tmp_path):
     assert (
         again.exit_code == 0 and "0 passages predicted" in again.output and "2 already done" in again.output
     )
+    assert "hit the 4-token cap" in result.output
+    settings = json.loads(meta_path(out).read_text())["settings"]
+    assert (settings["system_prompt"], settings["stop_repetition"]) == ("none", True)
+    for option, name in (
+        ("--system-prompt=Be brief.", "system_prompt"),
+        ("--no-stop-repetition", "stop_rep"),
+    ):
+        other = CliRunner().invoke(app, [*args, option])
+        assert other.exit_code != 0 and name in str(other.exception)  # not mixed into that output
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("vllm") is not None, reason="vllm is installed")

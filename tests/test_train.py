@@ -281,12 +281,15 @@ def test_cli_train_and_merge(workdir, tmp_path):
     )
     out = tmp_path / "adapter"
     runner = CliRunner()
+    options = ["--lr", "0.02", "--system-prompt", "Be brief.", "--validation-fraction", "0.25"]
     result = runner.invoke(
-        app, ["train", str(workdir / "conv.jsonl"), "-o", str(out), "-c", str(cfg_file), "--lr", "0.02"]
+        app, ["train", str(workdir / "conv.jsonl"), "-o", str(out), "-c", str(cfg_file), *options]
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / CONFIG_FILE).read_text())
     assert (saved["max_steps"], saved["learning_rate"], saved["lora_r"]) == (2, 0.02, 4)
+    assert (saved["system_prompt"], saved["validation_fraction"]) == ("Be brief.", 0.25)
+    assert read_validation(out)["conversations"] == 1
     merged_dir = tmp_path / "merged"
     result = runner.invoke(app, ["merge", str(out), str(merged_dir)])
     assert result.exit_code == 0, result.output
