@@ -220,3 +220,18 @@ def test_report_command_bootstrap_options(paired_results, tmp_path):
     result = CliRunner().invoke(app, ["report", str(path), "--bootstrap-samples", "500", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "(500 resamples, seed 3)" in (tmp_path / "report.md").read_text()
+
+
+def test_model_selection_table(results, tmp_path):
+    results["selection"] = {  # FABRICATED losses
+        "n500-vanilla-s1": {
+            "selected": {"learning_rate": 0.001, "epochs": 3.0},
+            "candidates": [
+                {"learning_rate": 0.0002, "epochs": 3.0, "validation_loss": 0.91, "path": "a"},
+                {"learning_rate": 0.001, "epochs": 3.0, "validation_loss": 0.75, "path": "b"},
+            ],
+        }
+    }
+    table = section(build_report(results, tmp_path).read_text(), "Model selection")
+    assert "| n500-vanilla-s1 | 0.0002 | 3 | 0.9100 |" in table
+    assert "|  | 0.001 | 3 | **0.7500** |" in table

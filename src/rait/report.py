@@ -621,6 +621,29 @@ def _difference_plot(groups: dict[str, list[tuple[str, Estimate]]], path: Path) 
     return _save(figure, path)
 
 
+def selection_table(results: dict) -> View | None:
+    """The model selection of ``training.search``: per training cell, every candidate's validation loss,
+    the chosen one in bold; None without a search."""
+    selection = results.get("selection") or {}
+    if not selection:
+        return None
+    view = View("selection", "Model selection: validation loss per candidate (held-out training data)")
+    lines = ["| Model | learning rate | epochs | validation loss |", "|---|---:|---:|---:|"]
+    for cell, found in selection.items():
+        for index, candidate in enumerate(found["candidates"]):
+            chosen = all(candidate.get(k) == v for k, v in found["selected"].items())
+            loss = candidate["validation_loss"]
+            cells = [
+                cell if index == 0 else "",
+                f"{candidate['learning_rate']:g}",
+                f"{candidate['epochs']:g}",
+                "—" if loss is None else (f"**{loss:.4f}**" if chosen else f"{loss:.4f}"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    view.markdown = "\n".join(lines) + "\n"
+    return view
+
+
 def build_report(
     results: dict,
     output_dir: str | Path,
@@ -643,6 +666,8 @@ def build_report(
         k_table(scores),
         paired_differences(scores, output_dir),
     ]
+    selection = selection_table(results)
+    views += [selection] if selection else []
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [
         f"base model `{results['base_model']}`" if results.get("base_model") else "",
