@@ -313,3 +313,26 @@ def test_the_repetition_stop_does_not_cut_constrained_answers(tiny):
     cap = len(tokenizer(answer, add_special_tokens=False)["input_ids"]) + 1
     assert not is_copy_answer(scripted(tiny, answer, cap, "free", text), text)
     assert scripted(tiny, answer, cap, "constrained", text) == answer
+
+
+@pytest.mark.slow
+def test_smollm2_vocabulary_bytes_and_allowed_tokens():
+    """The real SmolLM2 tokenizer (49,152 tokens): byte strings decode its encodings, and the allowed tokens
+    of a few states equal a scan of the whole vocabulary."""
+    from transformers import AutoTokenizer
+
+    from rait import models
+
+    cached = models.cache_dir() / "models" / models.EMBEDDED_CACHE_NAME
+    if not (cached / "tokenizer_config.json").exists():
+        pytest.skip("SmolLM2 is not converted in the rait cache")
+    tokenizer = AutoTokenizer.from_pretrained(cached)
+    vocab = TokenVocab(tokenizer, stop_token_ids(tokenizer))
+    text = 'Apple said "iPhone" sold in 北京 and C:\\temp.'
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert b"".join(vocab.token_bytes[i] for i in ids).decode() == text
+    c = PassageConstraint(text, vocab)
+    for prefix in ('["', '["北', '["Apple said \\"', '["C:\\\\temp.", '):
+        cursor = walk(c, prefix)
+        scan = {t for t, data in enumerate(vocab.token_bytes) if data and c.advance(cursor, data) is not None}
+        assert set(c.allowed(cursor).tolist()) - vocab.stop_ids == scan - vocab.stop_ids, prefix
