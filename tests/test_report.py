@@ -235,3 +235,11 @@ def test_model_selection_table(results, tmp_path):
     table = section(build_report(results, tmp_path).read_text(), "Model selection")
     assert "| n500-vanilla-s1 | 0.0002 | 3 | 0.9100 |" in table
     assert "|  | 0.001 | 3 | **0.7500** |" in table
+
+
+def test_paired_differences_cover_every_decoding(paired_results, tmp_path):
+    constrained = [{**row, "decoding": "constrained"} for row in paired_results["rows"]]
+    paired_results["rows"] += constrained
+    paired = section(build_report(paired_results, tmp_path, samples=200).read_text(), "RA-IT minus vanilla")
+    leads = [line.split("|")[3].strip() for line in paired.splitlines() if line.startswith("| 100 |")]
+    assert leads == ["no examples", "no examples, constrained decoding"]

@@ -547,10 +547,13 @@ def _p(p: float | None, samples: int) -> str:
 
 
 def paired_differences(scores: Scores, output_dir: Path) -> View:
-    """RA-IT minus vanilla IT (same size, same inference settings), per benchmark and on average: the
-    difference, its paired-bootstrap interval and p-value."""
+    """RA-IT minus vanilla IT (same size, same inference settings and decoding), per benchmark and on
+    average: the difference, its paired-bootstrap interval and p-value; every decoding in the results."""
     view = View("paired", "RA-IT minus vanilla IT (paired bootstrap over test sentences)")
-    pairs = [(s, _vanilla_of(s)) for s in scores.settings(method="ra-it") if _vanilla_of(s) in scores.f1]
+    ra_it = sorted(
+        (s for s in scores.f1 if s.method == "ra-it"), key=lambda s: (s.decoding != "free", _model_order(s))
+    )
+    pairs = [(s, _vanilla_of(s)) for s in ra_it if _vanilla_of(s) in scores.f1]
     if not pairs:
         view.skipped = (
             "needs an RA-IT and a vanilla IT model of the same size with the same inference settings"
