@@ -212,6 +212,12 @@ def test_bad_sentence_counts_name_the_field(paired_results, tmp_path):
     with pytest.raises(DataError) as info:
         load_results(path)
     assert info.value.field == "rows[2].sentences.s7"
+    paired_results["rows"][2]["sentences"]["s7"] = [1, 1, 1]
+    paired_results["rows"][2]["f1"] = 70.0  # the counts give 75
+    path.write_text(json.dumps(paired_results))
+    with pytest.raises(DataError, match="the counts give F1 75.00, the row's f1 is 70.00") as info:
+        load_results(path)
+    assert info.value.field == "rows[2].sentences"
 
 
 def test_report_command_bootstrap_options(paired_results, tmp_path):

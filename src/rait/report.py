@@ -17,7 +17,9 @@ from pathlib import Path
 from statistics import mean
 from typing import NamedTuple
 
-from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate
+import numpy as np
+
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate, micro_f1
 from rait.errors import DataError
 from rait.fileio import atomic_write, read_json
 
@@ -132,12 +134,13 @@ def load_results(path: str | Path) -> dict:
                     path, f"must be a score from 0 to 100, got {value!r}", field=f"rows[{index}].{metric}"
                 )
         if "sentences" in row:
-            _check_sentences(path, row["sentences"], f"rows[{index}].sentences")
+            _check_sentences(path, row["sentences"], f"rows[{index}].sentences", row["f1"])
     return data
 
 
-def _check_sentences(path: Path, sentences, key: str) -> None:
-    """``sentences``: a mapping of sentence id to [n_correct, n_pred, n_gold], non-negative integers."""
+def _check_sentences(path: Path, sentences, key: str, f1: float) -> None:
+    """``sentences``: a mapping of sentence id to [n_correct, n_pred, n_gold], non-negative integers,
+    whose sums give the row's F1."""
     if not isinstance(sentences, dict):
         raise DataError(path, "must be a mapping of sentence id to [n_correct, n_pred, n_gold]", field=key)
     for sentence, counts in sentences.items():
@@ -149,6 +152,9 @@ def _check_sentences(path: Path, sentences, key: str) -> None:
             raise DataError(
                 path, f"must be [n_correct, n_pred, n_gold], got {counts!r}", field=f"{key}.{sentence}"
             )
+    summed = float(micro_f1(np.array([sum(c[i] for c in sentences.values()) for i in range(3)], dtype=float)))
+    if abs(summed - f1) > 0.01:
+        raise DataError(path, f"the counts give F1 {summed:.2f}, the row's f1 is {f1:.2f}", field=key)
 
 
 Cell = float | Estimate | None  # a table number: a plain score, or one with its interval
