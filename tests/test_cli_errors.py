@@ -92,6 +92,10 @@ CASES = {  # arguments ({name} is a file of the fixture), words of the error lin
         ["distill", "{bio}", "-o", "{dir}/d.jsonl", "--chunk-tokens", "0"],
         ["--chunk-tokens"],
     ),
+    "distill an empty corpus": (
+        ["distill", "{empty}", "-o", "{dir}/d.jsonl", "--no-progress"],
+        ["no text to annotate"],
+    ),
     "distill -n -4": (["distill", "{bio}", "-o", "{dir}/d.jsonl", "-n", "-4"], ["-n must be"]),
     "build-data -k with vanilla": (
         ["build-data", "{bio}", "-o", "{dir}/b.jsonl", "--method", "vanilla", "-k", "3"],

@@ -305,7 +305,7 @@ def _check_not_truncated(path: Path, text: str, blocks: list) -> None:
         raise DataError(
             path,
             f"the file ends without a newline inside tag {tag.strip()!r}, whose type appears nowhere else: "
-            "it looks truncated",
+            "it looks truncated (if the file is complete, end it with a newline)",
             line=line,
         )
 
