@@ -351,6 +351,27 @@ def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path)
     assert "Shutting down" in output
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--max-batch", "0"], ["--max-batch must be at least 1"]),
+        (["--max-wait-ms", "-1"], ["--max-wait-ms"]),
+        ([], ["/nonexistent/model"]),
+    ],
+)
+def test_cli_bad_options_are_one_line_errors(monkeypatch, capsys, args, words):
+    from rait.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["rait", "serve", "/nonexistent/model", *args])
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as exc:
+        main()
+    output = capsys.readouterr()
+    lines = [line for line in (output.out + output.err).splitlines() if line.strip()]
+    assert exc.value.code == 1 and len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert all(word in lines[0] for word in words), lines
+
+
 # ------------------------------------------------------------------------------- the web page in a browser
 
 

@@ -63,8 +63,9 @@ def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: i
     piece = text[start:end]
     if getattr(tokenizer, "is_fast", False):
         offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    else:  # no offsets: one "token" per character, a safe over-estimate
+    else:  # a slow tokenizer has no offsets: one "token" per character, an estimate
         offsets = [(i, i + 1) for i in range(len(piece))]
+    budget = max(budget - 2, 1)  # a window tokenized alone may merge its edges differently
     overlap = min(overlap, budget // 4)
     windows, i, n = [], 0, len(offsets)
     while i < n:
@@ -72,7 +73,7 @@ def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: i
         if j < n:
             for k in range(j, i + budget // 2, -1):
                 at = offsets[k][0]  # byte-level BPE tokens may start with their leading space
-                if piece[at - 1 : at + 1][:1].isspace() or piece[at : at + 1].isspace():
+                if piece[at - 1 : at].isspace() or piece[at : at + 1].isspace():
                     j = k
                     break
         ws, we = offsets[i][0], offsets[j - 1][1]

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 import rait
 from rait.api import EXAMPLES, NER
+from rait.errors import RaitError
 from rait.predict import DECODINGS, Predictor
 from rait.serve.batcher import Batcher, QueueFull
 from rait.templates import WORDINGS
@@ -37,6 +38,13 @@ class ServeLimits:
     max_queue: int = 256
     max_batch: int = 16
     max_wait_ms: float = 10.0
+
+    def __post_init__(self):
+        for name in ("max_text_chars", "max_texts", "max_types", "max_queue", "max_batch"):
+            if getattr(self, name) < 1:
+                raise RaitError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise RaitError(f"--max-wait-ms must be at least 0, not {self.max_wait_ms}")
 
 
 class ExtractRequest(BaseModel):

@@ -47,8 +47,6 @@ class Batcher:
     """Merge concurrent :meth:`submit` calls into predictor batches (see the module docs)."""
 
     def __init__(self, ner: NER, *, max_batch: int = 16, max_wait_ms: float = 10.0, max_queue: int = 256):
-        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be at least 1, max_wait_ms at least 0")
         self.ner = ner
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
