@@ -247,10 +247,22 @@ def test_invalid_answers_are_repaired(tiny):
     for answer in ['["Barack Obama", "London"]', '["barack obama"]']:
         out = scripted(tiny, answer, 16, "constrained", text)
         assert is_copy_answer(out, text) and out != answer
-    loop = '["Paris", "Paris", "Paris", "Paris", "Paris", "Paris'  # repeats "Paris" until the cap
+    loop = '["Paris", "Barack", "Paris", "Paris", "Paris", "Paris'  # repeats "Paris" until the cap
     assert not is_copy_answer(scripted(tiny, loop, 16, "free", text, stop=False), text)
-    out = scripted(tiny, loop, 16, "constrained", text, stop=False)
-    assert is_copy_answer(out, text) and out.startswith('["Paris", "')  # the first, valid string is kept
+    # a model starting to loop ends its answer: cut after its last complete string
+    assert scripted(tiny, loop, 16, "constrained", text, stop=False) == '["Paris", "Barack"]'
+
+
+def test_finish_cuts_an_answer_after_its_last_complete_string(vocab):
+    c = PassageConstraint('Paris and "Oslo"', vocab)
+    for data, expected in [
+        ('["Paris", "Oslo', '["Paris"]'),
+        ('["Paris", ', '["Paris"]'),
+        ('["Par', "[]"),
+        ("", "[]"),
+        ('["Paris", "\\"Oslo\\""]', '["Paris", "\\"Oslo\\""]'),
+    ]:
+        assert c.finish(data.encode()).decode() == expected
 
 
 def test_decoding_option_is_checked(tiny):
@@ -284,7 +296,8 @@ def test_request_level_processor_matches_the_predictor(tiny):
                 if token in vocab.stop_ids:
                     break
                 out.append(token)
-            assert tokenizer.decode(out, skip_special_tokens=True).strip() == answer
+            text = tokenizer.decode(out, skip_special_tokens=True).strip()
+            assert processor.constraint.finish(text.encode()).decode() == answer
 
 
 def test_cli_decoding_option_and_resume_check(tmp_path):

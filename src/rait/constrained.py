@@ -172,23 +172,41 @@ class PassageConstraint:
 
     def advance(self, cursor: Cursor, data: bytes) -> Cursor | None:
         """The cursor after writing ``data``, or ``None`` when the grammar refuses it."""
+        return self._walk(cursor, data)[0]
+
+    def _walk(self, cursor: Cursor, data: bytes) -> tuple[Cursor | None, bool]:
+        """:meth:`advance`, and whether ``data`` was refused for closing a string already in the answer."""
         state, ends, content, emitted = cursor.state, cursor.ends, cursor.content, cursor.emitted
         for byte in data:
             if state == STRING:
                 if byte == _QUOTE and self._closable(ends):
                     if content in emitted:
-                        return None
+                        return None, True
                     state, ends, content, emitted = AFTER, None, b"", emitted | {content}
                     continue
                 ends = self._extend(ends, byte)
                 if not ends:
-                    return None
+                    return None, False
                 content += bytes((byte,))
             else:
                 state = _FIXED.get((state, byte))
                 if state is None:
-                    return None
-        return Cursor(state, ends, content, emitted)
+                    return None, False
+        return Cursor(state, ends, content, emitted), False
+
+    def finish(self, data: bytes) -> bytes:
+        """``data`` (an answer's bytes) when it is a complete answer, else cut after its last complete
+        string and closed with ``]``."""
+        cursor, kept = Cursor(), 0
+        for end in range(1, len(data) + 1):
+            cursor = self.advance(cursor, data[end - 1 : end])
+            if cursor is None:
+                break
+            if cursor.state == CLOSED:
+                return data[:end]
+            if cursor.state in (OPEN, AFTER):
+                kept = end
+        return data[:kept] + b"]" if kept else b"[]"
 
     # -- how many tokens closing the answer takes, at most
 
@@ -292,6 +310,22 @@ class PassageConstraint:
         state = _FIXED.get((state, byte))
         return None if state is None else (state, None)
 
+    def decide(
+        self, cursor: Cursor, greedy: int, logits: torch.Tensor, remaining: int
+    ) -> tuple[int, Cursor, bool]:
+        """The token to write after ``cursor`` when the model's top token is ``greedy``, the cursor after it,
+        and whether the answer ends here because the model started to loop: ``greedy`` when allowed; a
+        stop token when ``greedy`` would close a string already in the answer (the answer is then cut after
+        its last complete string, :meth:`finish`); else the best allowed token (:meth:`choose`)."""
+        after = self.accept(cursor, greedy, remaining)
+        if after is not None:
+            return greedy, after, False
+        data = self.vocab.token_bytes[greedy] if greedy < len(self.vocab.token_bytes) else None
+        if data and self._walk(cursor, data)[1]:
+            return min(self.vocab.stop_ids), Cursor(DONE), True
+        token, after = self.choose(cursor, logits, remaining)
+        return token, after, False
+
     def choose(self, cursor: Cursor, logits: torch.Tensor, remaining: int) -> tuple[int, Cursor]:
         """The highest-scoring allowed token (lowest id among ties, as ``argmax``) and the cursor after it."""
         candidates = self.allowed(cursor)
@@ -312,10 +346,13 @@ class ConstrainedRows:
     def __init__(self, constraints: Sequence[PassageConstraint]):
         self.constraints = list(constraints)
         self.cursors = [Cursor() for _ in self.constraints]
+        self.written = [b"" for _ in self.constraints]  # each row's answer bytes so far
+        self.looped: set[int] = set()
 
     def select(self, logits: torch.Tensor, tokens: torch.Tensor, rows: Sequence[int], remaining: int):
-        """Replace each row's greedy token (``tokens``; ``rows``: the original row of each batch row) by the
-        best allowed one where the constraint refuses it; ``remaining``: tokens left, counting this one."""
+        """Replace each row's greedy token (``tokens``; ``rows``: the original row of each batch row) where
+        the constraint refuses it (:meth:`PassageConstraint.decide`); ``remaining``: tokens left, counting
+        this one."""
         chosen = tokens.tolist()
         changed = False
         for batch_row, row in enumerate(rows):
@@ -323,12 +360,20 @@ class ConstrainedRows:
             if cursor.state == DONE:
                 continue
             constraint = self.constraints[row]
-            after = constraint.accept(cursor, chosen[batch_row], remaining)
-            if after is None:
-                chosen[batch_row], after = constraint.choose(cursor, logits[batch_row], remaining)
-                changed = True
+            token, after, looped = constraint.decide(cursor, chosen[batch_row], logits[batch_row], remaining)
+            if token != chosen[batch_row]:
+                chosen[batch_row], changed = token, True
+            if looped:
+                self.looped.add(row)
+            elif after.state != DONE:
+                self.written[row] += constraint.vocab.token_bytes[token]
             self.cursors[row] = after
         return torch.tensor(chosen, dtype=tokens.dtype, device=tokens.device) if changed else tokens
+
+    def rewrite(self, outputs: list[list[int]], encode) -> None:
+        """Replace the token ids of the rows that ended by looping with ``encode`` of their cut answer."""
+        for row in self.looped:
+            outputs[row] = encode(self.constraints[row].finish(self.written[row]).decode())
 
 
 def is_copy_answer(answer: str, text: str) -> bool:
@@ -346,7 +391,8 @@ def is_copy_answer(answer: str, text: str) -> bool:
 class RequestConstraint:
     """The constraint as a per-request logits processor ``(output_ids, logits) -> logits`` (vLLM's
     request-level interface): all scores but the chosen token's are set to ``-inf``, so greedy decoding
-    takes the token :class:`ConstrainedRows` would take. ``max_tokens``: the request's token cap."""
+    takes the token :class:`ConstrainedRows` would take. ``max_tokens``: the request's token cap. An answer
+    that ends by looping is left unclosed: :meth:`PassageConstraint.finish` its text."""
 
     def __init__(self, constraint: PassageConstraint, max_tokens: int):
         self.constraint = constraint
@@ -364,9 +410,7 @@ class RequestConstraint:
         if self.cursor.state == DONE:
             return logits
         remaining = self.max_tokens - len(output_ids)
-        token = int(logits.argmax())
-        if self.constraint.accept(self.cursor, token, remaining) is None:
-            token, _ = self.constraint.choose(self.cursor, logits, remaining)
+        token, _, _ = self.constraint.decide(self.cursor, int(logits.argmax()), logits, remaining)
         keep = logits[token].clone()
         logits.fill_(-math.inf)
         logits[token] = keep

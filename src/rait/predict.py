@@ -290,6 +290,8 @@ class Predictor(Answerer):
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
             next_pos = next_pos + 1
+        if guide is not None:  # answers that ended by looping: cut after their last complete string
+            guide.rewrite(outputs, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return [
             Continuation(ids, "repetition" if row in looped else "stop" if row in finished else "length")
             for row, ids in enumerate(outputs)
@@ -378,6 +380,7 @@ class VllmPredictor(Answerer):
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.decoding = decoding
+        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained answer
         self.params = vllm.SamplingParams(
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
@@ -409,8 +412,19 @@ class VllmPredictor(Answerer):
         )
         answers: list[list[str]] = [[] for _ in queries]
         for index, output in zip(owners, outputs, strict=True):
-            answers[index].append(self._answer(output.outputs[0]))
+            answer = self._answer(output.outputs[0])
+            if self.decoding == "constrained":  # an answer that ended by looping is cut and closed
+                text = self._constraint(queries[index].text).finish(answer.encode()).decode()
+                answer = Answer(text, answer.finish_reason)
+            answers[index].append(answer)
         yield from enumerate(answers)
+
+    def _constraint(self, text: str):
+        from rait.constrained import PassageConstraint, TokenVocab
+
+        if self._vocab is None:
+            self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
+        return PassageConstraint(text, self._vocab)
 
 
 def load_predictor(
