@@ -86,15 +86,18 @@ def test_chunks_are_whole_sentences_within_the_budget(tokenizer, budget):
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
 
 
-def test_a_sentence_over_the_budget_becomes_overlapping_windows(tokenizer):
+@pytest.mark.parametrize("budget", [12, 40])  # 12: the text is tokenized in several segments
+def test_a_sentence_over_the_budget_becomes_overlapping_windows(tokenizer, budget):
     text = " ".join(f"word{i}" for i in range(300))  # one sentence, no punctuation
-    spans = chunk_spans(text, tokenizer, 40, overlap=8)
+    spans = chunk_spans(text, tokenizer, budget, overlap=8)
     assert len(spans) > 3
     for (_, e), (s2, e2) in zip(spans, spans[1:], strict=False):
         assert s2 < e < e2  # overlap, and progress
         assert text[e] == " "  # windows end before a space
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    assert all(n_tokens(tokenizer, text[s:e]) <= 40 for s, e in spans)
+    assert all(n_tokens(tokenizer, text[s:e]) <= budget for s, e in spans)
+    words = {f"word{i}" for i in range(300)}
+    assert words <= {w for s, e in spans for w in text[s:e].split()}  # every word whole in some window
 
 
 def test_a_multi_megabyte_one_line_text_is_chunked(tokenizer):

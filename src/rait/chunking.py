@@ -51,38 +51,56 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return stripped
 
 
-def _token_counts(tokenizer, pieces: list[str]) -> list[int]:
-    if not pieces:
-        return []
-    return [len(ids) for ids in tokenizer(pieces, add_special_tokens=False)["input_ids"]]
+def _token_counts(tokenizer, pieces: list[str], group: int = 512) -> list[int]:
+    counts: list[int] = []
+    for start in range(0, len(pieces), group):  # in groups: a 10 MB text's ids never all in memory
+        counts += [
+            len(ids)
+            for ids in tokenizer(pieces[start : start + group], add_special_tokens=False)["input_ids"]
+        ]
+    return counts
+
+
+def _offsets(tokenizer, piece: str) -> list[tuple[int, int]]:
+    if getattr(tokenizer, "is_fast", False):
+        return tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [(i, i + 1) for i in range(len(piece))]  # a slow tokenizer has no offsets: an estimate
 
 
 def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: int) -> list[tuple[int, int]]:
     """Cut ``text[start:end]`` (over ``budget`` tokens) into windows of at most ``budget`` tokens that
-    overlap by about ``overlap`` tokens, each ending before a space where one is in its second half."""
-    piece = text[start:end]
-    if getattr(tokenizer, "is_fast", False):
-        offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    else:  # a slow tokenizer has no offsets: one "token" per character, an estimate
-        offsets = [(i, i + 1) for i in range(len(piece))]
-    budget = max(budget - 2, 1)  # a window tokenized alone may merge its edges differently
-    overlap = min(overlap, budget // 4)
-    windows, i, n = [], 0, len(offsets)
-    while i < n:
-        j = min(i + budget, n)
-        if j < n:
-            for k in range(j, i + budget // 2, -1):
-                at = offsets[k][0]  # byte-level BPE tokens may start with their leading space
-                if piece[at - 1 : at].isspace() or piece[at : at + 1].isspace():
-                    j = k
-                    break
-        ws, we = offsets[i][0], offsets[j - 1][1]
-        window = piece[ws:we]
-        windows.append((start + ws + len(window) - len(window.lstrip()), start + ws + len(window.rstrip())))
-        if j == n:
-            break
-        i = max(j - overlap, i + 1)
-    return windows
+    overlap by about ``overlap`` tokens, each ending before a space where one is in its second half. The
+    text is tokenized a segment at a time, so memory stays bounded however long it is."""
+    size = max(budget - 2, 1)  # a window tokenized alone may merge its edges differently
+    overlap = min(overlap, size // 4)
+    segment_chars = 64 * size
+    windows: list[tuple[int, int]] = []
+    pos = start
+    while True:
+        seg_end = min(end, pos + segment_chars)
+        offsets = _offsets(tokenizer, text[pos:seg_end])
+        n, i, emitted = len(offsets), 0, False
+        while True:
+            j = min(i + size, n)
+            if j == n and seg_end < end:  # the segment ends inside this window: continue from its start
+                break
+            if j < n:
+                for k in range(j, i + size // 2, -1):
+                    at = pos + offsets[k][0]  # byte-level BPE tokens may start with their leading space
+                    if text[at - 1 : at].isspace() or text[at : at + 1].isspace():
+                        j = k
+                        break
+            ws, we = pos + offsets[i][0], pos + offsets[j - 1][1]
+            window = text[ws:we]
+            windows.append((ws + len(window) - len(window.lstrip()), ws + len(window.rstrip())))
+            emitted = True
+            if j == n:
+                return windows
+            i = max(j - overlap, i + 1)
+        if emitted:
+            pos += offsets[i][0]
+        else:  # tokens of over 64 characters: take a longer segment
+            segment_chars *= 2
 
 
 def chunk_spans(
@@ -92,14 +110,15 @@ def chunk_spans(
     sentence is cut into overlapping windows). ``[(0, len(text))]`` when the passage fits."""
     if budget < 1:
         raise RaitError(f"chunk budget must be at least 1 token, not {budget}")
-    # a token rarely spans 16+ characters: a much longer text is not counted whole first (10 MB texts)
+    # a token rarely spans 16+ characters: much longer texts and sentences are not tokenized whole (10 MB)
     if len(text) <= 16 * budget and _token_counts(tokenizer, [text])[0] <= budget:
         return [(0, len(text))]
     sentences = sentence_spans(text)
+    short = [(s, e) for s, e in sentences if e - s <= 16 * budget]  # longer ones go to windows uncounted
+    counts = dict(zip(short, _token_counts(tokenizer, [text[s:e] for s, e in short]), strict=True))
     pieces: list[tuple[int, int, int]] = []  # (start, end, tokens)
-    for (s, e), count in zip(
-        sentences, _token_counts(tokenizer, [text[s:e] for s, e in sentences]), strict=True
-    ):
+    for s, e in sentences:
+        count = counts.get((s, e), budget + 1)
         if count <= budget:
             pieces.append((s, e, count))
         else:
