@@ -67,10 +67,16 @@ def _offsets(tokenizer, piece: str) -> list[tuple[int, int]]:
     return [(i, i + 1) for i in range(len(piece))]  # a slow tokenizer has no offsets: an estimate
 
 
+def _at_word(text: str, at: int) -> bool:
+    """Whether a token starting at ``at`` starts a word (byte-level BPE tokens carry their leading space)."""
+    return text[at - 1 : at].isspace() or text[at : at + 1].isspace()
+
+
 def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: int) -> list[tuple[int, int]]:
     """Cut ``text[start:end]`` (over ``budget`` tokens) into windows of at most ``budget`` tokens that
-    overlap by about ``overlap`` tokens, each ending before a space where one is in its second half. The
-    text is tokenized a segment at a time, so memory stays bounded however long it is."""
+    overlap by about ``overlap`` tokens, each ending before a space where one is in its second half and the
+    next starting at a word where one is in the overlap. The text is tokenized a segment at a time, so
+    memory stays bounded however long it is."""
     size = max(budget - 2, 1)  # a window tokenized alone may merge its edges differently
     overlap = min(overlap, size // 4)
     segment_chars = 64 * size
@@ -80,16 +86,14 @@ def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: i
         seg_end = min(end, pos + segment_chars)
         offsets = _offsets(tokenizer, text[pos:seg_end])
         n, i, emitted = len(offsets), 0, False
+        starts = [_at_word(text, pos + offset[0]) for offset in offsets]
+
         while True:
             j = min(i + size, n)
             if j == n and seg_end < end:  # the segment ends inside this window: continue from its start
                 break
             if j < n:
-                for k in range(j, i + size // 2, -1):
-                    at = pos + offsets[k][0]  # byte-level BPE tokens may start with their leading space
-                    if text[at - 1 : at].isspace() or text[at : at + 1].isspace():
-                        j = k
-                        break
+                j = next((k for k in range(j, i + size // 2, -1) if starts[k]), j)
             ws, we = pos + offsets[i][0], pos + offsets[j - 1][1]
             window = text[ws:we]
             windows.append((ws + len(window) - len(window.lstrip()), ws + len(window.rstrip())))
@@ -97,6 +101,7 @@ def _windows(tokenizer, text: str, start: int, end: int, budget: int, overlap: i
             if j == n:
                 return windows
             i = max(j - overlap, i + 1)
+            i = next((k for k in range(i, j) if starts[k]), i)  # the next window starts at a word
         if emitted:
             pos += offsets[i][0]
         else:  # tokens of over 64 characters: take a longer segment
