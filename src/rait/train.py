@@ -37,6 +37,7 @@ from rait.fileio import (
     write_jsonl,
 )
 from rait.locks import output_lock
+from rait.lora_dropout import use_int16_dropout
 from rait.models import (
     DEFAULT_MODEL,
     TRAIN_CONFIG_FILE,
@@ -726,6 +727,7 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
     except ValueError as exc:
         raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
     model.peft_config["default"].base_model_name_or_path = _model_reference(config.model)
+    use_int16_dropout(model)  # the same dropout with cheaper random numbers (rait.lora_dropout)
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
 
