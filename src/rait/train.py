@@ -728,6 +728,10 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
         raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
     model.peft_config["default"].base_model_name_or_path = _model_reference(config.model)
     use_int16_dropout(model)  # the same dropout with cheaper random numbers (rait.lora_dropout)
+    if precision in ("bf16", "fp16"):  # autocast runs LoRA's matmuls in half precision: skip peft's fp32 copy
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
     if config.gradient_checkpointing:
         model.enable_input_require_grads()
 
