@@ -11,7 +11,7 @@ from rait import precision
 from rait.api import NER
 from rait.errors import DataError, RaitError
 from rait.experiment import load_config, plan
-from rait.predict import PredictConfig, load_predictor, meta_path, run_predict
+from rait.predict import PassageQuery, PredictConfig, Predictor, load_predictor, meta_path, run_predict
 from rait.testing import save_tiny_model
 
 
@@ -101,3 +101,14 @@ def test_experiment_precision_values_are_checked(tmp_path):
     path.write_text(EXPERIMENT.replace("PRECISION", "fp8"))
     with pytest.raises(DataError, match="precision"):
         load_config(path)
+
+
+def test_predictor_gives_the_vocabulary_projection_a_contiguous_input(tiny):
+    predictor = load_predictor(tiny, precision="bf16", max_new_tokens=3)
+    seen = []
+    head = predictor.model.get_output_embeddings()
+    head.register_forward_pre_hook(lambda module, args: seen.append(args[0].is_contiguous()))
+    predictor.answer_many([PassageQuery("Ada Lovelace lived in London.", ("person", "city"), (), "en")])
+    assert seen and all(seen)
+    Predictor(predictor.model, predictor.tokenizer)  # a second predictor on the same model adds no hook
+    assert len(head._forward_pre_hooks) == 2  # rait's and this test's

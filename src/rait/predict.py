@@ -152,6 +152,10 @@ class Predictor(Answerer):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = inspect.signature(type(base).forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+        if head is not None and not getattr(head, "_rait_contiguous_input", False):
+            head.register_forward_pre_hook(_contiguous_input)
+            head._rait_contiguous_input = True
 
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
         """Yield ``(index, answers)`` for each passage, in input order, as its batch completes."""
@@ -296,6 +300,14 @@ class Predictor(Answerer):
             Continuation(ids, "repetition" if row in looped else "stop" if row in finished else "length")
             for row, ids in enumerate(outputs)
         ]
+
+
+def _contiguous_input(module, args):
+    """Forward pre-hook of the vocabulary projection. ``logits_to_keep=1`` hands it a strided view of the last
+    position; a linear layer given a strided 3-D input multiplies through a batched matmul over one copy of
+    the weight per row (on CPU in bf16, a third of a passage's time: [26, 576, 49152] copied), a contiguous
+    input through one matrix product."""
+    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
 
 
 def _left_pad(seqs: list[list[int]], width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
