@@ -22,7 +22,23 @@ evaluation workload (``--n`` seeded test sentences of each benchmark, k=0), one 
 seconds, generated tokens (answer tokens plus the end token where one was generated) and seconds per
 token, the time spent inside the constraint, F1 (UniversalNER protocol), unparseable answers, predicted
 mentions not in the passage, and how many of the free answers that were already well formed (a JSON list of
-distinct passage substrings) constrained decoding left identical."""
+distinct passage substrings) constrained decoding left identical.
+
+``--workload replication`` measures precision instead, on the CPU-scale replication's evaluation workload
+(configs/experiments/cpu_en_session.yaml: 7 English benchmarks x 30 test sentences, seed 42, no examples,
+48 new tokens, batch 32, chunks of 32 passages) with a trained adapter:
+
+    python benchmarks/bench_predict.py --workload replication --adapter DIR [--adapter-bf16 DIR]
+        [--old-src ../h12-old/src] [--rounds 2] [--per-benchmark 30]
+
+Variants: ``today_fp32`` (``--old-src``'s rait, fp32: the previous code and precision), ``fp32`` and
+``bf16`` (this checkout, ``--precision fp32`` / ``bf16``), and with ``--adapter-bf16`` ``bf16_trained_bf16``
+(that adapter, bf16 inference). Each variant runs in its own processes; the benchmarks are split into
+``--rounds`` groups and each group runs every variant in alternating order, so a loaded machine slows all
+alike. Timed: ``rait.predict.predict_records`` (model loading excluded). Reported: passages/s, peak RSS,
+UniversalNER micro-F1 per benchmark and their average, identical answers between variants, and a paired
+bootstrap over sentences (2,000 resamples within each benchmark) of each F1 difference: the difference is
+within the run's noise when its 95% interval contains 0."""
 
 from __future__ import annotations
 
@@ -382,6 +398,201 @@ def compare_decoding(args: argparse.Namespace) -> dict:
     return results
 
 
+# ------------------------------------------------------------------ replication workload: precision study
+
+REPLICATION_BENCHMARKS = (
+    "crossner_ai",
+    "crossner_literature",
+    "crossner_music",
+    "crossner_politics",
+    "crossner_science",
+    "mit_movie",
+    "mit_restaurant",
+)
+
+
+def replication_worker(args: argparse.Namespace) -> None:
+    """Predict ``--replication-worker``'s benchmarks (comma-separated) into ``--worker-output``.jsonl with
+    the adapter in ``--precision-name``; works with older rait checkouts (no precision option: fp32)."""
+    import resource
+
+    import torch
+
+    from rait.benchmarks import load_benchmark
+    from rait.models import load_model
+    from rait.predict import Predictor, predict_records
+
+    dtype = torch.bfloat16 if args.precision_name == "bf16" else torch.float32
+    model, tokenizer = load_model(args.adapter, device="cpu", dtype=dtype)  # base model from the adapter
+    predictor = Predictor(model, tokenizer, lang="en", max_new_tokens=48, batch_size=32)
+    seconds, passages = {}, {}
+    for name in args.replication_worker.split(","):
+        records = load_benchmark(name, "test", max_examples=args.per_benchmark, seed=42)
+        for record in records:
+            record.source = name
+        started = time.perf_counter()
+        predict_records(
+            records, predictor, f"{args.worker_output}.jsonl", lang="en", chunk_size=32, progress=False
+        )
+        seconds[name], passages[name] = time.perf_counter() - started, len(records)
+    result = {
+        "seconds": seconds,
+        "passages": passages,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "dtype": str(next(model.parameters()).dtype),
+    }
+    Path(f"{args.worker_output}.json").write_text(json.dumps(result), encoding="utf-8")
+
+
+def _per_sentence_counts(path: Path) -> dict[tuple[str, str], dict]:
+    """(benchmark, record id) -> counts and answers per type, scored exactly as ``rait evaluate``."""
+    from rait.evaluation import evaluate
+    from rait.records import QueryPrediction
+
+    sentences: dict[tuple[str, str], dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = QueryPrediction.from_dict(json.loads(line))
+        score = evaluate([row]).benchmarks[row.benchmark]
+        entry = sentences.setdefault((row.benchmark, row.record_id), {"gold": 0, "pred": 0, "correct": 0})
+        entry["gold"] += score.n_gold
+        entry["pred"] += score.n_pred
+        entry["correct"] += score.n_correct
+        entry.setdefault("answers", {})[row.type] = row.output
+    return sentences
+
+
+def _average_f1(counts, benchmarks, index) -> float:
+    """Macro-average over benchmarks of micro-F1, for resampled sentence indices per benchmark."""
+    total = 0.0
+    for b in benchmarks:
+        c = counts[b][index[b]].sum(axis=0) if index is not None else counts[b].sum(axis=0)
+        p, r = c[2] / (c[1] + 1e-10), c[2] / (c[0] + 1e-10)
+        total += 100 * 2 * p * r / (p + r + 1e-10)
+    return total / len(benchmarks)
+
+
+def paired_bootstrap(a: dict, b: dict, resamples: int = 2000, seed: int = 0) -> dict:
+    """Average-F1 difference a - b with a 95% interval from resampling sentences within each benchmark."""
+    import numpy as np
+
+    keys = sorted(a)
+    benchmarks = sorted({k[0] for k in keys})
+    arrays = {}
+    for name, side in (("a", a), ("b", b)):
+        arrays[name] = {
+            bench: np.array(
+                [[side[k]["gold"], side[k]["pred"], side[k]["correct"]] for k in keys if k[0] == bench]
+            )
+            for bench in benchmarks
+        }
+    rng = np.random.default_rng(seed)
+    sizes = {bench: len(arrays["a"][bench]) for bench in benchmarks}
+    diffs = []
+    for _ in range(resamples):
+        index = {bench: rng.integers(0, n, n) for bench, n in sizes.items()}
+        diffs.append(
+            _average_f1(arrays["a"], benchmarks, index) - _average_f1(arrays["b"], benchmarks, index)
+        )
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    observed = _average_f1(arrays["a"], benchmarks, None) - _average_f1(arrays["b"], benchmarks, None)
+    return {
+        "difference": observed,
+        "ci95": [float(low), float(high)],
+        "standard_error": float(np.std(diffs)),
+        "within_noise": bool(low <= 0 <= high),
+    }
+
+
+def run_replication(args: argparse.Namespace) -> dict:
+    variants = {
+        "today_fp32": (args.old_src, args.adapter, "fp32"),
+        "fp32": (ROOT / "src", args.adapter, "fp32"),
+        "bf16": (ROOT / "src", args.adapter, "bf16"),
+    }
+    if args.adapter_bf16:
+        variants["bf16_trained_bf16"] = (ROOT / "src", args.adapter_bf16, "bf16")
+    groups = [REPLICATION_BENCHMARKS[i :: args.rounds] for i in range(args.rounds)]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
+    timings: dict[str, list[dict]] = {name: [] for name in variants}
+    started = time.time()
+    for round_index, group in enumerate(groups):
+        order = list(variants) if round_index % 2 == 0 else list(variants)[::-1]
+        for name in order:
+            src, adapter, precision = variants[name]
+            out = tmp / f"{name}-{round_index}"
+            command = [sys.executable, __file__, "--replication-worker", ",".join(group)]
+            command += ["--adapter", adapter, "--worker-output", str(out), "--precision-name", precision]
+            command += ["--per-benchmark", str(args.per_benchmark)]
+            env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+            subprocess.run(command, check=True, env=env)
+            timings[name].append(json.loads(Path(f"{out}.json").read_text()))
+            rate = sum(timings[name][-1]["passages"].values()) / sum(timings[name][-1]["seconds"].values())
+            console.print(f"round {round_index + 1} {name}: {rate:.3f} passages/s", highlight=False)
+    from rait.evaluation import evaluate_files
+
+    results: dict = {
+        "command": "python benchmarks/bench_predict.py " + " ".join(sys.argv[1:]),
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+        "wall_seconds": round(time.time() - started, 1),
+        "workload": f"7 English benchmarks x {args.per_benchmark} test sentences (seed 42), no examples",
+        "variants": {},
+    }
+    counts = {}
+    for name in variants:
+        predictions = tmp / f"{name}.jsonl"
+        predictions.write_text(
+            "".join(
+                Path(f"{tmp / f'{name}-{i}'}.jsonl").read_text(encoding="utf-8") for i in range(len(groups))
+            ),
+            encoding="utf-8",
+        )
+        report = evaluate_files([predictions])
+        counts[name] = _per_sentence_counts(predictions)
+        seconds = sum(s for t in timings[name] for s in t["seconds"].values())
+        passages = sum(p for t in timings[name] for p in t["passages"].values())
+        results["variants"][name] = {
+            "adapter": variants[name][1],
+            "precision": variants[name][2],
+            "passages": passages,
+            "seconds": seconds,
+            "passages_per_s": passages / seconds,
+            "peak_rss_mib": max(t["peak_rss_mib"] for t in timings[name]),
+            "average_f1": report.average_f1,
+            "f1": {b: s.f1 for b, s in report.benchmarks.items()},
+            "n_unparseable": report.n_unparseable,
+        }
+
+    def identical(a: str, b: str) -> dict:
+        pairs = [
+            (counts[a][k]["answers"][t], counts[b][k]["answers"][t])
+            for k in counts[a]
+            for t in counts[a][k]["answers"]
+        ]
+        return {"identical": sum(x == y for x, y in pairs), "compared": len(pairs)}
+
+    v = results["variants"]
+    results["comparisons"] = {
+        "bf16 / today_fp32 passages/s": v["bf16"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
+        "fp32 / today_fp32 passages/s": v["fp32"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
+        "answers fp32 vs today_fp32": identical("fp32", "today_fp32"),
+        "answers bf16 vs fp32": identical("bf16", "fp32"),
+        "f1 bf16 - fp32 (inference precision)": paired_bootstrap(counts["bf16"], counts["fp32"]),
+    }
+    if "bf16_trained_bf16" in v:
+        results["comparisons"]["f1 bf16-trained - fp32-trained (both bf16 inference)"] = paired_bootstrap(
+            counts["bf16_trained_bf16"], counts["bf16"]
+        )
+    table = Table(title=f"Replication evaluation workload (7 benchmarks x {args.per_benchmark} sentences)")
+    for column in ("variant", "passages/s", "peak RSS MiB", "average F1", "unparseable"):
+        table.add_column(column, justify="right")
+    for name, r in v.items():
+        speed, memory, f1 = f"{r['passages_per_s']:.3f}", f"{r['peak_rss_mib']:.0f}", f"{r['average_f1']:.2f}"
+        table.add_row(name, speed, memory, f1, str(r["n_unparseable"]))
+    console.print(table)
+    console.print(json.dumps(results["comparisons"], indent=1), highlight=False)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="CrossNER-AI test sentences (seeded sample)")
@@ -403,12 +614,30 @@ def main() -> None:
     parser.add_argument("--worker", choices=["fast", "naive"], help=argparse.SUPPRESS)
     parser.add_argument("--queries", help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=["crossner_ai", "replication"], default="crossner_ai")
+    parser.add_argument("--adapter-bf16", default=None, help="replication: adapter trained with bf16")
+    parser.add_argument("--old-src", type=Path, default=ROOT.parent / "h12-old" / "src")
+    parser.add_argument("--rounds", type=int, default=2, help="replication: benchmark groups")
+    parser.add_argument("--per-benchmark", type=int, default=30, help="replication: sentences per benchmark")
+    parser.add_argument("--replication-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--precision-name", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
+    if args.replication_worker:
+        replication_worker(args)
+        return
     from rait.benchmarks import is_available
     from rait.fileio import write_json
+
+    if args.workload == "replication":
+        if not args.adapter:
+            raise SystemExit("--workload replication needs --adapter (a trained adapter)")
+        results = run_replication(args)
+        write_json(args.output, results)
+        console.print(f"written {args.output}", highlight=False)
+        return
 
     if not is_available("crossner_ai", "test"):
         raise SystemExit("CrossNER-AI is not available: set RAIT_DATA_DIR (see DEVELOPERS.md)")

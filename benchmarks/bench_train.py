@@ -1,21 +1,33 @@
-"""Training-throughput benchmark: rait's batching (length-grouped batches, dynamic padding, loss on
-assistant tokens only) against a plain baseline (random batches padded to the longest conversation of the
-dataset, loss on every token), LoRA-tuning SmolLM2-135M-Instruct.
+"""Training-throughput benchmark: ``rait train`` against bare PyTorch loops, the previous ``rait train`` and
+trl's ``SFTTrainer``, LoRA-tuning SmolLM2-135M-Instruct on the same RA-IT conversations, side by side.
 
-    python benchmarks/bench_train.py [--steps 2] [--source sample|pile-ner] [--output FILE.json]
+    python benchmarks/bench_train.py [--steps 3] [--rounds 2] [--old-src DIR] [--output FILE.json]
 
-Data: 200 RA-IT conversations (k=2 examples, 2 negative types), from the repo's sample records (en + zh,
-default) or from the Pile-NER subset of the shared data. Examples are drawn at random (seeded): only the
-conversation shape matters for throughput, not retrieval quality. Both variants use the default training
-config (effective batch 8 = 2 per micro-batch x 4 accumulation, LoRA r=16 on all projections, AdamW) and
-the same training loop, model and optimizer; only batching and labels differ. Each variant times
-``--steps`` optimizer steps taken at evenly spaced positions of its first epoch (rait orders the longest
-batch first, so the first steps alone would be unrepresentative), after one small untimed warm-up step.
-The variants' steps alternate (rait first, then baseline first, ...) so that a shared, loaded machine
-slows both alike. Padding figures are exact for the whole epoch; the projected epoch time is its computed
-(padded) tokens over the measured computed tokens/s. Peak memory is the process's maximum resident set
-size: both variants' epochs hold a micro-batch of the dataset's longest conversations, so their peaks
-match."""
+Data: RA-IT conversations (k=2 retrieved examples, 2 negative types) built from Pile-NER passages of the
+shared data (``--source pile-ner``, default) or the repo's sample passages, keeping those of at least
+``--seq-len`` tokens and truncating them to it: every optimizer step is one sequence of exactly
+``--seq-len`` (1,024) tokens, micro-batch 1, no accumulation, LoRA r 16 / alpha 32 / dropout 0.05 on
+q/k/v/o/gate/up/down, AdamW, gradient clipping 1.0, loss on assistant tokens only.
+
+Variants, each in its own process (so its peak resident memory is its own):
+
+- ``bare_fp32`` / ``bare_bf16``: a plain loop (forward with labels, backward, clip, AdamW step); bf16 loads
+  the frozen base weights in bf16 and runs the forward under bf16 autocast, exactly as ``rait train
+  --precision bf16`` sets the model up;
+- ``old_rait``: ``rait.train.train`` of an older checkout (``--old-src``, default the f87dffb worktree at
+  ../h12-old/src; fp32, the only CPU precision it had);
+- ``rait_fp32`` / ``rait_bf16``: this checkout's ``rait.train.train`` with ``--precision fp32`` / ``bf16``;
+- ``trl_bf16``: trl's ``SFTTrainer`` with ``assistant_only_loss`` on the same conversations (ChatML with
+  generation marks, no system prompt: the same tokens), bf16, the same LoRA and optimizer settings,
+  gradient checkpointing off as in rait; otherwise trl's defaults.
+
+Each process takes one untimed warm-up step, then times ``--steps`` optimizer steps (end of step to end of
+step, so data loading, logging and every per-step cost of a framework count). ``--rounds`` rounds run every
+variant once each, in alternating order, so that a loaded, shared machine slows all variants alike.
+Achieved FLOP/s counts the model FLOPs of a step as 2 x forward (the frozen weights need input gradients
+only; LoRA's small matmuls and the optimizer are ignored) with the forward's matmuls at every position,
+including the vocabulary projection, and causal attention; it is compared with the machine's bf16 matmul
+peak, measured in this run (best of repeated 2048 x 2048 bf16 matmuls on all threads)."""
 
 from __future__ import annotations
 
@@ -25,231 +37,376 @@ import os
 import platform
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from rich.console import Console
-from rich.table import Table
-
-from rait.benchmarks import data_dir, sample_path
-from rait.chat import IGNORE_INDEX
-from rait.formats import load_records
-from rait.records import Conversation
-from rait.templates import NegativeTypeSampler, training_conversation
-from rait.train import LengthGroupedSampler, PaddingCollator, TrainConfig, encode_conversations
-
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("rait", "baseline")
+VARIANTS = ("bare_bf16", "bare_fp32", "old_rait", "rait_fp32", "rait_bf16", "trl_bf16")
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LR = 2e-4
+TRL_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\\n' }}{% else %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 
 
-def ra_it_conversations(source: str, n: int = 200, k: int = 2, seed: int = 0) -> list[Conversation]:
-    """``n`` RA-IT training conversations, cycling through the source passages with fresh examples."""
+# ------------------------------------------------------------------------------------------ parent process
+
+
+def make_data(source: str, seq_len: int, count: int, path: Path) -> int:
+    """Write ``count`` RA-IT conversations of at least ``seq_len`` tokens, with assistant tokens within the
+    first ``seq_len``, to ``path``; returns how many candidates were looked at."""
+    from rait.benchmarks import data_dir, sample_path
+    from rait.formats import load_records
+    from rait.models import load_tokenizer
+    from rait.templates import NegativeTypeSampler, training_conversation
+    from rait.train import encode_conversations
+
     if source == "sample":
-        pools = {lang: load_records(sample_path(lang, "train")) for lang in ("en", "zh")}
+        records = load_records(sample_path("en", "train"))
     else:
         root = data_dir()
         if root is None:
             raise SystemExit("--source pile-ner needs the shared data ($RAIT_DATA_DIR or ../shared/data)")
-        pools = {"en": load_records(root / "train/pile_ner_subset/passages_bio.txt")}
-    rng = random.Random(seed)
-    samplers = {lang: NegativeTypeSampler.from_records(records) for lang, records in pools.items()}
-    items = [(lang, r) for lang, records in pools.items() for r in records]
-    rng.shuffle(items)
-    conversations = []
-    for i in range(n):
-        lang, record = items[i % len(items)]
-        others = [r for r in pools[lang] if r.id != record.id]
-        examples = rng.sample(others, k)
-        conversation = training_conversation(record, samplers[lang], examples, lang=lang)
-        conversation.id = f"{record.id}-{i}"
-        conversations.append(conversation)
-    return conversations
-
-
-def epoch_batches(variant: str, lengths: list[int], config: TrainConfig) -> list[list[int]]:
-    """The first epoch's micro-batches (lists of example indices) of a variant."""
-    if variant == "rait":
-        order = list(LengthGroupedSampler(lengths, config.batch_size, config.seed))
+        records = load_records(root / "train/pile_ner_subset/passages_bio.txt")
+    tokenizer = load_tokenizer()
+    sampler = NegativeTypeSampler.from_records(records)
+    rng = random.Random(0)
+    order = rng.sample(range(len(records)), len(records))
+    kept = []
+    for looked, index in enumerate(order, 1):
+        record = records[index]
+        examples = rng.sample([r for r in records if r.id != record.id], 2)
+        conversation = training_conversation(record, sampler, examples)
+        conversation.id = f"{record.id}-{looked}"
+        encoded = encode_conversations(tokenizer, [conversation], seq_len).examples  # labels within seq_len
+        if encoded and len(encoded[0]["input_ids"]) == seq_len:
+            kept.append(conversation.to_sharegpt())
+        if len(kept) == count:
+            break
     else:
-        order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    size = config.per_device_batch_size
-    return [order[i : i + size] for i in range(0, len(order), size)]
+        raise SystemExit(f"only {len(kept)} conversations of {seq_len}+ tokens in {source}")
+    path.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in kept), encoding="utf-8")
+    return looked
 
 
-def collate(variant: str, examples: list[dict], batch: list[int], pad_id: int, longest: int) -> dict:
-    features = [examples[i] for i in batch]
-    if variant == "rait":
-        return PaddingCollator(pad_id)(features)
-    ids = torch.full((len(features), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, feature in enumerate(features):
-        ids[row, : len(feature["input_ids"])] = torch.tensor(feature["input_ids"])
-        mask[row, : len(feature["input_ids"])] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, IGNORE_INDEX)}
+def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 12) -> float:
+    """Best FLOP/s of a ``size``-square matmul in ``dtype_name`` on all threads."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
 
 
-@dataclass
-class Plan:
-    """One variant's first epoch: micro-batches, exact padding figures, and the optimizer steps to time."""
+def step_flops(seq_len: int) -> float:
+    """Model FLOPs of one training step on one ``seq_len`` sequence: 2 x forward (see the module doc)."""
+    from transformers import AutoConfig
 
-    variant: str
-    batches: list[list[int]]
-    computed_tokens: int
-    loss_tokens: int
-    timed_steps: list[int]
-    seconds: list[float] = field(default_factory=list)
-    timed_real_tokens: int = 0
-    timed_computed_tokens: int = 0
+    from rait.models import resolve_model_path
 
-
-def make_plan(variant: str, examples: list[dict], config: TrainConfig, steps: int) -> Plan:
-    lengths = [len(e["input_ids"]) for e in examples]
-    batches = epoch_batches(variant, lengths, config)
-    if variant == "rait":
-        computed = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-        loss_tokens = sum(x != IGNORE_INDEX for e in examples for x in e["labels"])
-    else:
-        computed, loss_tokens = len(examples) * max(lengths), sum(lengths)
-    per_epoch = len(batches) // config.gradient_accumulation_steps()
-    timed = sorted({int((s + 0.5) * per_epoch / steps) for s in range(steps)})
-    return Plan(variant, batches, computed, loss_tokens, timed)
+    c = AutoConfig.from_pretrained(resolve_model_path(None))
+    head = c.hidden_size // c.num_attention_heads
+    kv = c.num_key_value_heads * head
+    per_layer = 2 * c.hidden_size * (c.hidden_size + 2 * kv) + 2 * c.hidden_size * c.hidden_size  # q,k,v,o
+    per_layer += 3 * 2 * c.hidden_size * c.intermediate_size  # gate, up, down
+    per_token = c.num_hidden_layers * per_layer + 2 * c.hidden_size * c.vocab_size  # + vocabulary projection
+    attention = (
+        c.num_hidden_layers * 2 * 2 * c.hidden_size * seq_len * (seq_len + 1) / 2
+    )  # QK^T and AV, causal
+    return 2 * (per_token * seq_len + attention)
 
 
-def timed_step(model, optimizer, plan: Plan, step: int, examples, pad_id: int, config: TrainConfig) -> None:
-    """One optimizer step (forward + backward of each micro-batch, clip, AdamW), timed into ``plan``."""
-    accumulation = config.gradient_accumulation_steps()
-    longest = max(len(e["input_ids"]) for e in examples)
-    micro = plan.batches[step * accumulation : (step + 1) * accumulation]
-    inputs = [collate(plan.variant, examples, b, pad_id, longest) for b in micro]
-    n_labels = sum(int((x["labels"] != IGNORE_INDEX).sum()) for x in inputs)
-    start = time.perf_counter()
-    for x in inputs:
-        logits = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"]).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1),
-            x["labels"][:, 1:].flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        (loss / n_labels).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad()
-    plan.seconds.append(time.perf_counter() - start)
-    plan.timed_real_tokens += sum(int(x["attention_mask"].sum()) for x in inputs)
-    plan.timed_computed_tokens += sum(x["input_ids"].numel() for x in inputs)
+def run_worker(variant: str, args, data: Path, workdir: Path) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    src = args.old_src if variant == "old_rait" else ROOT / "src"
+    env["PYTHONPATH"] = f"{src}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    result = workdir / f"{variant}.json"
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", variant, "--data", str(data)]
+    command += ["--steps", str(args.steps), "--seq-len", str(args.seq_len), "--output", str(result)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
 
 
-def summary(plan: Plan, examples: list[dict], config: TrainConfig) -> dict:
-    seconds = sum(plan.seconds)
-    computed_per_second = plan.timed_computed_tokens / seconds
-    real = sum(len(e["input_ids"]) for e in examples)
+def summarise(runs: list[dict], seq_len: int, flops: float, peak: float) -> dict:
+    seconds = [s for run in runs for s in run["step_seconds"]]
+    tokens_per_second = seq_len * len(seconds) / sum(seconds)
     return {
-        "timed_steps": plan.timed_steps,
-        "step_seconds": [round(s, 2) for s in plan.seconds],
-        "seconds_per_step": seconds / len(plan.seconds),
-        "non_padding_tokens_per_second": plan.timed_real_tokens / seconds,
-        "computed_tokens_per_second": computed_per_second,
-        "timed_non_padding_tokens": plan.timed_real_tokens,
-        "timed_computed_tokens": plan.timed_computed_tokens,
-        "epoch": {
-            "conversations": len(examples),
-            "optimizer_steps": len(plan.batches) // config.gradient_accumulation_steps(),
-            "non_padding_tokens": real,
-            "computed_tokens": plan.computed_tokens,
-            "padding_fraction": 1 - real / plan.computed_tokens,
-            "loss_tokens": plan.loss_tokens,
-            "projected_seconds": plan.computed_tokens / computed_per_second,
-        },
+        "tokens_per_second": tokens_per_second,
+        "tokens_per_second_per_round": [
+            seq_len * len(r["step_seconds"]) / sum(r["step_seconds"]) for r in runs
+        ],
+        "step_seconds": seconds,
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "achieved_flops": flops * len(seconds) / sum(seconds),
+        "fraction_of_bf16_peak": flops * len(seconds) / sum(seconds) / peak,
+        "details": runs[0].get("details", {}),
     }
 
 
-def run(steps: int, source: str) -> dict:
-    """Time both variants, alternating which goes first at each step, on one model and optimizer."""
-    from peft import LoraConfig, get_peft_model
+def main_parent(args) -> None:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
 
-    from rait.models import load_model
-
-    torch.manual_seed(0)
-    config = TrainConfig()
-    model, tokenizer = load_model(dtype=torch.float32, device="cpu")
-    data = encode_conversations(tokenizer, ra_it_conversations(source), config.max_length, config.length_rule)
-    examples = data.examples
-    plans = {v: make_plan(v, examples, config, steps) for v in VARIANTS}
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target_modules,
-    )
-    model = get_peft_model(model, lora)
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate)
-    warm = torch.tensor([examples[0]["input_ids"][:64]])
-    model(input_ids=warm, labels=warm).loss.backward()
-    optimizer.zero_grad()
-    for index in range(len(plans["rait"].timed_steps)):
-        order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
-        for variant in order:
-            plan = plans[variant]
-            timed_step(
-                model, optimizer, plan, plan.timed_steps[index], examples, tokenizer.pad_token_id, config
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="bench_train."))
+    data = workdir / "conversations.jsonl"
+    make_data(args.source, args.seq_len, args.steps + 1, data)
+    flops = step_flops(args.seq_len)
+    peaks = {"bfloat16": [matmul_peak("bfloat16")], "float32": [matmul_peak("float32")]}
+    variants = [v for v in VARIANTS if v in args.variants]
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    started = time.time()
+    for round_index in range(args.rounds):
+        for variant in variants if round_index % 2 == 0 else variants[::-1]:
+            run = run_worker(variant, args, data, workdir)
+            runs[variant].append(run)
+            rate = args.seq_len * len(run["step_seconds"]) / sum(run["step_seconds"])
+            console.print(
+                f"round {round_index + 1} {variant}: {rate:.1f} tokens/s, {run['peak_rss_mb']:.0f} MB"
             )
-    return {v: summary(plans[v], examples, config) for v in VARIANTS}
+    peaks["bfloat16"].append(matmul_peak("bfloat16"))
+    peaks["float32"].append(matmul_peak("float32"))
+    peak = max(peaks["bfloat16"])
+    results = {v: summarise(runs[v], args.seq_len, flops, peak) for v in variants}
 
+    def ratio(a: str, b: str) -> float | None:
+        return (
+            results[a]["tokens_per_second"] / results[b]["tokens_per_second"]
+            if {a, b} <= set(results)
+            else None
+        )
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2, help="optimizer steps timed per variant")
-    parser.add_argument("--source", choices=("sample", "pile-ner"), default="sample")
-    parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench_train.json")
-    args = parser.parse_args()
-
-    results = run(args.steps, args.source)
-    ours, base = results["rait"], results["baseline"]
     report = {
         "command": "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores, no GPU, torch {torch.__version__}",
-        "model": "SmolLM2-135M-Instruct (fp32), LoRA r=16 on q/k/v/o/gate/up/down",
-        "source": args.source,
-        "speedup_non_padding_tokens_per_second": ours["non_padding_tokens_per_second"]
-        / base["non_padding_tokens_per_second"],
-        "projected_epoch_speedup": base["epoch"]["projected_seconds"] / ours["epoch"]["projected_seconds"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_average_at_end": os.getloadavg(),
+        "wall_seconds": round(time.time() - started, 1),
+        "model": "SmolLM2-135M-Instruct, LoRA r=16 alpha 32 dropout 0.05 on q/k/v/o/gate/up/down",
+        "sequence_tokens": args.seq_len,
+        "timed_steps_per_variant": args.steps * args.rounds,
+        "model_flops_per_step": flops,
+        "matmul_peak_flops": {k: max(v) for k, v in peaks.items()},
+        "ratios": {
+            "rait_bf16 / bare_bf16": ratio("rait_bf16", "bare_bf16"),
+            "rait_bf16 / old_rait": ratio("rait_bf16", "old_rait"),
+            "rait_fp32 / old_rait": ratio("rait_fp32", "old_rait"),
+            "rait_bf16 / trl_bf16": ratio("rait_bf16", "trl_bf16"),
+            "bare_bf16 / bare_fp32": ratio("bare_bf16", "bare_fp32"),
+        },
         "variants": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
 
-    table = Table(title=f"LoRA training throughput, {args.steps} timed optimizer steps per variant")
-    for column in (
-        "variant",
-        "s/step",
-        "non-pad tok/s",
-        "computed tok/s",
-        "epoch padding",
-        "projected epoch",
-    ):
+    table = Table(
+        title=f"LoRA training, one {args.seq_len}-token sequence per step, "
+        f"{report['timed_steps_per_variant']} timed steps each"
+    )
+    for column in ("variant", "tokens/s", "per round", "peak RSS", "FLOP/s", "of bf16 peak"):
         table.add_column(column)
     for name, r in results.items():
         table.add_row(
             name,
-            f"{r['seconds_per_step']:.1f}",
-            f"{r['non_padding_tokens_per_second']:.1f}",
-            f"{r['computed_tokens_per_second']:.1f}",
-            f"{100 * r['epoch']['padding_fraction']:.1f}%",
-            f"{r['epoch']['projected_seconds'] / 60:.1f} min",
+            f"{r['tokens_per_second']:.1f}",
+            " ".join(f"{x:.0f}" for x in r["tokens_per_second_per_round"]),
+            f"{r['peak_rss_mb']:.0f} MB",
+            f"{r['achieved_flops'] / 1e9:.1f} G",
+            f"{100 * r['fraction_of_bf16_peak']:.1f}%",
         )
-    console = Console()
     console.print(table)
-    console.print(
-        f"rait / baseline: {report['speedup_non_padding_tokens_per_second']:.2f}x non-padding tokens/s, "
-        f"{report['projected_epoch_speedup']:.2f}x projected epoch time; "
-        f"peak RSS {report['peak_rss_mb']:.0f} MB; written to {args.output}"
+    console.print(f"bf16 matmul peak {peak / 1e9:.0f} GFLOP/s (fp32 {max(peaks['float32']) / 1e9:.0f})")
+    for name, value in report["ratios"].items():
+        if value is not None:
+            console.print(f"{name}: {value:.2f}x")
+    console.print(f"written to {args.output}")
+
+
+# ------------------------------------------------------------------------------------------ worker process
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timer_callback(times: list[float]):
+    from transformers import TrainerCallback
+
+    class StepTimes(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter())
+
+    return StepTimes()
+
+
+def worker_rait(data: Path, steps: int, seq_len: int, precision: str | None) -> dict:
+    from rait.train import TrainConfig, train
+
+    options = dict(
+        data=[str(data)],
+        max_steps=steps + 1,
+        batch_size=1,
+        per_device_batch_size=1,
+        learning_rate=LR,
+        lora_r=LORA["r"],
+        lora_alpha=LORA["lora_alpha"],
+        lora_dropout=LORA["lora_dropout"],
+        max_length=seq_len,
+        save_steps=10_000,
+        logging_steps=1,
     )
+    if precision:
+        options["precision"] = precision
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as out:
+        train(TrainConfig(output_dir=str(Path(out) / "run"), **options), callbacks=[_timer_callback(times)])
+    return {"step_seconds": [b - a for a, b in zip(times, times[1:], strict=False)]}
+
+
+def _plain_model(bf16: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rait.models import resolve_model_path
+
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(None), dtype=torch.bfloat16 if bf16 else torch.float32
+    )
+    model.config.use_cache = False
+    return model
+
+
+def _lora_model(bf16: bool):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(task_type="CAUSAL_LM", target_modules=TARGETS, **LORA)
+    return get_peft_model(_plain_model(bf16), config)
+
+
+def worker_bare(data: Path, steps: int, seq_len: int, bf16: bool) -> dict:
+    import contextlib
+
+    import torch
+
+    from rait.models import load_tokenizer
+    from rait.train import PaddingCollator, encode_conversations, load_conversations
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer()
+    examples = encode_conversations(tokenizer, load_conversations([data]), seq_len).examples
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    model = _lora_model(bf16)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=LR)
+    times = []
+    for example in examples[: steps + 1]:
+        batch = collate([example])
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter())
+    return {"step_seconds": [b - a for a, b in zip(times, times[1:], strict=False)]}
+
+
+def worker_trl(data: Path, steps: int, seq_len: int) -> dict:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from rait.models import load_tokenizer
+    from rait.train import load_conversations
+
+    tokenizer = load_tokenizer()
+    tokenizer.chat_template = TRL_TEMPLATE
+    rows = [
+        {"messages": [{"role": t.role, "content": t.content} for t in c.turns]}
+        for c in load_conversations([data])
+    ]
+    times: list[float] = []
+    with tempfile.TemporaryDirectory() as out:
+        config = SFTConfig(
+            output_dir=out,
+            max_steps=steps + 1,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=1,
+            learning_rate=LR,
+            max_length=seq_len,
+            assistant_only_loss=True,
+            bf16=True,
+            use_cpu=True,
+            gradient_checkpointing=False,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=42,
+        )
+        trainer = SFTTrainer(
+            model=_plain_model(True),  # trl adds the LoRA adapter from peft_config
+            args=config,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+            peft_config=LoraConfig(task_type="CAUSAL_LM", target_modules=TARGETS, **LORA),
+            callbacks=[_timer_callback(times)],
+        )
+        trainer.train()
+    return {
+        "step_seconds": [b - a for a, b in zip(times, times[1:], strict=False)],
+        "details": {"trl": __import__("trl").__version__},
+    }
+
+
+def main_worker(args) -> None:
+    variant = args.worker
+    if variant.startswith("bare_"):
+        result = worker_bare(args.data, args.steps, args.seq_len, bf16=variant == "bare_bf16")
+    elif variant == "trl_bf16":
+        result = worker_trl(args.data, args.steps, args.seq_len)
+    else:
+        precision = {"old_rait": None, "rait_fp32": "fp32", "rait_bf16": "bf16"}[variant]
+        result = worker_rait(args.data, args.steps, args.seq_len, precision)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    args.output.write_text(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps per variant and round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds; each runs every variant once")
+    parser.add_argument("--seq-len", type=int, default=1024, help="tokens per sequence (= per step)")
+    parser.add_argument("--source", choices=("pile-ner", "sample"), default="pile-ner")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--old-src", type=Path, default=ROOT.parent / "h12-old" / "src")
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench_train.json")
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        main_worker(args)
+    else:
+        main_parent(args)
 
 
 if __name__ == "__main__":
