@@ -29,7 +29,7 @@ distinct passage substrings) constrained decoding left identical.
 48 new tokens, batch 32, chunks of 32 passages) with a trained adapter:
 
     python benchmarks/bench_predict.py --workload replication --adapter DIR [--adapter-bf16 DIR]
-        [--old-src ../h12-old/src] [--rounds 2] [--per-benchmark 30]
+        [--old-src ../h12-old/src] [--rounds 2] [--per-benchmark 30] [--variants NAME ...]
 
 Variants: ``today_fp32`` (``--old-src``'s rait, fp32: the previous code and precision), ``fp32`` and
 ``bf16`` (this checkout, ``--precision fp32`` / ``bf16``), and with ``--adapter-bf16`` ``bf16_trained_bf16``
@@ -511,6 +511,7 @@ def run_replication(args: argparse.Namespace) -> dict:
     }
     if args.adapter_bf16:
         variants["bf16_trained_bf16"] = (ROOT / "src", args.adapter_bf16, "bf16")
+    variants = {name: value for name, value in variants.items() if name in (args.variants or variants)}
     groups = [REPLICATION_BENCHMARKS[i :: args.rounds] for i in range(args.rounds)]
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict."))
     timings: dict[str, list[dict]] = {name: [] for name in variants}
@@ -571,14 +572,16 @@ def run_replication(args: argparse.Namespace) -> dict:
         return {"identical": sum(x == y for x, y in pairs), "compared": len(pairs)}
 
     v = results["variants"]
-    results["comparisons"] = {
-        "bf16 / today_fp32 passages/s": v["bf16"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
-        "fp32 / today_fp32 passages/s": v["fp32"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
-        "answers fp32 vs today_fp32": identical("fp32", "today_fp32"),
-        "answers bf16 vs fp32": identical("bf16", "fp32"),
-        "f1 bf16 - fp32 (inference precision)": paired_bootstrap(counts["bf16"], counts["fp32"]),
-    }
-    if "bf16_trained_bf16" in v:
+    results["comparisons"] = {}
+    if {"bf16", "fp32", "today_fp32"} <= v.keys():
+        results["comparisons"] = {
+            "bf16 / today_fp32 passages/s": v["bf16"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
+            "fp32 / today_fp32 passages/s": v["fp32"]["passages_per_s"] / v["today_fp32"]["passages_per_s"],
+            "answers fp32 vs today_fp32": identical("fp32", "today_fp32"),
+            "answers bf16 vs fp32": identical("bf16", "fp32"),
+            "f1 bf16 - fp32 (inference precision)": paired_bootstrap(counts["bf16"], counts["fp32"]),
+        }
+    if {"bf16", "bf16_trained_bf16"} <= v.keys():
         results["comparisons"]["f1 bf16-trained - fp32-trained (both bf16 inference)"] = paired_bootstrap(
             counts["bf16_trained_bf16"], counts["bf16"]
         )
@@ -619,6 +622,7 @@ def main() -> None:
     parser.add_argument("--old-src", type=Path, default=ROOT.parent / "h12-old" / "src")
     parser.add_argument("--rounds", type=int, default=2, help="replication: benchmark groups")
     parser.add_argument("--per-benchmark", type=int, default=30, help="replication: sentences per benchmark")
+    parser.add_argument("--variants", nargs="+", help="replication: run only these variants")
     parser.add_argument("--replication-worker", help=argparse.SUPPRESS)
     parser.add_argument("--precision-name", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
