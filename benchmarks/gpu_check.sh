@@ -45,12 +45,12 @@ records = [Record(f"r{i}", t, [Mention(t.split()[0], "person")], ["person", "loc
 )
 
 
-def run(name: str, precision: str, cpu: bool = False) -> Path:
+def run(name: str, precision: str, cpu: bool = False, dropout: float = 0.0) -> Path:
     """Train the tiny model for 8 steps (on CUDA, or on the CPU in a process that cannot see the GPU)."""
     options = dict(
         data=[str(root / "conv.jsonl")], output_dir=str(root / name), model=str(model_dir), max_steps=8,
         batch_size=4, per_device_batch_size=2, learning_rate=1e-2, warmup_ratio=0.0, lora_r=4, lora_alpha=8,
-        lora_dropout=0.0, logging_steps=1, save_steps=100, precision=precision,
+        lora_dropout=dropout, logging_steps=1, save_steps=100, precision=precision,
     )
     if cpu:
         code = "import json, sys; from rait.train import TrainConfig, train; train(TrainConfig(**json.loads(sys.argv[1])))"
@@ -65,7 +65,7 @@ def losses(out: Path) -> list[float]:
 
 
 cuda_fp32 = run("cuda_fp32", "fp32")
-cuda_auto = run("cuda_auto", "auto")
+cuda_auto = run("cuda_auto", "auto", dropout=0.05)  # bf16 autocast, rait.lora_dropout on the device
 cpu_fp32 = run("cpu_fp32", "fp32", cpu=True)
 a, b = load_file(cuda_fp32 / "adapter_model.safetensors"), load_file(cpu_fp32 / "adapter_model.safetensors")
 scale = max(b[k].abs().max().item() for k in b)
