@@ -400,16 +400,6 @@ def compare_decoding(args: argparse.Namespace) -> dict:
 
 # ------------------------------------------------------------------ replication workload: precision study
 
-REPLICATION_BENCHMARKS = (
-    "crossner_ai",
-    "crossner_literature",
-    "crossner_music",
-    "crossner_politics",
-    "crossner_science",
-    "mit_movie",
-    "mit_restaurant",
-)
-
 
 def replication_worker(args: argparse.Namespace) -> None:
     """Predict ``--replication-worker``'s benchmarks (comma-separated) into ``--worker-output``.jsonl with
