@@ -482,8 +482,8 @@ def load_predictor(
 
     device = device or default_device()
     resolved = resolve_precision(precision, device)
-    logger.info("inference precision %s (%s on %s)", resolved, precision, device)
     loaded, tokenizer = load_model(model, adapter=adapter, device=device, dtype=precision_dtype(resolved))
+    logger.info("inference precision %s (%s on %s)", resolved, precision, device)
     return Predictor(
         loaded,
         tokenizer,
