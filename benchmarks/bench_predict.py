@@ -316,7 +316,11 @@ def compare_decoding(args: argparse.Namespace) -> dict:
     model_name = (args.model or "smollm2-135m") + (f" + adapter {args.adapter}" if args.adapter else "")
     results = {
         "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg()},
-        "config": {k: v for k, v in vars(args).items() if not k.startswith("worker") and k != "output"},
+        "config": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if not k.startswith("worker") and k != "output"
+        },
         "model": model_name,
         "decodings": {},
     }
@@ -338,6 +342,8 @@ def compare_decoding(args: argparse.Namespace) -> dict:
                 "model_seconds_per_step_row": out["step_seconds"] / max(out["step_rows"], 1),
                 "vocab_build_seconds": out["vocab_build_seconds"],
                 "average_f1": report.average_f1,
+                "average_precision": report.average_precision,
+                "average_recall": report.average_recall,
                 "f1": {name: score.f1 for name, score in report.benchmarks.items()},
                 "queries": report.n_queries,
                 "unparseable": report.n_unparseable,
