@@ -318,6 +318,8 @@ def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path)
         str(port),
         "--max-new-tokens",
         "48",
+        "--decoding",  # the random model's answers run on (constrained ones end at its first loop): slow
+        "free",
     ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
