@@ -1,0 +1,141 @@
+"""Views of an experiment's results table in the paper's shapes: Markdown tables and PNG plots.
+
+Views: the main table (Table 1/2: per benchmark + average, best per block in bold), the data-size curve
+(Fig. 2), training retrieval strategies (Fig. 3), out-domain inference strategies (Fig. 4), in-domain pool
+size (Fig. 5), the number of examples k, and RA-IT minus vanilla IT. Scores are micro-F1 in percent,
+averaged over training seeds. Where the results carry per-sentence counts (``rows[].sentences``), every score
+gets a 95% bootstrap interval over test sentences (:mod:`rait.bootstrap`), shown in the tables and as error
+bars in the plots, and RA-IT minus vanilla IT is a paired bootstrap with its p-value; older results without
+them are reported without intervals. A view whose data is absent from the results is skipped with a note.
+
+Modules: :mod:`.results` (loading and checking ``results.json``), :mod:`.scores` (settings and F1 per
+setting with bootstrap intervals), :mod:`.tables` (Markdown tables), :mod:`.plots` (matplotlib helpers),
+:mod:`.views` (the report's sections); :func:`build_report` writes them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED
+from rait.fileio import atomic_write
+from rait.report.plots import _bars as _bars
+from rait.report.plots import _difference_plot as _difference_plot
+from rait.report.plots import _figure as _figure
+from rait.report.plots import _save as _save
+from rait.report.plots import _yerr as _yerr
+from rait.report.results import _ROW_KEYS as _ROW_KEYS
+from rait.report.results import _check_sentences as _check_sentences
+from rait.report.results import load_results
+from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
+from rait.report.scores import _model_order as _model_order
+from rait.report.scores import _strategy as _strategy
+from rait.report.tables import _fmt as _fmt
+from rait.report.tables import _row_best_table as _row_best_table
+from rait.report.tables import _value as _value
+from rait.report.tables import markdown_table, results_markdown, stop_counts
+from rait.report.views import (
+    View,
+    k_table,
+    main_table,
+    out_domain_bars,
+    paired_differences,
+    pool_size_curve,
+    selection_table,
+    size_curve,
+    strategy_bars,
+)
+from rait.report.views import _p as _p
+from rait.report.views import _vanilla_of as _vanilla_of
+
+__all__ = [
+    "REPORT_MD",
+    "STRATEGY_NAMES",
+    "Cell",
+    "Scores",
+    "Setting",
+    "View",
+    "build_report",
+    "k_table",
+    "load_results",
+    "main_table",
+    "markdown_table",
+    "out_domain_bars",
+    "paired_differences",
+    "pool_size_curve",
+    "results_markdown",
+    "selection_table",
+    "size_curve",
+    "stop_counts",
+    "strategy_bars",
+]
+
+REPORT_MD = "report.md"
+
+
+def build_report(
+    results: dict,
+    output_dir: str | Path,
+    *,
+    source: str | Path | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Path:
+    """Write every view (Markdown in ``report.md``, plots as PNG) under ``output_dir``; returns report.md.
+    ``samples`` and ``seed`` set the bootstrap (intervals only where the results have per-sentence counts)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    scores = Scores(results, samples=samples, seed=seed)
+    views = [
+        main_table(scores),
+        size_curve(scores, output_dir),
+        strategy_bars(scores, output_dir),
+        out_domain_bars(scores, output_dir),
+        pool_size_curve(scores, output_dir),
+        k_table(scores),
+        paired_differences(scores, output_dir),
+    ]
+    selection = selection_table(results)
+    views += [selection] if selection else []
+    lines = [f"# Report: {results.get('experiment', '')}", ""]
+    facts = [
+        f"base model `{results['base_model']}`" if results.get("base_model") else "",
+        f"embedder `{results['embedder']}`" if results.get("embedder") else "",
+        f"up to {results['max_examples']} sentences per benchmark" if results.get("max_examples") else "",
+        f"scored with the `{results['protocol']}` protocol" if results.get("protocol") else "",
+        f"results from `{source}`" if source else "",
+    ]
+    lines += [
+        "Micro-F1 (%), averaged over training seeds; Avg = mean over benchmarks (— when one is missing).",
+        "; ".join(f for f in facts if f) + ".",
+        "",
+    ]
+    if stops := stop_counts(results):
+        lines += [stops, ""]
+    if scores.has_intervals:
+        lines += [
+            f"[low, high]: 95% percentile bootstrap interval over test sentences ({samples:,} resamples, "
+            f"seed {seed}); the average resamples every benchmark. Differences are paired (the same "
+            "resampled sentences for both models); p is two-sided. Scores without an interval lack "
+            "per-sentence counts.",
+            "",
+        ]
+    else:
+        lines += [
+            "Confidence intervals unavailable: these results have no per-sentence counts "
+            "(written before rait kept them).",
+            "",
+        ]
+    if not results.get("complete", True):
+        lines += [f"**Incomplete:** {len(results.get('missing', []))} eval cell(s) have not finished.", ""]
+    for view in views:
+        lines += [f"## {view.title}", ""]
+        if view.skipped:
+            lines += [f"_Skipped: {view.skipped}._", ""]
+            continue
+        lines.append(view.markdown)
+        if view.plot:
+            lines += [f"![{view.title}]({view.plot.name})", ""]
+    path = output_dir / REPORT_MD
+    with atomic_write(path) as handle:
+        handle.write("\n".join(lines).rstrip() + "\n")
+    return path

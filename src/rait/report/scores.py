@@ -1,0 +1,152 @@
+"""What the report's views compare: a results row's setting (:class:`Setting`, its labels and order) and
+F1 per setting and benchmark averaged over seeds, with bootstrap intervals where the results carry
+per-sentence counts (:class:`Scores`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import mean
+from typing import NamedTuple
+
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate
+
+STRATEGY_NAMES = {
+    "nn": "NN",
+    "nn_bm25": "NN+BM25",
+    "dnn": "DNN",
+    "dnn_bm25": "DNN+BM25",
+    "random": "Random",
+    "mixed_nn": "MixedNN",
+}
+
+
+class Setting(NamedTuple):
+    """A row of the results table without its seed and benchmark: what the views compare."""
+
+    method: str
+    size: int | None
+    strategy: str | None
+    k: int | None
+    mode: str
+    inference_strategy: str | None
+    inference_k: int | None
+    pool_size: int | None
+    decoding: str = "free"
+
+    @classmethod
+    def of(cls, row: dict) -> Setting:
+        """The setting of a results row (rows from before decodings existed are free decoding)."""
+        return cls(*(row.get(name, "free") if name == "decoding" else row[name] for name in cls._fields))
+
+    @property
+    def model(self) -> tuple:
+        return (self.method, self.size, self.strategy, self.k)
+
+    @property
+    def model_label(self) -> str:
+        if self.method == "base":
+            return "Base model"
+        if self.method == "vanilla":
+            return "Vanilla IT"
+        return f"RA-IT ({_strategy(self.strategy)}, k={self.k})"
+
+    @property
+    def sized_label(self) -> str:
+        return self.model_label + (f" ({self.size:,})" if self.size is not None else "")
+
+    @property
+    def inference_label(self) -> str:
+        suffix = "" if self.decoding == "free" else f", {self.decoding} decoding"
+        if self.mode == "none":
+            return "no examples" + suffix
+        if self.mode == "out-domain":
+            return f"out-domain {_strategy(self.inference_strategy)}, k={self.inference_k}" + suffix
+        return (
+            f"in-domain N={self.pool_size} {_strategy(self.inference_strategy)}, k={self.inference_k}"
+            + suffix
+        )
+
+
+def _strategy(name: str | None) -> str:
+    return STRATEGY_NAMES.get(name or "", str(name))
+
+
+def _model_order(setting: Setting) -> tuple:
+    method = (
+        ("base", "vanilla", "ra-it").index(setting.method)
+        if setting.method in ("base", "vanilla", "ra-it")
+        else 3
+    )
+    strategy = list(STRATEGY_NAMES).index(setting.strategy) if setting.strategy in STRATEGY_NAMES else 99
+    return (setting.size or 0, method, strategy, setting.k or 0)
+
+
+Cell = float | Estimate | None  # a table number: a plain score, or one with its interval
+
+
+class Scores:
+    """F1 per (setting, benchmark), averaged over seeds; ``average`` needs every benchmark. With per-sentence
+    counts in every row of a (setting, benchmark), its bootstrap replicates too (``bootstrap``)."""
+
+    def __init__(self, results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED):
+        self.benchmarks: list[str] = list(results["benchmarks"])
+        collected: dict[Setting, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        sentences: dict[Setting, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        for row in results["rows"]:
+            setting = Setting.of(row)
+            collected[setting][row["benchmark"]].append(float(row["f1"]))
+            sentences[setting][row["benchmark"]].append(row.get("sentences"))
+            if row["benchmark"] not in self.benchmarks:
+                self.benchmarks.append(row["benchmark"])
+        self.f1 = {s: {b: mean(v) for b, v in per.items()} for s, per in collected.items()}
+        runs = {
+            s: {b: seeds for b, seeds in per.items() if all(c is not None for c in seeds)}
+            for s, per in sentences.items()
+        }
+        self.has_intervals = any(runs.values())
+        self.bootstrap = BootstrapF1(runs, samples=samples, seed=seed) if self.has_intervals else None
+
+    def settings(self, **where) -> list[Setting]:
+        """Settings whose fields equal ``where``'s values, in model order; free decoding (the paper's
+        protocol) unless ``where`` names a decoding."""
+        where.setdefault("decoding", "free")
+        found = [s for s in self.f1 if all(getattr(s, k) == v for k, v in where.items())]
+        return sorted(found, key=_model_order)
+
+    def average(self, setting: Setting) -> float | None:
+        per = self.f1.get(setting, {})
+        if not self.benchmarks or any(b not in per for b in self.benchmarks):
+            return None
+        return mean(per[b] for b in self.benchmarks)
+
+    def values(self, setting: Setting) -> list[float | None]:
+        """Per-benchmark F1 then the average."""
+        per = self.f1.get(setting, {})
+        return [per.get(b) for b in self.benchmarks] + [self.average(setting)]
+
+    def interval(self, setting: Setting, benchmark: str | None = None) -> Estimate | None:
+        """The bootstrap interval of one benchmark's F1, or (``None``) of the average over benchmarks."""
+        if self.bootstrap is None:
+            return None
+        return self.bootstrap.interval(setting, benchmark if benchmark is not None else self.benchmarks)
+
+    def average_cell(self, setting: Setting) -> Cell:
+        """The average F1, with its interval where there is one."""
+        average = self.average(setting)
+        return None if average is None else (self.interval(setting) or average)
+
+    def cells(self, setting: Setting) -> list[Cell]:
+        """Like :meth:`values`, each score with its interval where there is one."""
+        per = self.f1.get(setting, {})
+        cells: list[Cell] = [
+            None if b not in per else (self.interval(setting, b) or per[b]) for b in self.benchmarks
+        ]
+        return cells + [self.average_cell(setting)]
+
+    def difference(self, setting: Setting, other: Setting, benchmark: str | None = None) -> Estimate | None:
+        """Paired bootstrap of ``setting`` minus ``other`` on one benchmark, or (``None``) the average."""
+        if self.bootstrap is None:
+            return None
+        return self.bootstrap.difference(
+            setting, other, benchmark if benchmark is not None else self.benchmarks
+        )

@@ -1,0 +1,266 @@
+"""The report's sections (:class:`View`): the paper's tables and figures built from :class:`Scores`, the
+RA-IT minus vanilla IT paired differences and the model selection; each skipped with a reason when its data
+is absent from the results."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from rait.bootstrap import DEFAULT_SAMPLES, Estimate
+from rait.report.plots import _bars, _difference_plot, _figure, _save, _yerr
+from rait.report.scores import Cell, Scores, Setting, _model_order, _strategy
+from rait.report.tables import _row_best_table, _value, markdown_table
+
+
+@dataclass(slots=True)
+class View:
+    """One section of the report: Markdown, an optional plot file, or the reason it was skipped."""
+
+    key: str
+    title: str
+    markdown: str = ""
+    plot: Path | None = None
+    skipped: str | None = None
+
+
+def main_table(scores: Scores) -> View:
+    """Table 1/2: models without examples at inference, one block per training size (base model first)."""
+    view = View("main", "Main results (Table 1/2 style): inference without examples")
+    settings = scores.settings(mode="none")
+    if not settings:
+        view.skipped = "no results without examples at inference"
+        return view
+    blocks: dict[int | None, list] = defaultdict(list)
+    for s in settings:
+        blocks[s.size].append((s.model_label, scores.cells(s)))
+    view.markdown = markdown_table(
+        ["Training data", "Model", *scores.benchmarks, "Avg"],
+        [("no fine-tuning" if size is None else f"{size:,}", rows) for size, rows in blocks.items()],
+    )
+    return view
+
+
+def size_curve(scores: Scores, output_dir: Path) -> View:
+    """Fig. 2: average F1 against training-set size, one line per method."""
+    view = View("size", "Training data size (Fig. 2): average F1 vs size, inference without examples")
+    series: dict[str, dict[int, Cell]] = defaultdict(dict)
+    for s in scores.settings(mode="none"):
+        avg = scores.average_cell(s)
+        if s.method != "base" and avg is not None:
+            series[s.model_label][s.size] = avg
+    series = {label: points for label, points in series.items() if len(points) >= 2}
+    if not series:
+        view.skipped = "needs at least two training sizes of one method, scored on every benchmark"
+        return view
+    sizes = sorted({size for points in series.values() for size in points})
+    base = [scores.average_cell(s) for s in scores.settings(mode="none", method="base")]
+    rows = [(label, [points.get(n) for n in sizes]) for label, points in series.items()]
+    if base and base[0] is not None:
+        rows.insert(0, ("Base model", [base[0]] * len(sizes)))
+    view.markdown = markdown_table(["", "Model", *[f"{n:,}" for n in sizes]], [("", rows)], bold_best=False)
+    figure = _figure()
+    axes = figure.add_subplot()
+    for label, points in series.items():
+        xs = sorted(points)
+        cells = [points[x] for x in xs]
+        axes.errorbar(xs, [_value(c) for c in cells], yerr=_yerr(cells), marker="o", capsize=3, label=label)
+    if base and base[0] is not None:
+        axes.axhline(_value(base[0]), linestyle="--", color="grey", label="Base model")
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    axes.minorticks_off()
+    axes.set_xlabel("training passages")
+    axes.set_ylabel("average micro-F1 (%)")
+    axes.legend()
+    view.plot = _save(figure, output_dir / "fig2_data_size.png")
+    return view
+
+
+def strategy_bars(scores: Scores, output_dir: Path) -> View:
+    """Fig. 3: RA-IT training retrieval strategies at one size and k, beside vanilla IT."""
+    view = View("strategies", "Retrieval strategies in training (Fig. 3): inference without examples")
+    groups: dict[tuple, list[Setting]] = defaultdict(list)
+    for s in scores.settings(mode="none", method="ra-it"):
+        groups[(s.size, s.k)].append(s)
+    groups = {key: members for key, members in groups.items() if len(members) >= 2}
+    if not groups:
+        view.skipped = "needs RA-IT models trained with at least two retrieval strategies at one size and k"
+        return view
+    blocks, bars = [], {}
+    for (size, k), members in groups.items():
+        vanilla = scores.settings(mode="none", method="vanilla", size=size)[:1]
+        rows = [
+            (s.model_label if s.method == "vanilla" else _strategy(s.strategy), scores.cells(s))
+            for s in vanilla + members
+        ]
+        blocks.append((f"{size:,}, k={k}", rows))
+        bars[f"{size:,} (k={k})"] = {label: cells[-1] for label, cells in rows if cells[-1] is not None}
+    view.markdown = markdown_table(["Training data", "Strategy", *scores.benchmarks, "Avg"], blocks)
+    if any(bars.values()):
+        view.plot = _bars(bars, "average micro-F1 (%)", output_dir / "fig3_strategies.png")
+    return view
+
+
+def out_domain_bars(scores: Scores, output_dir: Path) -> View:
+    """Fig. 4: out-domain example strategies at inference, per model, beside no examples."""
+    view = View("out_domain", "Out-domain examples at inference (Fig. 4): average F1")
+    models = list(dict.fromkeys(s.model for s in scores.settings(mode="out-domain")))
+    if not models:
+        view.skipped = "no results with out-domain examples at inference"
+        return view
+    table: dict[str, dict[str, Cell]] = defaultdict(dict)
+    for s in scores.settings(mode="none") + scores.settings(mode="out-domain"):
+        if s.model in models:
+            table[s.sized_label][s.inference_label] = scores.average_cell(s)
+    columns = list(dict.fromkeys(c for row in table.values() for c in row))
+    blocks = [("", [(label, [row.get(c) for c in columns])]) for label, row in table.items()]
+    view.markdown = _row_best_table(["", "Model", *columns], blocks)
+    bars = {label: {c: v for c, v in row.items() if v is not None} for label, row in table.items()}
+    if any(bars.values()):
+        view.plot = _bars(bars, "average micro-F1 (%)", output_dir / "fig4_out_domain.png")
+    return view
+
+
+def pool_size_curve(scores: Scores, output_dir: Path) -> View:
+    """Fig. 5: average F1 against the in-domain pool size N (N=0: no examples), per model."""
+    view = View("pool", "In-domain example pool size (Fig. 5): average F1 vs N")
+    settings = scores.settings(mode="in-domain")
+    if not settings:
+        view.skipped = "no results with in-domain examples at inference"
+        return view
+    series: dict[str, dict[int, Cell]] = defaultdict(dict)
+    for s in settings:
+        label = f"{s.sized_label}, {_strategy(s.inference_strategy)} k={s.inference_k}"
+        series[label][s.pool_size] = scores.average_cell(s)
+        for none in scores.settings(mode="none"):
+            if none.model == s.model:
+                series[label][0] = scores.average_cell(none)
+    sizes = sorted({n for points in series.values() for n in points})
+    rows = [(label, [points.get(n) for n in sizes]) for label, points in series.items()]
+    view.markdown = _row_best_table(["", "Model", *[f"N={n:,}" for n in sizes]], [("", rows)])
+    figure = _figure()
+    axes = figure.add_subplot()
+    for label, points in series.items():
+        xs = [i for i, n in enumerate(sizes) if points.get(n) is not None]
+        cells = [points[sizes[i]] for i in xs]
+        axes.errorbar(xs, [_value(c) for c in cells], yerr=_yerr(cells), marker="o", capsize=3, label=label)
+    axes.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
+    axes.set_xlabel("in-domain pool size N (0 = no examples)")
+    axes.set_ylabel("average micro-F1 (%)")
+    axes.legend(fontsize="small")
+    view.plot = _save(figure, output_dir / "fig5_pool_size.png")
+    return view
+
+
+def k_table(scores: Scores) -> View:
+    """The number of retrieved examples k in RA-IT training, per size and strategy."""
+    view = View("k", "Number of examples k in training: inference without examples")
+    groups: dict[tuple, list[Setting]] = defaultdict(list)
+    for s in scores.settings(mode="none", method="ra-it"):
+        groups[(s.size, s.strategy)].append(s)
+    groups = {key: sorted(m, key=lambda s: s.k) for key, m in groups.items() if len({s.k for s in m}) >= 2}
+    if not groups:
+        view.skipped = "needs RA-IT models trained with at least two values of k at one size and strategy"
+        return view
+    blocks = [
+        (f"{size:,}, {_strategy(strategy)}", [(f"k={s.k}", scores.cells(s)) for s in members])
+        for (size, strategy), members in groups.items()
+    ]
+    view.markdown = markdown_table(["Training data", "k", *scores.benchmarks, "Avg"], blocks)
+    return view
+
+
+def _vanilla_of(setting: Setting) -> Setting:
+    """The vanilla IT model of an RA-IT setting: same size and inference settings."""
+    return setting._replace(method="vanilla", strategy=None, k=None)
+
+
+def _p(p: float | None, samples: int) -> str:
+    if p is None:
+        return "—"
+    return f"< {1 / samples:.4g}" if p == 0 else f"{p:.3f}"
+
+
+def paired_differences(scores: Scores, output_dir: Path) -> View:
+    """RA-IT minus vanilla IT (same size, same inference settings and decoding), per benchmark and on
+    average: the difference, its paired-bootstrap interval and p-value; every decoding in the results."""
+    view = View("paired", "RA-IT minus vanilla IT (paired bootstrap over test sentences)")
+    ra_it = sorted(
+        (s for s in scores.f1 if s.method == "ra-it"), key=lambda s: (s.decoding != "free", _model_order(s))
+    )
+    pairs = [(s, _vanilla_of(s)) for s in ra_it if _vanilla_of(s) in scores.f1]
+    if not pairs:
+        view.skipped = (
+            "needs an RA-IT and a vanilla IT model of the same size with the same inference settings"
+        )
+        return view
+    samples = scores.bootstrap.samples if scores.bootstrap else DEFAULT_SAMPLES
+    header = [
+        "Training data",
+        "RA-IT model",
+        "Inference",
+        "Benchmark",
+        "RA-IT",
+        "Vanilla IT",
+        "Δ",
+        "95% CI",
+        "p",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|" + "---:|" * (len(header) - 4)]
+    groups: dict[str, list[tuple[str, Estimate]]] = {}
+    for ra_it, vanilla in pairs:
+        label = f"{ra_it.size:,}, {_strategy(ra_it.strategy)} k={ra_it.k}, {ra_it.inference_label}"
+        first = True
+        for benchmark in [*scores.benchmarks, None]:
+            if benchmark is None:
+                a, b = scores.average(ra_it), scores.average(vanilla)
+            else:
+                a, b = scores.f1[ra_it].get(benchmark), scores.f1[vanilla].get(benchmark)
+            if a is None or b is None:
+                continue
+            diff = scores.difference(ra_it, vanilla, benchmark)
+            interval = f"[{diff.low:.2f}, {diff.high:.2f}]" if diff else "—"
+            name = benchmark or "**Avg**"
+            lead = [f"{ra_it.size:,}", ra_it.model_label, ra_it.inference_label] if first else ["", "", ""]
+            row = [
+                *lead,
+                name,
+                f"{a:.2f}",
+                f"{b:.2f}",
+                f"{a - b:+.2f}",
+                interval,
+                _p(diff and diff.p, samples),
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+            first = False
+            if diff:
+                groups.setdefault(label, []).append((benchmark or "Avg", diff))
+    view.markdown = "\n".join(lines) + "\n"
+    if groups:
+        view.plot = _difference_plot(groups, output_dir / "fig_paired_differences.png")
+    return view
+
+
+def selection_table(results: dict) -> View | None:
+    """The model selection of ``training.search``: per training cell, every candidate's validation loss,
+    the chosen one in bold; None without a search."""
+    selection = results.get("selection") or {}
+    if not selection:
+        return None
+    view = View("selection", "Model selection: validation loss per candidate (held-out training data)")
+    lines = ["| Model | learning rate | epochs | validation loss |", "|---|---:|---:|---:|"]
+    for cell, found in selection.items():
+        for index, candidate in enumerate(found["candidates"]):
+            chosen = all(candidate.get(k) == v for k, v in found["selected"].items())
+            loss = candidate["validation_loss"]
+            cells = [
+                cell if index == 0 else "",
+                f"{candidate['learning_rate']:g}",
+                f"{candidate['epochs']:g}",
+                "—" if loss is None else (f"**{loss:.4f}**" if chosen else f"{loss:.4f}"),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    view.markdown = "\n".join(lines) + "\n"
+    return view
