@@ -1,28 +1,19 @@
-"""Inference: answer UniversalNER-style type questions about passages, and write benchmark predictions.
+"""Prediction runs: answer every (passage, type) query of a benchmark or input file and write the
+predictions (:func:`predict_records`, :func:`run_predict` with a :class:`PredictConfig`), with in-context
+examples from a :class:`Retriever`.
 
-A passage's prompt is the same for all of its types up to the question (optional RA-IT examples turn,
-passage turn, acknowledgement), so :class:`Predictor` runs that prefix once, copies its KV cache to one
-row per type question, and decodes all questions together, greedily. Token ids come only from
-:func:`rait.chat.encode_turns`, exactly as in training. :meth:`Predictor.answer_naive` re-encodes the full
-prompt for every type: the reference the fast path must match token for token.
-
-Answers are parsed with :func:`rait.evaluation.parse_answer_items` (a malformed answer counts as empty and is
-counted) and each mention is located in the passage: **all** its occurrences are returned with character
-offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` and ``found`` ``False``.
+The rest of inference lives in its own modules and is re-exported here: :mod:`rait.answerer` (the
+:class:`Answerer` interface, :class:`PassageQuery`), :mod:`rait.predictor` (the transformers
+:class:`Predictor`, :func:`load_predictor`), :mod:`rait.vllm_predictor` (:class:`VllmPredictor`) and
+:mod:`rait.entities` (answers -> located entities).
 """
 
 from __future__ import annotations
 
-import inspect
-import logging
-import re
-from abc import ABC, abstractmethod
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,560 +23,43 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
+from rait.answerer import DECODINGS, Answerer, PassageQuery, _check_decoding
+from rait.entities import answer_mentions, entities_from_answers, locate, located_entities
 from rait.errors import DataError, RaitError
-from rait.evaluation import parse_answer_items
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
 from rait.formats import detect_lang
 from rait.locks import output_lock
+from rait.predictor import BACKENDS, Predictor, load_predictor
 from rait.records import QueryPrediction, Record
-from rait.stopping import (
-    DEFAULT_MAX_NEW_TOKENS,
-    Answer,
-    Continuation,
-    finish_reason,
-    loop_end,
-    repeats_itself,
-)
-from rait.templates import prompt_turns, question_turn
+from rait.stopping import DEFAULT_MAX_NEW_TOKENS, finish_reason
+from rait.vllm_predictor import VllmPredictor
+
+__all__ = [
+    "BACKENDS",
+    "DECODINGS",
+    "DEFAULT_MAX_CHUNK_TOKENS",
+    "EXAMPLE_MODES",
+    "Answerer",
+    "ExampleSource",
+    "PassageQuery",
+    "PredictConfig",
+    "PredictStats",
+    "Predictor",
+    "Retriever",
+    "VllmPredictor",
+    "answer_mentions",
+    "entities_from_answers",
+    "load_predictor",
+    "locate",
+    "located_entities",
+    "meta_path",
+    "predict_records",
+    "query_rows",
+    "run_predict",
+]
 
 EXAMPLE_MODES = ("none", "out-domain", "in-domain")
 DEFAULT_MAX_CHUNK_TOKENS = 1024
-BACKENDS = ("hf", "vllm")
-DECODINGS = ("free", "constrained")
-
-
-def _check_decoding(decoding: str) -> None:
-    if decoding not in DECODINGS:
-        raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
-
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class PassageQuery:
-    """One passage to question: its entity types, optional in-context examples, template language
-    (``None``: the predictor's)."""
-
-    text: str
-    types: tuple[str, ...]
-    examples: tuple[Record, ...] = ()
-    lang: str | None = None
-
-
-class Answerer(ABC):
-    """Base of the inference backends: subclasses implement ``iter_answers``; the rest builds on it."""
-
-    lang: str
-    system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
-
-    @abstractmethod
-    def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
-        """Yield ``(index, raw answers, one per type)`` for every query, in input order."""
-
-    def answer_many(self, queries: Sequence[PassageQuery]) -> list[list[str]]:
-        """Raw answers for each passage, one per type, in order."""
-        answers: list[list[str]] = [[] for _ in queries]
-        for index, passage_answers in self.iter_answers(queries):
-            answers[index] = passage_answers
-        return answers
-
-    def answer(
-        self, text: str, types: Sequence[str], examples: Sequence[Record] = (), lang: str | None = None
-    ) -> list[str]:
-        """Raw answers (decoded model output) to each type's question about ``text``."""
-        return self.answer_many([PassageQuery(text, tuple(types), tuple(examples), lang)])[0]
-
-    def _token_ids(self, tokenizer, query: PassageQuery) -> tuple[list[int], list[list[int]]]:
-        lang = query.lang or self.lang
-        prefix = [*self.system_ids, *encode_turns(tokenizer, prompt_turns(query.text, query.examples, lang))]
-        suffixes = [
-            encode_turns(tokenizer, [question_turn(t, lang)], add_generation_prompt=True) for t in query.types
-        ]
-        return prefix, suffixes
-
-
-class Predictor(Answerer):
-    """Greedy transformers inference with the passage prefix's KV cache shared by all its type questions
-    (the prefix includes the tokens all the questions start with).
-
-    ``batch_size`` is the largest number of type questions decoded together; several passages go in one
-    batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
-    A row stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`), once it repeats itself
-    (:func:`rait.stopping.repeats_itself`, unless ``stop_repetition`` is off or decoding is constrained, which
-    closes answers itself) or at ``max_new_tokens``;
-    answers are :class:`rait.stopping.Answer` strings that say which. ``decoding="constrained"`` allows only
-    answers that are JSON lists of distinct passage substrings, closed before the cap
-    (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
-
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        lang: str = "en",
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        batch_size: int = 128,
-        system_prompt: str | None = "none",
-        decoding: str = "free",
-        stop_repetition: bool = True,
-    ):
-        if batch_size < 1 or max_new_tokens < 1:
-            raise RaitError("batch_size and max_new_tokens must be at least 1")
-        _check_decoding(decoding)
-        if decoding == "constrained" and max_new_tokens < 2:
-            raise RaitError("constrained decoding needs max_new_tokens of at least 2 (the answer '[]')")
-        self.model = model.eval()
-        self.tokenizer = ensure_chat_template(tokenizer)
-        self.lang = lang
-        self.system_prompt = system_prompt or "none"
-        self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
-        self.max_new_tokens = max_new_tokens
-        self.stop_repetition = stop_repetition
-        self.batch_size = batch_size
-        self.decoding = decoding
-        self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
-        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained use
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else min(self.stop_ids)
-        self.device = next(model.parameters()).device
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        params = inspect.signature(type(base).forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-        if head is not None and not getattr(head, "_rait_contiguous_input", False):
-            head.register_forward_pre_hook(_contiguous_input)
-            head._rait_contiguous_input = True
-
-    def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
-        """Yield ``(index, answers)`` for each passage, in input order, as its batch completes."""
-        units: list[tuple[int, list[int], list[list[int]]]] = []  # (passage, prefix ids, question ids)
-        for index, query in enumerate(queries):
-            prefix, suffixes = self._token_ids(self.tokenizer, query)
-            if not suffixes:
-                units.append((index, prefix, []))
-            for start in range(0, len(suffixes), self.batch_size):
-                chunk = suffixes[start : start + self.batch_size]
-                shared = _shared_start(chunk)  # e.g. "<|im_start|>user\nWhat describes": run once, as prefix
-                units.append((index, prefix + chunk[0][:shared], [suffix[shared:] for suffix in chunk]))
-        remaining = Counter(index for index, _, _ in units)
-        pending: dict[int, list[str]] = {}
-        next_index = 0
-        for group in _group_units(units, self.batch_size):
-            live = [unit for unit in group if unit[2]]
-            outputs = iter(
-                self._greedy(
-                    [prefix for _, prefix, _ in live],
-                    [row for row, (_, _, suffixes) in enumerate(live) for _ in suffixes],
-                    [suffix for _, _, suffixes in live for suffix in suffixes],
-                    [queries[index].text for index, _, suffixes in live for _ in suffixes],
-                )
-                if live
-                else []
-            )
-            for index, _, suffixes in group:
-                pending.setdefault(index, []).extend(self._decode(next(outputs)) for _ in suffixes)
-                remaining[index] -= 1
-            while next_index < len(queries) and remaining[next_index] == 0:
-                yield next_index, pending.pop(next_index)
-                next_index += 1
-
-    def answer_naive(
-        self, text: str, types: Sequence[str], examples: Sequence[Record] = (), lang: str | None = None
-    ) -> list[str]:
-        """Reference path: encode the whole prompt for each type, decode it alone (no reuse, no batching)."""
-        lang = lang or self.lang
-        answers = []
-        for entity_type in types:
-            turns = [*prompt_turns(text, examples, lang), question_turn(entity_type, lang)]
-            ids = [*self.system_ids, *encode_turns(self.tokenizer, turns, add_generation_prompt=True)]
-            answers.append(self._decode(self._greedy([[]], [0], [ids], [text])[0]))
-        return answers
-
-    def _constraint_rows(self, passages: Sequence[str]):
-        """Per-row copy constraints for ``passages`` (one constraint object per distinct passage)."""
-        from rait.constrained import ConstrainedRows, PassageConstraint, TokenVocab
-
-        if self._vocab is None:
-            self._vocab = TokenVocab(self.tokenizer, self.stop_ids)
-        by_text = {text: PassageConstraint(text, self._vocab) for text in dict.fromkeys(passages)}
-        return ConstrainedRows([by_text[text] for text in passages])
-
-    def _decode(self, ids: list[int]) -> Answer:
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        return Answer(text, getattr(ids, "finish_reason", "stop"))
-
-    def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_kwarg: cache},
-        )
-        return out.logits[:, -1]
-
-    @torch.inference_mode()
-    def _greedy(
-        self,
-        prefixes: list[list[int]],
-        owner: list[int],
-        suffixes: list[list[int]],
-        passages: Sequence[str] | None = None,
-    ) -> list[Continuation]:
-        """Greedy continuations of ``prefixes[owner[r]] + suffixes[r]`` for every row ``r``, each with its
-        finish reason.
-
-        Prefixes are left-padded and run once; their cache is copied to the rows. Question suffixes are
-        left-padded *after* the prefix: pad slots are masked out and position ids skip them, so every row
-        sees exactly the positions and context it would see alone. In constrained decoding ``passages[r]``
-        is the passage row ``r``'s answer copies from."""
-        from transformers import DynamicCache
-
-        dev = self.device
-        cache = DynamicCache(config=self.model.config)
-        rows = len(suffixes)
-        width = max(len(p) for p in prefixes)
-        if width:
-            ids, pmask = _left_pad(prefixes, width, self.pad_id, dev)
-            self._forward(ids, pmask, (pmask.cumsum(-1) - 1).clamp(min=0), cache)
-            index = torch.tensor(owner, device=dev)
-            if owner != list(range(len(prefixes))):
-                cache.reorder_cache(index)
-            pmask = pmask[index]
-        else:
-            pmask = torch.zeros((rows, 0), dtype=torch.long, device=dev)
-        plen = pmask.sum(-1)
-        ids, smask = _left_pad(suffixes, max(len(s) for s in suffixes), self.pad_id, dev)
-        positions = (plen[:, None] + smask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([pmask, smask], dim=1)
-        logits = self._forward(ids, mask, positions, cache)
-        next_pos = positions[:, -1] + 1
-        outputs: list[list[int]] = [[] for _ in range(rows)]
-        active = list(range(rows))  # original row of each batch row
-        finished: set[int] = set()
-        guide = self._constraint_rows(passages) if self.decoding == "constrained" else None
-        looped: set[int] = set()
-        for step in range(self.max_new_tokens):
-            tokens = logits.argmax(-1)
-            if guide is not None:
-                tokens = guide.select(logits, tokens, active, self.max_new_tokens - step)
-            for batch_row, token in enumerate(tokens.tolist()):
-                row = active[batch_row]
-                if row in finished:
-                    continue
-                if token in self.stop_ids:
-                    finished.add(row)
-                else:
-                    outputs[row].append(token)
-                    if self.stop_repetition and guide is None and repeats_itself(outputs[row]):
-                        finished.add(row)
-                        looped.add(row)
-            if len(finished) == rows or step == self.max_new_tokens - 1:
-                break
-            done_here = sum(1 for row in active if row in finished)
-            if done_here * 4 >= len(active):  # drop finished rows once they are a quarter of the batch
-                keep = [i for i, row in enumerate(active) if row not in finished]
-                keep_index = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(keep_index)
-                tokens, mask, next_pos = tokens[keep_index], mask[keep_index], next_pos[keep_index]
-                active = [active[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
-            next_pos = next_pos + 1
-        if guide is not None:  # answers that ended by looping: cut after their last complete string
-            guide.rewrite(outputs, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return [
-            Continuation(ids, "repetition" if row in looped else "stop" if row in finished else "length")
-            for row, ids in enumerate(outputs)
-        ]
-
-
-def _contiguous_input(module, args):
-    """Forward pre-hook of the vocabulary projection. ``logits_to_keep=1`` hands it a strided view of the last
-    position; a linear layer given a strided 3-D input multiplies through a batched matmul over one copy of
-    the weight per row (on CPU in bf16, a third of a passage's time: [26, 576, 49152] copied), a contiguous
-    input through one matrix product."""
-    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
-
-
-def _left_pad(seqs: list[list[int]], width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        if seq:
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _shared_start(seqs: list[list[int]]) -> int:
-    """Length of the token prefix common to all ``seqs``, leaving at least one token in each."""
-    limit = min(len(seq) for seq in seqs) - 1
-    for position in range(limit):
-        if any(seq[position] != seqs[0][position] for seq in seqs[1:]):
-            return position
-    return max(limit, 0)
-
-
-def _group_units(units: list, batch_size: int) -> Iterator[list]:
-    """Consecutive units whose question rows fit in one batch."""
-    group: list = []
-    rows = 0
-    for unit in units:
-        if group and rows + len(unit[2]) > batch_size:
-            yield group
-            group, rows = [], 0
-        group.append(unit)
-        rows += len(unit[2])
-    if group:
-        yield group
-
-
-class VllmPredictor(Answerer):
-    """The same prompts (token ids from :func:`rait.chat.encode_turns`) decoded greedily by vLLM, with its
-    automatic prefix caching sharing each passage's prefix across its type questions. Needs a GPU and
-    ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory.
-    ``decoding="constrained"`` applies the copy constraint through a vLLM logits processor
-    (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
-
-    def __init__(
-        self,
-        model: str | None = None,
-        *,
-        adapter: str | None = None,
-        lang: str = "en",
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        system_prompt: str | None = "none",
-        decoding: str = "free",
-        stop_repetition: bool = True,
-        **engine_kwargs,
-    ):
-        _check_decoding(decoding)
-        try:
-            import vllm
-            from vllm.lora.request import LoRARequest
-        except ImportError:
-            raise RaitError("the vllm backend needs vLLM and a GPU: pip install 'rait[gpu]'") from None
-        if decoding == "constrained":
-            try:
-                from rait.constrained_vllm import CopyConstraintLogitsProcessor
-            except ImportError as exc:
-                raise RaitError(
-                    f"constrained decoding needs vLLM's V1 logits-processor interface ({exc}); "
-                    "use --decoding free or the hf backend"
-                ) from None
-            engine_kwargs = {"logits_processors": [CopyConstraintLogitsProcessor], **engine_kwargs}
-        from rait.models import adapter_base_model, is_adapter_dir, resolve_model_path
-
-        if adapter is None and is_adapter_dir(model):
-            adapter, model = model, adapter_base_model(model)
-        if adapter is not None:
-            rank = int(read_json(Path(adapter) / "adapter_config.json").get("r", 16))
-            engine_kwargs = {"enable_lora": True, "max_lora_rank": max(16, rank), **engine_kwargs}
-        self.llm = vllm.LLM(model=resolve_model_path(model), enable_prefix_caching=True, **engine_kwargs)
-        self.tokenizer = ensure_chat_template(self.llm.get_tokenizer())
-        self.lang = lang
-        self.max_new_tokens = max_new_tokens
-        self.stop_repetition = stop_repetition
-        self.system_prompt = system_prompt or "none"
-        self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
-        self.decoding = decoding
-        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained answer
-        self.params = vllm.SamplingParams(
-            temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
-        )
-        self.lora = LoRARequest("rait-adapter", 1, str(adapter)) if adapter is not None else None
-
-    def _answer(self, completion) -> Answer:
-        """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
-        stops it (:func:`rait.stopping.loop_end`), so both backends give the same answers."""
-        ids = list(completion.token_ids)
-        end = loop_end(ids) if self.stop_repetition and self.decoding == "free" else None
-        if end is not None:
-            return Answer(self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition")
-        return Answer(completion.text.strip(), "length" if completion.finish_reason == "length" else "stop")
-
-    def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
-        prompts, owners, params = [], [], []
-        for index, query in enumerate(queries):
-            prefix, suffixes = self._token_ids(self.tokenizer, query)
-            prompts += [{"prompt_token_ids": prefix + suffix} for suffix in suffixes]
-            owners += [index] * len(suffixes)
-            if self.decoding == "constrained":  # the logits processor reads the passage from extra_args
-                for _ in suffixes:
-                    params.append(self.params.clone())
-                    params[-1].extra_args = {"rait_passage": query.text}
-        outputs = (
-            self.llm.generate(prompts, params or self.params, lora_request=self.lora, use_tqdm=False)
-            if prompts
-            else []
-        )
-        answers: list[list[str]] = [[] for _ in queries]
-        for index, output in zip(owners, outputs, strict=True):
-            answer = self._answer(output.outputs[0])
-            if self.decoding == "constrained":  # an answer that ended by looping is cut and closed
-                text = self._constraint(queries[index].text).finish(answer.encode()).decode()
-                answer = Answer(text, answer.finish_reason)
-            answers[index].append(answer)
-        yield from enumerate(answers)
-
-    def _constraint(self, text: str):
-        from rait.constrained import PassageConstraint, TokenVocab
-
-        if self._vocab is None:
-            self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
-        return PassageConstraint(text, self._vocab)
-
-
-def load_predictor(
-    model: str | None = None,
-    *,
-    adapter: str | None = None,
-    backend: str = "hf",
-    lang: str = "en",
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 128,
-    device: str | None = None,
-    precision: str = "auto",
-    system_prompt: str | None = None,
-    decoding: str = "free",
-    stop_repetition: bool = True,
-) -> Predictor | VllmPredictor:
-    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
-    ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`).
-
-    ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
-    (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
-    trained with (its ``rait_train_config.json``), else ``none``. ``stop_repetition``: end a row once it
-    repeats itself (:func:`rait.stopping.repeats_itself`)."""
-    from rait.models import trained_system_prompt
-
-    _check_decoding(decoding)
-    if system_prompt is None:
-        system_prompt = trained_system_prompt(adapter, model) or "none"
-    if backend == "vllm":
-        return VllmPredictor(
-            model,
-            adapter=adapter,
-            lang=lang,
-            max_new_tokens=max_new_tokens,
-            system_prompt=system_prompt,
-            decoding=decoding,
-            stop_repetition=stop_repetition,
-        )
-    if backend != "hf":
-        raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from rait.models import default_device, load_model
-    from rait.precision import precision_dtype, resolve_precision
-
-    device = device or default_device()
-    resolved = resolve_precision(precision, device)
-    loaded, tokenizer = load_model(model, adapter=adapter, device=device, dtype=precision_dtype(resolved))
-    logger.info("inference precision %s (%s on %s)", resolved, precision, device)
-    return Predictor(
-        loaded,
-        tokenizer,
-        lang=lang,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        system_prompt=system_prompt,
-        decoding=decoding,
-        stop_repetition=stop_repetition,
-    )
-
-
-# ----------------------------------------------------------------------------- answers -> located entities
-
-
-def answer_mentions(answer: str) -> tuple[list[str], bool]:
-    """The mention strings of one answer as the model wrote them (de-duplicated, first-seen order) and
-    whether it parsed (:func:`rait.evaluation.parse_answer_items`); a malformed answer gives ``[]``."""
-    items = parse_answer_items(answer)
-    if items is None:
-        return [], False
-    return list(dict.fromkeys(item for item in items if item.strip())), True
-
-
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-
-
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() and not _CJK_CHAR.match(char)
-
-
-def _occurrences(haystack: str, needle: str) -> list[tuple[int, int]]:
-    spans, start = [], haystack.find(needle)
-    while start != -1:
-        spans.append((start, start + len(needle)))
-        start = haystack.find(needle, start + len(needle))
-    return spans
-
-
-def locate(text: str, mention: str) -> list[tuple[int, int]]:
-    """Character spans of **all** non-overlapping occurrences of ``mention`` in ``text``, left to right.
-
-    Occurrences that do not cut through a word (English letters/digits on both sides) are preferred; when
-    there are none, any verbatim occurrence; then case-insensitive ones. ``[]`` when not found."""
-    if not mention:
-        return []
-
-    def whole_words(spans):
-        return [
-            (s, e)
-            for s, e in spans
-            if not (s > 0 and _is_word_char(text[s - 1]) and _is_word_char(text[s]))
-            and not (e < len(text) and _is_word_char(text[e]) and _is_word_char(text[e - 1]))
-        ]
-
-    exact = _occurrences(text, mention)
-    if exact:
-        return whole_words(exact) or exact
-    lowered, needle = text.lower(), mention.lower()
-    if len(lowered) == len(text) and len(needle) == len(mention):
-        folded = _occurrences(lowered, needle)
-        return whole_words(folded) or folded
-    return []
-
-
-def located_entities(text: str, entity_type: str, mentions: Iterable[str]) -> list[dict]:
-    """Entities ``{"text", "type", "start", "end", "found"}`` for one type's mentions: one per occurrence
-    (``text`` is the passage's own characters); an occurrence inside a longer mention of the same type is
-    dropped; a mention not in the passage is kept once with ``start``/``end`` ``None``, ``found`` False."""
-    spans: list[tuple[int, int]] = []
-    missing: list[str] = []
-    for mention in mentions:
-        found = locate(text, mention)
-        spans.extend(found)
-        if not found:
-            missing.append(mention)
-    kept = sorted(
-        {(s, e) for s, e in spans if not any(s2 <= s and e <= e2 and (s2, e2) != (s, e) for s2, e2 in spans)}
-    )
-    entities = [
-        {"text": text[s:e], "type": entity_type, "start": s, "end": e, "found": True} for s, e in kept
-    ]
-    entities += [
-        {"text": m, "type": entity_type, "start": None, "end": None, "found": False} for m in missing
-    ]
-    return entities
-
-
-def entities_from_answers(text: str, types: Sequence[str], answers: Sequence[str]) -> tuple[list[dict], int]:
-    """All located entities of a passage (found ones by position, then not-found ones) and the number of
-    malformed answers among ``answers``."""
-    entities: list[dict] = []
-    malformed = 0
-    for entity_type, answer in zip(types, answers, strict=True):
-        mentions, ok = answer_mentions(answer)
-        malformed += not ok
-        entities += located_entities(text, entity_type, mentions)
-    entities.sort(key=lambda e: (not e["found"], e["start"] or 0, -(e["end"] or 0)))
-    return entities, malformed
-
-
-# ----------------------------------------------------------------------------- prediction jobs
 
 ExampleSource = Callable[[list[Record]], list[list[Record]]]
 """Given passages, the in-context examples for each (e.g. a :class:`Retriever`)."""

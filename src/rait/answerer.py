@@ -1,0 +1,68 @@
+"""The inference interface: :class:`PassageQuery` (one passage and its type questions) and :class:`Answerer`,
+the base of the backends (:class:`rait.predictor.Predictor`, :class:`rait.vllm_predictor.VllmPredictor`).
+
+A passage's prompt is the same for all of its types up to the question (optional RA-IT examples turn,
+passage turn, acknowledgement): :meth:`Answerer._token_ids` gives that shared prefix and one question
+suffix per type. Token ids come only from :func:`rait.chat.encode_turns`, exactly as in training.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from rait.chat import encode_turns
+from rait.errors import RaitError
+from rait.records import Record
+from rait.templates import prompt_turns, question_turn
+
+DECODINGS = ("free", "constrained")
+
+
+def _check_decoding(decoding: str) -> None:
+    if decoding not in DECODINGS:
+        raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class PassageQuery:
+    """One passage to question: its entity types, optional in-context examples, template language
+    (``None``: the predictor's)."""
+
+    text: str
+    types: tuple[str, ...]
+    examples: tuple[Record, ...] = ()
+    lang: str | None = None
+
+
+class Answerer(ABC):
+    """Base of the inference backends: subclasses implement ``iter_answers``; the rest builds on it."""
+
+    lang: str
+    system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
+
+    @abstractmethod
+    def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
+        """Yield ``(index, raw answers, one per type)`` for every query, in input order."""
+
+    def answer_many(self, queries: Sequence[PassageQuery]) -> list[list[str]]:
+        """Raw answers for each passage, one per type, in order."""
+        answers: list[list[str]] = [[] for _ in queries]
+        for index, passage_answers in self.iter_answers(queries):
+            answers[index] = passage_answers
+        return answers
+
+    def answer(
+        self, text: str, types: Sequence[str], examples: Sequence[Record] = (), lang: str | None = None
+    ) -> list[str]:
+        """Raw answers (decoded model output) to each type's question about ``text``."""
+        return self.answer_many([PassageQuery(text, tuple(types), tuple(examples), lang)])[0]
+
+    def _token_ids(self, tokenizer, query: PassageQuery) -> tuple[list[int], list[list[int]]]:
+        lang = query.lang or self.lang
+        prefix = [*self.system_ids, *encode_turns(tokenizer, prompt_turns(query.text, query.examples, lang))]
+        suffixes = [
+            encode_turns(tokenizer, [question_turn(t, lang)], add_generation_prompt=True) for t in query.types
+        ]
+        return prefix, suffixes

@@ -1,0 +1,99 @@
+"""Answers -> located entities.
+
+Answers are parsed with :func:`rait.evaluation.parse_answer_items` (a malformed answer counts as empty and is
+counted) and each mention is located in the passage: **all** its occurrences are returned with character
+offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` and ``found`` ``False``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from rait.evaluation import parse_answer_items
+
+
+def answer_mentions(answer: str) -> tuple[list[str], bool]:
+    """The mention strings of one answer as the model wrote them (de-duplicated, first-seen order) and
+    whether it parsed (:func:`rait.evaluation.parse_answer_items`); a malformed answer gives ``[]``."""
+    items = parse_answer_items(answer)
+    if items is None:
+        return [], False
+    return list(dict.fromkeys(item for item in items if item.strip())), True
+
+
+_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() and not _CJK_CHAR.match(char)
+
+
+def _occurrences(haystack: str, needle: str) -> list[tuple[int, int]]:
+    spans, start = [], haystack.find(needle)
+    while start != -1:
+        spans.append((start, start + len(needle)))
+        start = haystack.find(needle, start + len(needle))
+    return spans
+
+
+def locate(text: str, mention: str) -> list[tuple[int, int]]:
+    """Character spans of **all** non-overlapping occurrences of ``mention`` in ``text``, left to right.
+
+    Occurrences that do not cut through a word (English letters/digits on both sides) are preferred; when
+    there are none, any verbatim occurrence; then case-insensitive ones. ``[]`` when not found."""
+    if not mention:
+        return []
+
+    def whole_words(spans):
+        return [
+            (s, e)
+            for s, e in spans
+            if not (s > 0 and _is_word_char(text[s - 1]) and _is_word_char(text[s]))
+            and not (e < len(text) and _is_word_char(text[e]) and _is_word_char(text[e - 1]))
+        ]
+
+    exact = _occurrences(text, mention)
+    if exact:
+        return whole_words(exact) or exact
+    lowered, needle = text.lower(), mention.lower()
+    if len(lowered) == len(text) and len(needle) == len(mention):
+        folded = _occurrences(lowered, needle)
+        return whole_words(folded) or folded
+    return []
+
+
+def located_entities(text: str, entity_type: str, mentions: Iterable[str]) -> list[dict]:
+    """Entities ``{"text", "type", "start", "end", "found"}`` for one type's mentions: one per occurrence
+    (``text`` is the passage's own characters); an occurrence inside a longer mention of the same type is
+    dropped; a mention not in the passage is kept once with ``start``/``end`` ``None``, ``found`` False."""
+    spans: list[tuple[int, int]] = []
+    missing: list[str] = []
+    for mention in mentions:
+        found = locate(text, mention)
+        spans.extend(found)
+        if not found:
+            missing.append(mention)
+    kept = sorted(
+        {(s, e) for s, e in spans if not any(s2 <= s and e <= e2 and (s2, e2) != (s, e) for s2, e2 in spans)}
+    )
+    entities = [
+        {"text": text[s:e], "type": entity_type, "start": s, "end": e, "found": True} for s, e in kept
+    ]
+    entities += [
+        {"text": m, "type": entity_type, "start": None, "end": None, "found": False} for m in missing
+    ]
+    return entities
+
+
+def entities_from_answers(text: str, types: Sequence[str], answers: Sequence[str]) -> tuple[list[dict], int]:
+    """All located entities of a passage (found ones by position, then not-found ones) and the number of
+    malformed answers among ``answers``."""
+    entities: list[dict] = []
+    malformed = 0
+    for entity_type, answer in zip(types, answers, strict=True):
+        mentions, ok = answer_mentions(answer)
+        malformed += not ok
+        entities += located_entities(text, entity_type, mentions)
+    entities.sort(key=lambda e: (not e["found"], e["start"] or 0, -(e["end"] or 0)))
+    return entities, malformed

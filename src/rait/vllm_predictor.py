@@ -1,0 +1,109 @@
+"""vLLM inference (:class:`VllmPredictor`): the same prompts as :class:`rait.predictor.Predictor`, decoded
+greedily by vLLM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rait.answerer import Answerer, PassageQuery, _check_decoding
+from rait.chat import encode_system, ensure_chat_template, stop_token_ids
+from rait.errors import RaitError
+from rait.fileio import read_json
+from rait.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, loop_end
+
+
+class VllmPredictor(Answerer):
+    """The same prompts (token ids from :func:`rait.chat.encode_turns`) decoded greedily by vLLM, with its
+    automatic prefix caching sharing each passage's prefix across its type questions. Needs a GPU and
+    ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory.
+    ``decoding="constrained"`` applies the copy constraint through a vLLM logits processor
+    (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        adapter: str | None = None,
+        lang: str = "en",
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        system_prompt: str | None = "none",
+        decoding: str = "free",
+        stop_repetition: bool = True,
+        **engine_kwargs,
+    ):
+        _check_decoding(decoding)
+        try:
+            import vllm
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise RaitError("the vllm backend needs vLLM and a GPU: pip install 'rait[gpu]'") from None
+        if decoding == "constrained":
+            try:
+                from rait.constrained_vllm import CopyConstraintLogitsProcessor
+            except ImportError as exc:
+                raise RaitError(
+                    f"constrained decoding needs vLLM's V1 logits-processor interface ({exc}); "
+                    "use --decoding free or the hf backend"
+                ) from None
+            engine_kwargs = {"logits_processors": [CopyConstraintLogitsProcessor], **engine_kwargs}
+        from rait.models import adapter_base_model, is_adapter_dir, resolve_model_path
+
+        if adapter is None and is_adapter_dir(model):
+            adapter, model = model, adapter_base_model(model)
+        if adapter is not None:
+            rank = int(read_json(Path(adapter) / "adapter_config.json").get("r", 16))
+            engine_kwargs = {"enable_lora": True, "max_lora_rank": max(16, rank), **engine_kwargs}
+        self.llm = vllm.LLM(model=resolve_model_path(model), enable_prefix_caching=True, **engine_kwargs)
+        self.tokenizer = ensure_chat_template(self.llm.get_tokenizer())
+        self.lang = lang
+        self.max_new_tokens = max_new_tokens
+        self.stop_repetition = stop_repetition
+        self.system_prompt = system_prompt or "none"
+        self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
+        self.decoding = decoding
+        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained answer
+        self.params = vllm.SamplingParams(
+            temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
+        )
+        self.lora = LoRARequest("rait-adapter", 1, str(adapter)) if adapter is not None else None
+
+    def _answer(self, completion) -> Answer:
+        """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
+        stops it (:func:`rait.stopping.loop_end`), so both backends give the same answers."""
+        ids = list(completion.token_ids)
+        end = loop_end(ids) if self.stop_repetition and self.decoding == "free" else None
+        if end is not None:
+            return Answer(self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition")
+        return Answer(completion.text.strip(), "length" if completion.finish_reason == "length" else "stop")
+
+    def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
+        prompts, owners, params = [], [], []
+        for index, query in enumerate(queries):
+            prefix, suffixes = self._token_ids(self.tokenizer, query)
+            prompts += [{"prompt_token_ids": prefix + suffix} for suffix in suffixes]
+            owners += [index] * len(suffixes)
+            if self.decoding == "constrained":  # the logits processor reads the passage from extra_args
+                for _ in suffixes:
+                    params.append(self.params.clone())
+                    params[-1].extra_args = {"rait_passage": query.text}
+        outputs = (
+            self.llm.generate(prompts, params or self.params, lora_request=self.lora, use_tqdm=False)
+            if prompts
+            else []
+        )
+        answers: list[list[str]] = [[] for _ in queries]
+        for index, output in zip(owners, outputs, strict=True):
+            answer = self._answer(output.outputs[0])
+            if self.decoding == "constrained":  # an answer that ended by looping is cut and closed
+                text = self._constraint(queries[index].text).finish(answer.encode()).decode()
+                answer = Answer(text, answer.finish_reason)
+            answers[index].append(answer)
+        yield from enumerate(answers)
+
+    def _constraint(self, text: str):
+        from rait.constrained import PassageConstraint, TokenVocab
+
+        if self._vocab is None:
+            self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
+        return PassageConstraint(text, self._vocab)
