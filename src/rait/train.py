@@ -2,29 +2,8 @@
 whose modules hold the code (config, data, trainer, log, checkpoints, loop, merge); every name stays
 importable from here."""
 
-from rait.training import (
-    CHECKPOINTS,
-    CONFIG_FILE,
-    LENGTH_RULES,
-    LOG_FILE,
-    LORA_TARGETS,
-    LOSS_PLOT,
-    SUMMARY_FILE,
-    EncodedData,
-    LengthGroupedSampler,
-    PaddingCollator,
-    TrainConfig,
-    encode_conversations,
-    load_config_file,
-    load_conversations,
-    merge_adapter,
-    plot_loss,
-    read_validation,
-    resolve_config,
-    run_loss,
-    split_validation,
-    train,
-)
+from rait.training import *  # noqa: F403
+from rait.training import __all__ as _PUBLIC
 from rait.training.checkpoints import (
     _LEGACY_PRECISION,
     _check_resume,
@@ -45,17 +24,7 @@ from rait.training.loop import (
 from rait.training.trainer import _trainer_class
 
 __all__ = [
-    "CHECKPOINTS",
-    "CONFIG_FILE",
-    "LENGTH_RULES",
-    "LOG_FILE",
-    "LORA_TARGETS",
-    "LOSS_PLOT",
-    "SUMMARY_FILE",
-    "EncodedData",
-    "LengthGroupedSampler",
-    "PaddingCollator",
-    "TrainConfig",
+    *_PUBLIC,
     "_LEGACY_PRECISION",
     "_ROLES",
     "_callbacks",
@@ -71,15 +40,5 @@ __all__ = [
     "_trainer_class",
     "_validation_args",
     "_validation_summary",
-    "encode_conversations",
-    "load_config_file",
-    "load_conversations",
     "logger",
-    "merge_adapter",
-    "plot_loss",
-    "read_validation",
-    "resolve_config",
-    "run_loss",
-    "split_validation",
-    "train",
 ]
