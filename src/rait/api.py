@@ -1,6 +1,6 @@
 """A GLiNER-like Python API: load a trained model once, extract entities of any types you name.
 
->>> ner = NER.from_pretrained("runs/quickstart/adapter")                     # doctest: +SKIP
+>>> ner = NER.from_pretrained()          # the built-in model; or an adapter dir  # doctest: +SKIP
 >>> ner.predict_entities("Marie Curie won the Nobel Prize.", ["person", "award"])  # doctest: +SKIP
 [{'text': 'Marie Curie', 'type': 'person', 'start': 0, 'end': 11, 'found': True}, ...]
 """
@@ -114,9 +114,11 @@ class NER:
         system_prompt: str | None = None,
         decoding: str = "constrained",
     ) -> NER:
-        """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id,
-        or ``None`` for the embedded default (SmolLM2-135M-Instruct, untuned); ``adapter`` adds a LoRA
-        adapter to the model. ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
+        """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id or
+        a built-in model name (:mod:`rait.builtin`); ``None``: the built-in model ``smollm2-ner-en`` when
+        it is packaged, else the untuned embedded default. ``"smollm2-135m"`` is always the untuned
+        SmolLM2-135M-Instruct. ``adapter`` adds a LoRA adapter to the model (with no ``path_or_id``: to
+        the untuned default). ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
         GPU and ``pip install 'rait[gpu]'``. ``precision``: ``auto`` (bf16 where the CPU or GPU computes it
         natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
         or a text; None uses the one the model was trained with. ``decoding="constrained"`` (default) lets

@@ -214,8 +214,9 @@ def predict_records(
 
 @dataclass(slots=True)
 class PredictConfig:
-    """A ``rait predict`` job. Passages come from registry ``benchmarks`` (test split, at most
-    ``max_examples`` sampled with ``seed``) and/or an ``input`` file read by
+    """A ``rait predict`` job of ``model`` / ``adapter`` (:func:`load_predictor`; neither given: the built-in
+    model when packaged, recorded by its name). Passages come from registry ``benchmarks`` (test split, at
+    most ``max_examples`` sampled with ``seed``) and/or an ``input`` file read by
     :func:`rait.file_benchmarks.load_file_benchmark` (a labelled file in any format is a benchmark named
     ``name``, its codes renamed by ``label_map``; a file of plain lines is passages), whose types ``types``
     sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.formats.load_records`.
@@ -260,11 +261,13 @@ class PredictConfig:
         """What determines the predictions (checked when resuming into an existing output); the precision
         as resolved on this machine, the system prompt as resolved from the model. Options the job ignores
         are stored as None, so that they never block a resume."""
+        from rait.builtin import default_model, resolve_builtin
         from rait.models import default_device, trained_system_prompt
         from rait.precision import resolve_precision
 
-        keep = ("model", "adapter", "examples", "pool", "pool_size", "k", "bm25_threshold", "embedder")
-        data = {name: getattr(self, name) for name in keep}
+        keep = ("adapter", "examples", "pool", "pool_size", "k", "bm25_threshold", "embedder")
+        model = default_model(self.model, self.adapter)
+        data = {"model": model} | {name: getattr(self, name) for name in keep}
         if self.examples == "none":
             data |= dict.fromkeys(("pool", "pool_size", "k", "bm25_threshold", "embedder"))
         elif self.examples == "in-domain":
@@ -275,7 +278,9 @@ class PredictConfig:
         data["decoding"] = self.decoding
         data["stop_repetition"] = self.stop_repetition
         data["system_prompt"] = (
-            self.system_prompt or trained_system_prompt(self.adapter, self.model) or "none"
+            self.system_prompt
+            or trained_system_prompt(resolve_builtin(self.adapter), resolve_builtin(model))
+            or "none"
         )
         data |= {"seed": self.seed, "max_examples": self.max_examples if self.benchmarks else None}
         data |= {"input": self.input, "input_format": self.input_format, "types": self.types}
@@ -319,9 +324,12 @@ def _check_settings(config: PredictConfig) -> None:
 
 def _validate(config: PredictConfig) -> None:
     """Check every option before anything is loaded."""
+    from rait.builtin import resolve_builtin
     from rait.file_benchmarks import TEXT_FORMAT
     from rait.formats import LOAD_FORMATS
 
+    for name in (config.model, config.adapter):
+        resolve_builtin(name)  # a built-in model named must be packaged
     if not config.benchmarks and config.input is None:
         raise RaitError("nothing to predict: give --benchmark and/or --input")
     if config.input is None:

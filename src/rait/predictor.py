@@ -281,15 +281,19 @@ def load_predictor(
     stop_repetition: bool = True,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
-    ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`).
+    ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`). ``model`` and ``adapter`` may be
+    built-in model names; neither given: the built-in model when packaged, else the untuned default model
+    (:mod:`rait.builtin`).
 
     ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
     (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
     trained with (its ``rait_train_config.json``), else ``none``. ``stop_repetition``: end a row once it
     repeats itself (:func:`rait.stopping.repeats_itself`)."""
+    from rait.builtin import default_model, resolve_builtin
     from rait.models import trained_system_prompt
 
     _check_decoding(decoding)
+    model, adapter = resolve_builtin(default_model(model, adapter)), resolve_builtin(adapter)
     if system_prompt is None:
         system_prompt = trained_system_prompt(adapter, model) or "none"
     if backend == "vllm":

@@ -32,7 +32,8 @@ def predict_command(
         typer.Option(
             "--model",
             "-m",
-            help="LoRA adapter dir, merged model dir, Hub id or .gguf [default: smollm2-135m].",
+            help="LoRA adapter dir, merged model dir, Hub id, .gguf or built-in model name [default: the "
+            "built-in model smollm2-ner-en when installed, else the untuned smollm2-135m].",
         ),
     ] = None,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter dir to apply to --model.")] = None,

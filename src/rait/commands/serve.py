@@ -14,7 +14,10 @@ from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 def serve_command(
     model: Annotated[
         str | None,
-        typer.Argument(help="LoRA adapter dir, merged model dir, Hub id or .gguf [default: smollm2-135m]."),
+        typer.Argument(
+            help="LoRA adapter dir, merged model dir, Hub id, .gguf or built-in model name [default: the "
+            "built-in model smollm2-ner-en when installed, else the untuned smollm2-135m]."
+        ),
     ] = None,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter dir to apply to MODEL.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -53,6 +56,8 @@ def serve_command(
 ) -> None:
     """Serve a model over HTTP: POST /v1/extract, GET /v1/info, GET /health, and a web page at /."""
     from rait.api import NER
+    from rait.builtin import default_model
+    from rait.models import DEFAULT_MODEL
     from rait.serve import _require_extra, run_server
     from rait.serve.app import ServeLimits
 
@@ -81,7 +86,8 @@ def serve_command(
         decoding=decoding,
         max_chunk_tokens=max_chunk_tokens or None,
     )
-    info = {"model": model or "smollm2-135m", "adapter": adapter, "backend": backend, "pool": pool}
+    name = default_model(model, adapter) or DEFAULT_MODEL
+    info = {"model": name, "adapter": adapter, "backend": backend, "pool": pool}
     make_console(stderr=True).print(f"rait serve: http://{host}:{port}/  (Ctrl-C or SIGTERM to stop)")
     run_server(ner, host=host, port=port, limits=limits, info=info)
 
