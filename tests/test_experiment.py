@@ -108,6 +108,7 @@ def test_cells_expand_from_the_grid(config):
     cells = config.eval_cells()
     # base and the two size-20 models get both modes, the size-10 models only "none"; two benchmarks each
     assert len(cells) == 2 * (2 + 1 + 1 + 2 + 2)
+    assert [c.model_name for c in cells[-4:]] == ["base"] * 4 and cells[-5].train is not None
     assert EvalCell(None, InferenceMode("out-domain", "nn_bm25", 2), "mit_movie") in cells
     assert (
         EvalCell(TrainCell(10, "ra-it", "nn", 2, 1), InferenceMode("out-domain", "nn_bm25", 2), "mit_movie")
@@ -199,8 +200,9 @@ def test_crash_mid_cell_leaves_no_marker_and_resumes(config):
     results = run_experiment(config, stages=fake.stages())
     assert results["complete"]
     assert fake.count("build") == 1 and fake.count("train") == 1
-    assert all(name.startswith("n20-ra-it-nn-k2-s1") for _, name in fake.calls)
-    assert fake.count("predict") == 4
+    # the crashed cell and everything planned after it (the base model's cells come last)
+    assert all(name.startswith(("n20-ra-it-nn-k2-s1", "base/")) for _, name in fake.calls)
+    assert fake.count("predict") == 4 + 4
 
 
 def test_dataset_and_model_made_once_for_all_their_cells(config):

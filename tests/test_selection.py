@@ -35,6 +35,8 @@ LOSSES = {
     "n10-vanilla-s1": {"lr0.001-ep1": 0.9, "lr0.001-ep3": 0.5, "lr0.0001-ep1": 0.8, "lr0.0001-ep3": 0.5},
     "n10-ra-it-nn-k2-s1": {"lr0.001-ep1": 0.7, "lr0.001-ep3": 0.6, "lr0.0001-ep1": 0.4, "lr0.0001-ep3": 0.9},
 }
+# FABRICATED losses of the cells outside search.sizes (one run each, in the cell's own directory).
+DONOR_LOSSES = {"n20-vanilla-s1": 0.45, "n20-ra-it-nn-k2-s1": 0.35}
 
 
 class SearchStages:
@@ -52,7 +54,8 @@ class SearchStages:
         hyper = config.training.hyper
         assert hyper["validation_fraction"] == 0.1
         self.trained.append((cell.name, hyper["learning_rate"], hyper["epochs"]))
-        (out_dir / "loss.json").write_text(json.dumps(LOSSES[cell.name][out_dir.name]))
+        loss = LOSSES[cell.name][out_dir.name] if cell.name in LOSSES else DONOR_LOSSES[out_dir.name]
+        (out_dir / "loss.json").write_text(json.dumps(loss))
         return out_dir
 
     def predict(self, config, cell, model: Path | None, out_dir: Path) -> Path:
@@ -118,6 +121,48 @@ def test_steps_and_staleness(config, tmp_path):
     assert status[("train", "n10-vanilla-s1/lr0.001-ep5")] == "todo"
     assert status[("select", "n10-vanilla-s1")] == "stale"
     assert status[("eval", "n10-vanilla-s1/none/crossner_ai")] == "stale"
+
+
+def _sized_config(tmp_path, search_sizes: str = "[10]"):
+    path = tmp_path / "sizes.yaml"
+    text = CONFIG.replace("sizes: [10]", "sizes: [10, 20]")
+    path.write_text(text.replace("epochs: [1, 3]", f"epochs: [1, 3]\n    sizes: {search_sizes}"))
+    return load_config(path, output_dir=tmp_path / "out")
+
+
+def test_search_sizes_train_other_sizes_once_with_their_donors_choice(tmp_path):
+    config = _sized_config(tmp_path)
+    assert config.training.search.sizes == (10,)
+    fake = SearchStages()
+    results = run_experiment(config, stages=fake.stages())
+    donors = [t for t in fake.trained if t[0].startswith("n20")]
+    assert donors == [("n20-vanilla-s1", 0.001, 3.0), ("n20-ra-it-nn-k2-s1", 0.0001, 1.0)]
+    assert len(fake.trained) == 8 + 2
+    assert fake.evaluated_with["n20-vanilla-s1"] == "n20-vanilla-s1"
+    assert results["selection"]["n20-vanilla-s1"] == {
+        "selected": {"learning_rate": 0.001, "epochs": 3.0},
+        "selected_by": "n10-vanilla-s1",
+        "candidates": [
+            {"learning_rate": 0.001, "epochs": 3.0, "validation_loss": 0.45, "path": "train/n20-vanilla-s1"}
+        ],
+    }
+    # the donor's search space is a setting of the cells that take its choice
+    wider = _sized_config(tmp_path).training
+    wider.search = SearchSpec((0.001, 0.0001, 0.01), (1.0, 3.0), (10,))
+    config.training = wider
+    status = {(s.stage, s.name): s.status() for s in plan(config, SearchStages().stages())}
+    assert status[("train", "n20-vanilla-s1")] == "stale"
+
+
+def test_search_sizes_config_errors(tmp_path):
+    with pytest.raises(DataError, match=r"training.search.sizes\[0\].*15 is not a training size"):
+        _sized_config(tmp_path, "[15]")
+    path = tmp_path / "extra.yaml"
+    text = CONFIG.replace("epochs: [1, 3]", "epochs: [1, 3]\n    sizes: [10]")
+    extra = "  seeds: [1]\n  extra_grids:\n    - {sizes: [20], methods: [ra-it], strategies: [random]}"
+    path.write_text(text.replace("  seeds: [1]", extra))
+    with pytest.raises(DataError, match="n20-ra-it-random-k2-s1 takes its hyper-parameters from n10-ra-it-random"):
+        load_config(path)
 
 
 def test_select_needs_a_scored_candidate(tmp_path):

@@ -14,7 +14,7 @@ from rait.build_data import METHODS
 from rait.errors import DataError, RaitError
 from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
-from rait.experiment.selection import SEARCHED, SearchSpec
+from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
 from rait.file_benchmarks import FileSource, benchmark_name
 from rait.fileio import read_text
 from rait.precision import PRECISIONS
@@ -70,9 +70,15 @@ class ExperimentConfig:
         """Every grid's cells, each once, in first-seen order."""
         return list(dict.fromkeys(c for g in self.training.grids for c in g.cells(self.training.seeds)))
 
+    def search_donor(self, cell: TrainCell) -> TrainCell | None:
+        """The searched cell whose chosen hyper-parameters ``cell`` is trained with
+        (``training.search.sizes``); None when there is no search or ``cell`` is searched itself."""
+        return self.training.search.donor(cell) if self.training.search else None
+
     def eval_cells(self) -> list[EvalCell]:
-        """Eval cells grouped by model (base first), then mode, then benchmark."""
-        models: list[TrainCell | None] = [None, *self.train_cells()]
+        """Eval cells grouped by model (the base model last: trained models are what a study is about, and a
+        long run answers its question sooner), then mode, then benchmark."""
+        models: list[TrainCell | None] = [*self.train_cells(), None]
         cells = []
         for model in models:
             for spec in self.evaluation.modes:
@@ -303,21 +309,39 @@ def _training(r: _Reader, data) -> TrainingSpec:
         grids.append(_grid(r, r.mapping(grid, key, _GRID_KEYS), key, main))
     fmt = data.get("format")
     hyper = _train_options(r, data.get("hyper"))
-    return TrainingSpec(
+    spec = TrainingSpec(
         source=r.string(data["source"], "training.source"),
         grids=grids,
         seeds=r.integers(data.get("seeds", [42]), "training.seeds"),
         format=r.string(fmt, "training.format") if fmt is not None else None,
         build=_build_options(r, data.get("build")),
         hyper=hyper,
-        search=_search(r, data["search"], hyper) if data.get("search") is not None else None,
+        search=_search(r, data["search"], hyper, {s for g in grids for s in g.sizes})
+        if data.get("search") is not None
+        else None,
     )
+    _check_donors(r, spec)
+    return spec
 
 
-def _search(r: _Reader, value, hyper: dict) -> SearchSpec:
-    """``training.search``: positive learning rates and epoch counts; needs a validation hold-out."""
+def _check_donors(r: _Reader, spec: TrainingSpec) -> None:
+    """Every cell left out of ``training.search.sizes`` needs its donor (same method, strategy, k and seed
+    at the nearest searched size) in the grid."""
+    if spec.search is None:
+        return
+    cells = {c for g in spec.grids for c in g.cells(spec.seeds)}
+    for cell in sorted(cells, key=lambda c: c.name):
+        donor = spec.search.donor(cell)
+        if donor is not None and donor not in cells:
+            message = f"{cell.name} takes its hyper-parameters from {donor.name}, which is not in the grid"
+            raise r.error("training.search.sizes", message)
+
+
+def _search(r: _Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
+    """``training.search``: positive learning rates and epoch counts, optionally the training sizes searched
+    (each one of the grid's); needs a validation hold-out."""
     key = "training.search"
-    data = r.mapping(value, key, SEARCHED, required=SEARCHED)
+    data = r.mapping(value, key, SEARCH_KEYS, required=SEARCHED)
     lists = {}
     for name in SEARCHED:
         items = r.items(data[name], f"{key}.{name}")
@@ -325,6 +349,12 @@ def _search(r: _Reader, value, hyper: dict) -> SearchSpec:
             if isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
                 raise r.error(f"{key}.{name}[{i}]", f"must be a positive number, got {_kind(item)}")
         lists[name] = tuple(dict.fromkeys(float(item) for item in items))
+    searched = None
+    if data.get("sizes") is not None:
+        searched = tuple(dict.fromkeys(r.integers(data["sizes"], f"{key}.sizes")))
+        for i, size in enumerate(searched):
+            if size not in sizes:
+                raise r.error(f"{key}.sizes[{i}]", f"{size} is not a training size ({sorted(sizes)})")
     if not hyper.get("validation_fraction", 0) > 0:
         raise r.error(key, "needs training.hyper.validation_fraction > 0: candidates are chosen by its loss")
     for name in SEARCHED:
@@ -332,7 +362,7 @@ def _search(r: _Reader, value, hyper: dict) -> SearchSpec:
             raise r.error(f"training.hyper.{name}", "set by training.search; give it there only")
     if hyper.get("max_steps", -1) > 0:
         raise r.error("training.hyper.max_steps", "overrides the searched epochs; remove it")
-    return SearchSpec(lists["learning_rate"], lists["epochs"])
+    return SearchSpec(lists["learning_rate"], lists["epochs"], searched)
 
 
 def _build_options(r: _Reader, value) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
-from rait.experiment.selection import candidate_name, select
+from rait.experiment.selection import SEARCHED, candidate_name, select
 from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages
 from rait.fileio import atomic_write, check_output_dir, read_json, write_json
 from rait.locks import output_lock
@@ -165,6 +165,8 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             steps.append(data)
             if config.training.search is None:
                 model = training(cell, data, model_dir, config, model_params, cell.name)
+            elif (donor := config.search_donor(cell)) is not None:
+                model = donor_training(cell, data, model_dir, model_params, train_step(donor))
             else:
                 model = search_step(cell, data, model_dir, model_params)
             steps.append(model)
@@ -206,6 +208,22 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
 
         params = {**model_params, "search": config.training.search.describe()}
         return Step("select", cell.name, model_dir, params, action, cell)
+
+    def donor_training(cell: TrainCell, data: Step, model_dir: Path, model_params: dict, chosen: Step) -> Step:
+        """One training with the hyper-parameters the donor's ``select`` step chose (read when it runs)."""
+        search = config.training.search
+        by = {name: f"selected for {chosen.name}" for name in SEARCHED}
+        params = {**model_params, "hyper": {**config.training.hyper, **by}, "search": search.describe()}
+
+        def action() -> dict:
+            selected = chosen.read_marker()["result"]["selected"]
+            hyper = {**config.training.hyper, **selected}
+            cfg = dataclasses.replace(config, training=dataclasses.replace(config.training, hyper=hyper))
+            path = _store_path(stages.train(cfg, cell, result_path(data), model_dir), root)
+            own = {**selected, "validation_loss": stages.validation_loss(root / path), "path": path}
+            return {"path": path, "selected": selected, "selected_by": chosen.name, "candidates": [own]}
+
+        return Step("train", cell.name, model_dir, params, action, cell)
 
     def eval_step(cell: EvalCell) -> Step:
         model = train_step(cell.train) if cell.train else None
@@ -289,13 +307,16 @@ def _run_steps(config: ExperimentConfig, stages: Stages | None, log: Callable[[s
 def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -> dict:
     """The results table from the finished eval steps' markers: one row per eval cell, with its per-sentence
     counts (``sentences``) where the marker has them; with ``training.search``, ``selection``: per training
-    cell the chosen hyper-parameters and every candidate's validation loss."""
+    cell the chosen hyper-parameters and every candidate's validation loss, or for a cell outside
+    ``search.sizes`` the cell it took them from (``selected_by``)."""
     steps = steps if steps is not None else plan(config)
     rows, missing, selection = [], [], {}
     for step in steps:
-        if step.stage == "select" and (marker := step.read_marker()) is not None:
-            if step.made_with_current_settings(marker):
-                selection[step.name] = {k: marker["result"][k] for k in ("selected", "candidates")}
+        if step.stage in ("select", "train") and (marker := step.read_marker()) is not None:
+            result = marker["result"]
+            if "selected" in result and step.made_with_current_settings(marker):
+                keys = ("selected", "candidates", "selected_by")
+                selection[step.name] = {k: result[k] for k in keys if k in result}
         if step.stage != "eval":
             continue
         marker = step.read_marker()

@@ -5,15 +5,23 @@ by validation loss on conversations held out of the cell's own training data
 Every candidate is a full training run that keeps its best checkpoint by validation loss
 (:func:`rait.train.train`); the cell's model is the candidate with the lowest best validation loss (ties: the
 first in search order). The held-out conversations are the same passages for a vanilla and an RA-IT cell of
-the same size and seed (same sample, same seeded split), and the same rule picks both models."""
+the same size and seed (same sample, same seeded split), and the same rule picks both models.
+
+With ``sizes`` the search runs only at those training-set sizes; a cell of another size is trained once with
+the hyper-parameters chosen for its donor, the searched cell of the same method, strategy, k and seed at the
+nearest size (smaller preferred), and still keeps its best checkpoint by validation loss."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rait.experiment.cells import TrainCell
+
 SEARCHED = ("learning_rate", "epochs")
+SEARCH_KEYS = (*SEARCHED, "sizes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +30,22 @@ class SearchSpec:
 
     learning_rates: tuple[float, ...]
     epochs: tuple[float, ...]
+    sizes: tuple[int, ...] | None = None  # None: every size is searched
 
     def candidates(self) -> list[dict]:
         """Hyper-parameter overrides in search order (learning rate outer, epochs inner)."""
         return [{"learning_rate": lr, "epochs": ep} for lr in self.learning_rates for ep in self.epochs]
 
     def describe(self) -> dict:
+        """The searched space (``sizes`` aside: it decides which cells are searched, not how)."""
         return {"learning_rate": list(self.learning_rates), "epochs": list(self.epochs)}
+
+    def donor(self, cell: TrainCell) -> TrainCell | None:
+        """The searched cell whose choice ``cell`` is trained with: same method, strategy, k and seed at the
+        nearest searched size (the smaller on a tie); None when ``cell``'s size is searched."""
+        if self.sizes is None or cell.size in self.sizes:
+            return None
+        return dataclasses.replace(cell, size=min(self.sizes, key=lambda s: (abs(s - cell.size), s)))
 
 
 def candidate_name(hyper: dict) -> str:

@@ -245,7 +245,8 @@ def paired_differences(scores: Scores, output_dir: Path) -> View:
 
 def selection_table(results: dict) -> View | None:
     """The model selection of ``training.search``: per training cell, every candidate's validation loss,
-    the chosen one in bold; None without a search."""
+    the chosen one in bold (a cell outside ``search.sizes``: its one run, named with its donor); None
+    without a search."""
     selection = results.get("selection") or {}
     if not selection:
         return None
@@ -255,8 +256,9 @@ def selection_table(results: dict) -> View | None:
         for index, candidate in enumerate(found["candidates"]):
             chosen = all(candidate.get(k) == v for k, v in found["selected"].items())
             loss = candidate["validation_loss"]
+            by = f" (hyper-parameters of {found['selected_by']})" if "selected_by" in found else ""
             cells = [
-                cell if index == 0 else "",
+                cell + by if index == 0 else "",
                 f"{candidate['learning_rate']:g}",
                 f"{candidate['epochs']:g}",
                 "—" if loss is None else (f"**{loss:.4f}**" if chosen else f"{loss:.4f}"),
