@@ -161,7 +161,7 @@ def test_search_sizes_config_errors(tmp_path):
     text = CONFIG.replace("epochs: [1, 3]", "epochs: [1, 3]\n    sizes: [10]")
     extra = "  seeds: [1]\n  extra_grids:\n    - {sizes: [20], methods: [ra-it], strategies: [random]}"
     path.write_text(text.replace("  seeds: [1]", extra))
-    with pytest.raises(DataError, match="n20-ra-it-random-k2-s1 takes its hyper-parameters from n10-ra-it-random"):
+    with pytest.raises(DataError, match="n20-ra-it-random-k2-s1 takes its hyper-parameters from n10-ra-it"):
         load_config(path)
 
 

@@ -209,11 +209,11 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
         params = {**model_params, "search": config.training.search.describe()}
         return Step("select", cell.name, model_dir, params, action, cell)
 
-    def donor_training(cell: TrainCell, data: Step, model_dir: Path, model_params: dict, chosen: Step) -> Step:
+    def donor_training(cell: TrainCell, data: Step, model_dir: Path, params: dict, chosen: Step) -> Step:
         """One training with the hyper-parameters the donor's ``select`` step chose (read when it runs)."""
         search = config.training.search
         by = {name: f"selected for {chosen.name}" for name in SEARCHED}
-        params = {**model_params, "hyper": {**config.training.hyper, **by}, "search": search.describe()}
+        params = {**params, "hyper": {**config.training.hyper, **by}, "search": search.describe()}
 
         def action() -> dict:
             selected = chosen.read_marker()["result"]["selected"]
