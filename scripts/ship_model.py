@@ -2,10 +2,17 @@
 
     python scripts/ship_model.py ADAPTER_DIR [--name smollm2-ner-en] [--source TEXT]
         [--selection JSON] [--scores JSON] [--card docs/model_card.md] [--overwrite]
+    python scripts/ship_model.py --experiment CONFIG [--cells CELL ...] [--output FILE.json]
+        [--max-conversations N] [--compare-only] [--name ...] [--scores JSON] [--card ...] [--overwrite]
 
 Writes src/rait/resources/models/NAME/ (rait.builtin.package_adapter: bf16 weights, portable base model
 name, builtin.json with the metadata) and, with --card, a draft model card to edit. JSON options take
-inline JSON or a .json file. Commit the packaged directory; rait.NER.from_pretrained() then loads it."""
+inline JSON or a .json file. Commit the packaged directory; rait.NER.from_pretrained() then loads it.
+
+With --experiment, the adapter is chosen among the study's finished models by their loss on the common
+hold-out (rait.experiment.choice.compare_models: passages no cell trained on, without examples, never test
+data); the comparison is written to --output [default: results/<experiment>.choice.json] and becomes the
+packaged model's selection metadata. Run it where `rait experiment CONFIG` runs (output_dir is relative)."""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, model_card, package_adapter
+from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
 
 
@@ -28,10 +35,45 @@ def json_option(value: str):
         raise RaitError(f"{value[:60]}: not JSON ({exc.msg})") from None
 
 
+def compare(args) -> tuple[Path, dict]:
+    """Compare the experiment's models, write the comparison, print a table; (chosen adapter, comparison)."""
+    from rait.experiment import load_config
+    from rait.experiment.choice import compare_models
+    from rait.fileio import check_output_file, write_json
+
+    config = load_config(args.experiment)
+    output = args.output or Path("results") / f"{config.name}.choice.json"
+    check_output_file(output)
+    comparison = compare_models(
+        config, args.cells, max_conversations=args.max_conversations, precision=args.precision
+    )
+    write_json(output, comparison)
+    held = comparison["holdout"]
+    print(f"common hold-out: {held['conversations_scored']} of {held['passages']} passages")
+    print(f"{'cell':<32} {'lr':>8} {'epochs':>6} {'val loss':>9} {'hold-out':>9} {'tokens':>8}")
+    for row in comparison["rows"]:
+        mark = " *" if row["cell"] == comparison["chosen"] else ""
+        hyper, val = row["selected"], row["validation_loss"]
+        print(
+            f"{row['cell']:<32} {hyper['learning_rate']:>8g} {hyper['epochs']:>6g} "
+            f"{'-' if val is None else f'{val:.4f}':>9} {row['holdout_loss']:>9.4f} {row['tokens']:>8}{mark}"
+        )
+    for cell, status in comparison["not_compared"].items():
+        print(f"{cell:<32} not compared ({status})")
+    print(f"chosen: {comparison['chosen']} ({comparison['chosen_path']}); comparison in {output}")
+    return config.output_dir / comparison["chosen_path"], comparison
+
+
 def main(argv: list[str] | None = None) -> int:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("adapter_dir", type=Path, help="a finished `rait train` output directory")
+    parser.add_argument("adapter_dir", type=Path, nargs="?", help="a finished `rait train` output directory")
+    parser.add_argument("--experiment", type=Path, help="choose the adapter among this study's models")
+    parser.add_argument("--cells", nargs="+", help="compare these training cells only (finished models)")
+    parser.add_argument("--output", type=Path, help="the comparison's JSON file (with --experiment)")
+    parser.add_argument("--max-conversations", type=int, help="score the first N hold-out conversations")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--compare-only", action="store_true", help="write the comparison, package nothing")
     parser.add_argument("--name", default=DEFAULT_BUILTIN, choices=sorted(BUILTIN_MODELS))
     parser.add_argument("--source", help="where the adapter comes from [default: ADAPTER_DIR as given]")
     parser.add_argument("--selection", help="how it was chosen (JSON)")
@@ -39,14 +81,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--card", type=Path, help="also write a draft model card to this file")
     parser.add_argument("--overwrite", action="store_true", help="replace a packaged model (and --card)")
     args = parser.parse_args(argv)
+    if (args.adapter_dir is None) == (args.experiment is None):
+        parser.error("give either ADAPTER_DIR or --experiment CONFIG")
+    if args.experiment is None and (args.cells or args.output or args.max_conversations or args.compare_only):
+        parser.error("--cells, --output, --max-conversations and --compare-only go with --experiment")
+    if args.experiment is not None and args.selection is not None:
+        parser.error("with --experiment the selection is the comparison; drop --selection")
     try:
         if args.card is not None and args.card.exists() and not args.overwrite:
             raise RaitError(f"{args.card} exists; pass --overwrite to replace it")
-        metadata = {"source": args.source or str(args.adapter_dir)}
-        for key in ("selection", "scores"):
-            if getattr(args, key) is not None:
-                metadata[key] = json_option(getattr(args, key))
-        target = package_adapter(args.adapter_dir, args.name, metadata=metadata, overwrite=args.overwrite)
+        if args.experiment is not None and not args.compare_only and builtin_path(args.name).exists():
+            if not args.overwrite:  # before the comparison, which takes a while
+                raise RaitError(
+                    f"built-in model {args.name} is already packaged; pass --overwrite to replace it"
+                )
+        adapter_dir, selection = args.adapter_dir, args.selection and json_option(args.selection)
+        if args.experiment is not None:
+            adapter_dir, selection = compare(args)
+            if args.compare_only:
+                return 0
+        metadata = {"source": args.source or str(adapter_dir)}
+        if selection is not None:
+            metadata["selection"] = selection
+        if args.scores is not None:
+            metadata["scores"] = json_option(args.scores)
+        target = package_adapter(adapter_dir, args.name, metadata=metadata, overwrite=args.overwrite)
         print(f"packaged {args.name} in {target}")
         if args.card is not None:
             args.card.write_text(model_card(args.name), encoding="utf-8")

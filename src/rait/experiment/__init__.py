@@ -9,7 +9,8 @@ runner can be driven by fakes.
 
 Modules: :mod:`.cells` (cells and grids), :mod:`.config` (YAML parsing and validation),
 :mod:`.runner` (steps, markers, resume, results table), :mod:`.stages` (adapters to build_data, train,
-predict, evaluation)."""
+predict, evaluation), :mod:`.selection` (hyper-parameters per cell by validation loss), :mod:`.choice` (the
+model to ship, across cells, by loss on a hold-out common to them)."""
 
 from rait.experiment.cells import EvalCell, Grid, InferenceMode, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.config import (
