@@ -332,6 +332,7 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         if "sentences" in metrics:  # absent in markers written before rait kept per-sentence counts
             row["sentences"] = metrics["sentences"]
         rows.append(row)
+    rows.sort(key=lambda row: row["model"] != "base")  # the base model's rows first, though it runs last
     return {
         "experiment": config.name,
         "lang": config.lang,
