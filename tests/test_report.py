@@ -45,6 +45,17 @@ def test_main_table_averages_seeds_and_bolds_best_per_block(results, tmp_path):
     assert "**Incomplete:** 1 eval cell(s)" in report
 
 
+def test_main_table_has_a_block_per_decoding(results, tmp_path):
+    vanilla = [
+        r for r in results["rows"] if r["method"] == "vanilla" and r["size"] == 500 and r["mode"] == "none"
+    ]
+    results["rows"] += [{**r, "decoding": "constrained", "f1": r["f1"] + 1} for r in vanilla]
+    main = section(build_report(results, tmp_path).read_text(), "Main results")
+    assert "| 500 | Vanilla IT | 21.00 | **31.00** | 26.00 |" in main  # the free block is unchanged
+    assert "| 500, constrained decoding | Vanilla IT | 22.00 | 32.00 | 27.00 |" in main
+    assert main.index("| 2,000 |") < main.index("| 500, constrained decoding |")
+
+
 def test_study_views(results, tmp_path):
     report = build_report(results, tmp_path).read_text()
     sizes = section(report, "Training data size")

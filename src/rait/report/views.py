@@ -26,18 +26,21 @@ class View:
 
 
 def main_table(scores: Scores) -> View:
-    """Table 1/2: models without examples at inference, one block per training size (base model first)."""
+    """Table 1/2: models without examples at inference, one block per training size (base model first), per
+    decoding (free, the paper's, first; blocks of another decoding name it)."""
     view = View("main", "Main results (Table 1/2 style): inference without examples")
-    settings = scores.settings(mode="none")
-    if not settings:
+    decodings = sorted({s.decoding for s in scores.f1 if s.mode == "none"}, key=lambda d: (d != "free", d))
+    if not decodings:
         view.skipped = "no results without examples at inference"
         return view
-    blocks: dict[int | None, list] = defaultdict(list)
-    for s in settings:
-        blocks[s.size].append((s.model_label, scores.cells(s)))
+    blocks: dict[str, list] = defaultdict(list)
+    for decoding in decodings:
+        for s in scores.settings(mode="none", decoding=decoding):
+            label = "no fine-tuning" if s.size is None else f"{s.size:,}"
+            label += "" if decoding == "free" else f", {decoding} decoding"
+            blocks[label].append((s.model_label, scores.cells(s)))
     view.markdown = markdown_table(
-        ["Training data", "Model", *scores.benchmarks, "Avg"],
-        [("no fine-tuning" if size is None else f"{size:,}", rows) for size, rows in blocks.items()],
+        ["Training data", "Model", *scores.benchmarks, "Avg"], list(blocks.items())
     )
     return view
 
