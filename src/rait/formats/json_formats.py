@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rait.formats.reading import _Bad, _check_span, _get, _Item, _json_items, _json_value, _Reader
@@ -129,21 +129,31 @@ def _load_uniner(reader: _Reader) -> list[Record]:
     return _group_conversations(reader.parse_all(_json_items(reader.path), parse), reader.path.stem)
 
 
+def _each_entity(obj: dict, key: str, parse: Callable[[Any], Mention]) -> list[Mention]:
+    """``parse`` of every item of the list ``obj[key]``; an error names the item (``key[k].field``)."""
+    mentions = []
+    for k, entity in enumerate(_get(obj, key, list)):
+        try:
+            mentions.append(parse(entity))
+        except _Bad as bad:
+            where = f"{key}[{k}]"
+            raise _Bad(bad.message, field=f"{where}.{bad.field}" if bad.field else where) from None
+    return mentions
+
+
 def _load_gliner(reader: _Reader) -> list[Record]:
     def parse(item: _Item) -> Record:
         obj = _json_value(item.raw)
         text = _get(obj, "sentence", str)
-        mentions = []
-        for k, entity in enumerate(_get(obj, "entities", list)):
-            where = f"entities[{k}]"
-            try:
-                name, pos = _get(entity, "name", str), _get(entity, "pos", list)
-                if len(pos) != 2:
-                    raise _Bad(f"pos must be [start, end], got {pos!r}")
-                _check_span(text, name, pos[0], pos[1], "pos")
-                mentions.append(Mention(name, _get(entity, "type", str), pos[0], pos[1]))
-            except _Bad as bad:
-                raise _Bad(bad.message, field=f"{where}.{bad.field}" if bad.field else where) from None
+
+        def mention(entity) -> Mention:
+            name, pos = _get(entity, "name", str), _get(entity, "pos", list)
+            if len(pos) != 2:
+                raise _Bad(f"pos must be [start, end], got {pos!r}")
+            _check_span(text, name, pos[0], pos[1], "pos")
+            return Mention(name, _get(entity, "type", str), pos[0], pos[1])
+
+        mentions = _each_entity(obj, "entities", mention)
         return Record(reader.record_id(item.index), text, mentions, source=reader.path.stem)
 
     return reader.parse_all(_json_items(reader.path), parse)
@@ -153,17 +163,15 @@ def _load_entity_list(reader: _Reader) -> list[Record]:
     def parse(item: _Item) -> Record:
         obj = _json_value(item.raw)
         text = _get(obj, "text", str)
-        mentions = []
-        for k, entity in enumerate(_get(obj, "entity_list", list)):
-            where = f"entity_list[{k}]"
-            try:
-                mention, entity_type = _get(entity, "entity", str), _get(entity, "entity_type", str)
-                index = _get(entity, "entity_index", dict)
-                start, end = index.get("begin"), index.get("end")
-                _check_span(text, mention, start, end, "entity_index")
-            except _Bad as bad:
-                raise _Bad(bad.message, field=f"{where}.{bad.field}" if bad.field else where) from None
-            mentions.append(Mention(mention, entity_type, start, end))
+
+        def mention(entity) -> Mention:
+            name, entity_type = _get(entity, "entity", str), _get(entity, "entity_type", str)
+            index = _get(entity, "entity_index", dict)
+            start, end = index.get("begin"), index.get("end")
+            _check_span(text, name, start, end, "entity_index")
+            return Mention(name, entity_type, start, end)
+
+        mentions = _each_entity(obj, "entity_list", mention)
         return Record(reader.record_id(item.index), text, mentions, source=reader.path.stem)
 
     return reader.parse_all(_json_items(reader.path), parse)
