@@ -1,4 +1,5 @@
-"""Report views on a fabricated results file: Markdown tables (bold best per block), plots, skipped views."""
+"""Report views on a fabricated results file: Markdown tables (bold best per block), plots, skipped views,
+and their numbers in scores.json."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from rait.cli import app
 from rait.errors import DataError
-from rait.report import build_report, load_results, results_markdown
+from rait.report import SCORES_JSON, build_report, load_results, results_markdown, scores_json
 
 FIXTURE = Path(__file__).parent / "fixtures" / "experiments" / "fabricated_fixture_results.json"
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -128,6 +129,8 @@ def test_report_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "report.md").read_text().startswith("# Report: fabricated-fixture")
     assert all((tmp_path / "out" / name).is_file() for name in PLOTS)
+    assert json.loads((tmp_path / "out" / SCORES_JSON).read_text())["experiment"] == "fabricated-fixture"
+    assert "scores.json" in result.output
 
 
 def _row(model: str, method: str, benchmark: str, sentences: dict) -> dict:
@@ -260,3 +263,73 @@ def test_paired_differences_cover_every_decoding(paired_results, tmp_path):
     paired = section(build_report(paired_results, tmp_path, samples=200).read_text(), "RA-IT minus vanilla")
     leads = [line.split("|")[3].strip() for line in paired.splitlines() if line.startswith("| 100 |")]
     assert leads == ["no examples", "no examples, constrained decoding"]
+
+
+def test_scores_json_holds_the_reports_numbers_with_intervals(paired_results, tmp_path):
+    build_report(paired_results, tmp_path, samples=4000, seed=1)
+    text = (tmp_path / SCORES_JSON).read_text()
+    scores = json.loads(text)
+    assert scores_json(paired_results, samples=4000, seed=1) == scores
+    assert scores["interval"] == {
+        "method": "95% percentile bootstrap over test sentences",
+        "level": 0.95,
+        "samples": 4000,
+        "seed": 1,
+    }
+    assert scores["benchmarks"] == ["a", "b"] and scores["experiment"] == "fabricated-paired"
+    vanilla, ra_it = scores["settings"]  # model order: vanilla IT first
+    assert [vanilla[k] for k in ("method", "mode", "decoding", "cells")] == ["vanilla", "none", "free", ["v"]]
+    assert (ra_it["model_label"], ra_it["inference_label"]) == ("RA-IT (NN, k=2)", "no examples")
+    a = vanilla["benchmarks"]["a"]
+    # F1 50 -/+ 1.96 x 2.5, as the table shows (test_tables_show_bootstrap_intervals)
+    assert (a["f1"], a["precision"], a["recall"], a["n_queries"], a["n_unparseable"]) == (50, 50, 50, 400, 0)
+    assert (a["low"], a["high"]) == pytest.approx((45.1, 54.9), abs=0.6)
+    average = vanilla["average"]
+    assert average["f1"] == 50 and (average["low"], average["high"]) == pytest.approx(
+        (50 - 1.96 * 2.5 / 2**0.5, 50 + 1.96 * 2.5 / 2**0.5), abs=0.6
+    )
+    assert ra_it["benchmarks"]["a"]["f1"] == 75 and ra_it["benchmarks"]["b"]["f1"] == pytest.approx(50.25)
+    (pair,) = scores["differences"]
+    assert (pair["setting"]["method"], pair["baseline"]["method"]) == ("ra-it", "vanilla")
+    diff_a, diff_b = pair["benchmarks"]["a"], pair["benchmarks"]["b"]
+    assert (diff_a["f1"], diff_a["baseline_f1"], diff_a["difference"], diff_a["p"]) == (75, 50, 25, 0)
+    assert diff_a["low"] > 20
+    assert diff_b["difference"] == pytest.approx(0.25) and diff_b["low"] == 0
+    assert diff_b["p"] == pytest.approx(1 - (1 - 1 / 400) ** 399, abs=0.03)  # one sentence: the analytic p
+    assert pair["average"]["difference"] == pytest.approx(12.625) and pair["average"]["p"] < 0.001
+    build_report(paired_results, tmp_path / "again", samples=4000, seed=1)
+    assert (tmp_path / "again" / SCORES_JSON).read_text() == text  # byte for byte
+
+
+def test_scores_json_without_sentence_counts(results):
+    vanilla = [
+        r for r in results["rows"] if r["method"] == "vanilla" and r["size"] == 500 and r["mode"] == "none"
+    ]
+    results["rows"] += [{**r, "decoding": "constrained", "f1": r["f1"] + 1} for r in vanilla]
+    scores = scores_json(results)
+    assert scores["interval"] is None and not scores["complete"]
+    settings = scores["settings"]
+    assert len(settings) == 15 and len({json.dumps(s) for s in settings}) == 15
+    base = settings[0]
+    assert base["model_label"] == "Base model" and base["average"] == {"f1": 4.0}
+    free = next(s for s in settings if s["method"] == "vanilla" and s["size"] == 500 and s["mode"] == "none")
+    assert free["cells"] == ["n500-vanilla-s1", "n500-vanilla-s2"]  # seeds averaged, counts summed
+    assert free["benchmarks"]["crossner_ai"] == {
+        "f1": 21.0,
+        "precision": 21.0,
+        "recall": 21.0,
+        "n_queries": 200,
+        "n_unparseable": 0,
+    }
+    assert free["average"] == {"f1": 26.0}
+    constrained = settings[-1]  # after every free-decoding setting
+    assert constrained["decoding"] == "constrained" and constrained["average"] == {"f1": 27.0}
+    assert constrained["inference_label"] == "no examples, constrained decoding"
+    pair = scores["differences"][0]
+    assert (pair["setting"]["size"], pair["setting"]["strategy"]) == (500, "nn")
+    assert pair["benchmarks"]["crossner_ai"] == {"f1": 25.0, "baseline_f1": 21.0, "difference": 4.0}
+    assert pair["average"] == {"f1": 27.0, "baseline_f1": 26.0, "difference": 1.0}
+    results["rows"] = [
+        r for r in results["rows"] if not (r["model"] == "base" and r["benchmark"] == "mit_movie")
+    ]
+    assert scores_json(results)["settings"][0]["average"] is None

@@ -68,17 +68,18 @@ def report_command(
     ] = 10_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
 ) -> None:
-    """Write the paper's views of an experiment's results: report.md and PNG plots, with bootstrap intervals
-    where the results have per-sentence counts."""
+    """Write the paper's views of an experiment's results: report.md, PNG plots and scores.json (the numbers),
+    with bootstrap intervals where the results have per-sentence counts."""
     from rait.fileio import check_output_dir
-    from rait.report import build_report, load_results
+    from rait.report import SCORES_JSON, build_report, load_results
 
     data = load_results(results)
     where = check_output_dir(
         output if output is not None else (results if results.is_dir() else results.parent)
     )
     path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed)
-    make_console().print(f"Report written to {escape(path)}", highlight=False)
+    numbers = path.with_name(SCORES_JSON)
+    make_console().print(f"Report written to {escape(path)}, scores to {escape(numbers)}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,14 +10,16 @@ them are reported without intervals. A view whose data is absent from the result
 
 Modules: :mod:`.results` (loading and checking ``results.json``), :mod:`.scores` (settings and F1 per
 setting with bootstrap intervals), :mod:`.tables` (Markdown tables), :mod:`.plots` (matplotlib helpers),
-:mod:`.views` (the report's sections); :func:`build_report` writes them all."""
+:mod:`.views` (the report's sections), :mod:`.export` (the same numbers as ``scores.json``);
+:func:`build_report` writes them all."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED
-from rait.fileio import atomic_write
+from rait.fileio import atomic_write, write_json
+from rait.report.export import SCORES_JSON, _scores_json, scores_json
 from rait.report.plots import _bars as _bars
 from rait.report.plots import _difference_plot as _difference_plot
 from rait.report.plots import _figure as _figure
@@ -29,6 +31,7 @@ from rait.report.results import load_results
 from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
 from rait.report.scores import _model_order as _model_order
 from rait.report.scores import _strategy as _strategy
+from rait.report.scores import _vanilla_of as _vanilla_of
 from rait.report.tables import _fmt as _fmt
 from rait.report.tables import _row_best_table as _row_best_table
 from rait.report.tables import _value as _value
@@ -45,10 +48,10 @@ from rait.report.views import (
     strategy_bars,
 )
 from rait.report.views import _p as _p
-from rait.report.views import _vanilla_of as _vanilla_of
 
 __all__ = [
     "REPORT_MD",
+    "SCORES_JSON",
     "STRATEGY_NAMES",
     "Cell",
     "Scores",
@@ -63,6 +66,7 @@ __all__ = [
     "paired_differences",
     "pool_size_curve",
     "results_markdown",
+    "scores_json",
     "selection_table",
     "size_curve",
     "stop_counts",
@@ -80,8 +84,9 @@ def build_report(
     samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Path:
-    """Write every view (Markdown in ``report.md``, plots as PNG) under ``output_dir``; returns report.md.
-    ``samples`` and ``seed`` set the bootstrap (intervals only where the results have per-sentence counts)."""
+    """Write every view (Markdown in ``report.md``, plots as PNG) and their numbers (``scores.json``, see
+    :func:`scores_json`) under ``output_dir``; returns report.md. ``samples`` and ``seed`` set the bootstrap
+    (intervals only where the results have per-sentence counts)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     scores = Scores(results, samples=samples, seed=seed)
@@ -135,6 +140,7 @@ def build_report(
         lines.append(view.markdown)
         if view.plot:
             lines += [f"![{view.title}]({view.plot.name})", ""]
+    write_json(output_dir / SCORES_JSON, _scores_json(results, scores))
     path = output_dir / REPORT_MD
     with atomic_write(path) as handle:
         handle.write("\n".join(lines).rstrip() + "\n")

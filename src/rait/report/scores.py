@@ -81,6 +81,11 @@ def _model_order(setting: Setting) -> tuple:
     return (setting.size or 0, method, strategy, setting.k or 0)
 
 
+def _vanilla_of(setting: Setting) -> Setting:
+    """The vanilla IT model of an RA-IT setting: same size and inference settings."""
+    return setting._replace(method="vanilla", strategy=None, k=None)
+
+
 Cell = float | Estimate | None  # a table number: a plain score, or one with its interval
 
 
@@ -119,6 +124,10 @@ class Scores:
             return None
         return mean(per[b] for b in self.benchmarks)
 
+    def score(self, setting: Setting, benchmark: str | None = None) -> float | None:
+        """F1 on one benchmark, or (``None``) the average over benchmarks."""
+        return self.average(setting) if benchmark is None else self.f1.get(setting, {}).get(benchmark)
+
     def values(self, setting: Setting) -> list[float | None]:
         """Per-benchmark F1 then the average."""
         per = self.f1.get(setting, {})
@@ -150,3 +159,11 @@ class Scores:
         return self.bootstrap.difference(
             setting, other, benchmark if benchmark is not None else self.benchmarks
         )
+
+    def pairs(self) -> list[tuple[Setting, Setting]]:
+        """Every RA-IT setting with the vanilla IT setting of the same size, inference settings and decoding,
+        where both have results: free decoding first, then in model order."""
+        ra_it = sorted(
+            (s for s in self.f1 if s.method == "ra-it"), key=lambda s: (s.decoding != "free", _model_order(s))
+        )
+        return [(s, _vanilla_of(s)) for s in ra_it if _vanilla_of(s) in self.f1]

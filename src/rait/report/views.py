@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rait.bootstrap import DEFAULT_SAMPLES, Estimate
 from rait.report.plots import _bars, _difference_plot, _figure, _save, _yerr
-from rait.report.scores import Cell, Scores, Setting, _model_order, _strategy
+from rait.report.scores import Cell, Scores, Setting, _strategy
 from rait.report.tables import _row_best_table, _value, markdown_table
 
 
@@ -175,11 +175,6 @@ def k_table(scores: Scores) -> View:
     return view
 
 
-def _vanilla_of(setting: Setting) -> Setting:
-    """The vanilla IT model of an RA-IT setting: same size and inference settings."""
-    return setting._replace(method="vanilla", strategy=None, k=None)
-
-
 def _p(p: float | None, samples: int) -> str:
     if p is None:
         return "—"
@@ -190,10 +185,7 @@ def paired_differences(scores: Scores, output_dir: Path) -> View:
     """RA-IT minus vanilla IT (same size, same inference settings and decoding), per benchmark and on
     average: the difference, its paired-bootstrap interval and p-value; every decoding in the results."""
     view = View("paired", "RA-IT minus vanilla IT (paired bootstrap over test sentences)")
-    ra_it = sorted(
-        (s for s in scores.f1 if s.method == "ra-it"), key=lambda s: (s.decoding != "free", _model_order(s))
-    )
-    pairs = [(s, _vanilla_of(s)) for s in ra_it if _vanilla_of(s) in scores.f1]
+    pairs = scores.pairs()
     if not pairs:
         view.skipped = (
             "needs an RA-IT and a vanilla IT model of the same size with the same inference settings"
@@ -217,10 +209,7 @@ def paired_differences(scores: Scores, output_dir: Path) -> View:
         label = f"{ra_it.size:,}, {_strategy(ra_it.strategy)} k={ra_it.k}, {ra_it.inference_label}"
         first = True
         for benchmark in [*scores.benchmarks, None]:
-            if benchmark is None:
-                a, b = scores.average(ra_it), scores.average(vanilla)
-            else:
-                a, b = scores.f1[ra_it].get(benchmark), scores.f1[vanilla].get(benchmark)
+            a, b = scores.score(ra_it, benchmark), scores.score(vanilla, benchmark)
             if a is None or b is None:
                 continue
             diff = scores.difference(ra_it, vanilla, benchmark)

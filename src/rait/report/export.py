@@ -1,0 +1,132 @@
+"""``scores.json``: the report's numbers, machine-readable. Per setting (model x inference mode x decoding,
+as the tables show them) F1 per benchmark and on average with its 95% bootstrap interval, and precision,
+recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view the
+differences with their interval and p-value. The same results, samples and seed give the same bytes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import mean
+
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, LEVEL, Estimate
+from rait.report.scores import Scores, Setting, _model_order
+
+SCORES_JSON = "scores.json"
+INTERVAL_METHOD = "95% percentile bootstrap over test sentences"
+_MODES = ("none", "out-domain", "in-domain")
+
+
+def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> dict:
+    """The content of ``scores.json`` for an experiment's results (``samples`` resamples drawn with ``seed``;
+    intervals only where the results have per-sentence counts, ``interval`` is None without any).
+
+    ``settings``: one entry per setting, its :class:`Setting` fields, ``model_label``, ``inference_label``,
+    ``cells`` (the results' model names, one per training seed), ``benchmarks`` (name -> ``f1``, ``low``,
+    ``high``, ``precision``, ``recall``, averaged over seeds, and ``n_queries``, ``n_unparseable`` summed
+    over seeds) and ``average`` (``f1``, ``low``, ``high``; None unless every benchmark is scored).
+    ``differences``: per pair of :meth:`Scores.pairs`, ``setting`` minus ``baseline`` per benchmark and on
+    average: ``f1``, ``baseline_f1``, ``difference``, ``low``, ``high``, ``p``. ``low``, ``high`` and ``p``
+    are left out where there is no interval."""
+    return _scores_json(results, Scores(results, samples=samples, seed=seed))
+
+
+def _scores_json(results: dict, scores: Scores) -> dict:
+    """:func:`scores_json` from an already computed :class:`Scores` (the report's)."""
+    rows: dict[Setting, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in results["rows"]:
+        rows[Setting.of(row)][row["benchmark"]].append(row)
+    bootstrap = scores.bootstrap
+    interval = (
+        None
+        if bootstrap is None
+        else {"method": INTERVAL_METHOD, "level": LEVEL, "samples": bootstrap.samples, "seed": bootstrap.seed}
+    )
+    return {
+        "experiment": results.get("experiment", ""),
+        "protocol": results.get("protocol"),
+        "max_examples": results.get("max_examples"),
+        "complete": results.get("complete", True),
+        "interval": interval,
+        "benchmarks": scores.benchmarks,
+        "settings": [_setting_scores(scores, s, rows[s]) for s in sorted(scores.f1, key=_order)],
+        "differences": [_differences(scores, a, b) for a, b in scores.pairs()],
+    }
+
+
+def _order(setting: Setting) -> tuple:
+    """Free decoding first, then by model, inference mode and its settings."""
+    return (
+        setting.decoding != "free",
+        setting.decoding,
+        _model_order(setting),
+        _MODES.index(setting.mode) if setting.mode in _MODES else len(_MODES),
+        setting.pool_size or 0,
+        setting.inference_strategy or "",
+        setting.inference_k or 0,
+    )
+
+
+def _describe(setting: Setting) -> dict:
+    return {
+        **setting._asdict(),
+        "model_label": setting.model_label,
+        "inference_label": setting.inference_label,
+    }
+
+
+def _interval(value: float, estimate: Estimate | None) -> dict:
+    found = {"f1": value}
+    if estimate is not None:
+        found |= {"low": estimate.low, "high": estimate.high}
+    return found
+
+
+def _mean(values: list) -> float | None:
+    return None if any(v is None for v in values) else mean(values)
+
+
+def _total(values: list) -> int | None:
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _setting_scores(scores: Scores, setting: Setting, rows: dict[str, list[dict]]) -> dict:
+    benchmarks = {}
+    for benchmark in scores.benchmarks:
+        if benchmark not in rows:
+            continue
+        runs = rows[benchmark]
+        benchmarks[benchmark] = {
+            **_interval(scores.f1[setting][benchmark], scores.interval(setting, benchmark)),
+            "precision": _mean([r.get("precision") for r in runs]),
+            "recall": _mean([r.get("recall") for r in runs]),
+            "n_queries": _total([r.get("n_queries") for r in runs]),
+            "n_unparseable": _total([r.get("n_unparseable") for r in runs]),
+        }
+    average = scores.average(setting)
+    cells = dict.fromkeys(r["model"] for runs in rows.values() for r in runs)
+    return {
+        **_describe(setting),
+        "cells": list(cells),
+        "benchmarks": benchmarks,
+        "average": None if average is None else _interval(average, scores.interval(setting)),
+    }
+
+
+def _difference(scores: Scores, setting: Setting, baseline: Setting, benchmark: str | None) -> dict | None:
+    a, b = scores.score(setting, benchmark), scores.score(baseline, benchmark)
+    if a is None or b is None:
+        return None
+    found = {"f1": a, "baseline_f1": b, "difference": a - b}
+    if (diff := scores.difference(setting, baseline, benchmark)) is not None:
+        found |= {"low": diff.low, "high": diff.high, "p": diff.p}
+    return found
+
+
+def _differences(scores: Scores, setting: Setting, baseline: Setting) -> dict:
+    per = {b: _difference(scores, setting, baseline, b) for b in scores.benchmarks}
+    return {
+        "setting": _describe(setting),
+        "baseline": _describe(baseline),
+        "benchmarks": {b: found for b, found in per.items() if found is not None},
+        "average": _difference(scores, setting, baseline, None),
+    }
