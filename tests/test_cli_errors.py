@@ -87,6 +87,10 @@ CASES = {  # arguments ({name} is a file of the fixture), words of the error lin
         ["lr_scheduler must be one of"],
     ),
     "experiment non-UTF-8 config": (["experiment", "{latin}"], ["not UTF-8", "line 3"]),
+    "experiment --collect --dry-run": (
+        ["experiment", "{bio}", "--collect", "--dry-run"],
+        ["exclude each other"],
+    ),
     "report non-UTF-8 results": (["report", "{latin}"], ["not UTF-8"]),
     "distill --chunk-tokens 0": (
         ["distill", "{bio}", "-o", "{dir}/d.jsonl", "--chunk-tokens", "0"],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rait.cli import app
-from rait.errors import DataError
+from rait.errors import DataError, RaitError
 from rait.experiment import (
     DONE_NAME,
     EvalCell,
@@ -18,11 +20,13 @@ from rait.experiment import (
     InferenceMode,
     Stages,
     TrainCell,
+    collect_results,
     load_config,
     plan,
     run_evaluate,
     run_experiment,
 )
+from rait.locks import lock_path
 
 CONFIG = """\
 name: fake
@@ -281,6 +285,47 @@ def test_dry_run_lists_steps_and_what_is_done(config):
     run_experiment(config, stages=FakeStages().stages())
     after = runner.invoke(app, args, terminal_width=200)
     assert "24 done" in after.output and "todo" not in after.output
+
+
+def test_collect_writes_the_finished_cells_while_the_experiment_runs(config, tmp_path):
+    with pytest.raises(RuntimeError):
+        run_experiment(config, stages=FakeStages(crash_on="n20-ra-it-nn-k2-s1").stages())
+    (config.output_dir / "results.json").unlink()
+    (config.output_dir / "results.md").unlink()
+    done = len(collect_results(config)["rows"])
+    assert 0 < done < 16
+    fd = os.open(lock_path(config.output_dir, directory=True), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running experiment holds it
+        with pytest.raises(RaitError, match="in use by another rait process"):
+            run_experiment(config, stages=FakeStages().stages())
+        args = ["experiment", str(config.path), "--output-dir", str(config.output_dir), "--collect"]
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    finally:
+        os.close(fd)
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{done} eval cells in results, {16 - done} missing; "), (
+        lines
+    )
+    saved = json.loads((config.output_dir / "results.json").read_text())
+    assert saved == collect_results(config) and not saved["complete"]
+    assert f"{done} of 16 eval cells done" in (config.output_dir / "results.md").read_text()
+
+    changed = tmp_path / "changed.yaml"  # every eval cell made with other settings: counted as missing
+    changed.write_text(CONFIG.replace("max_examples: 5", "max_examples: 6"))
+    result = CliRunner().invoke(app, ["experiment", str(changed), "-o", str(config.output_dir), "--collect"])
+    assert result.exit_code == 0, result.output
+    assert f"0 eval cells in results, 16 missing ({done} made with other settings" in " ".join(
+        result.output.split()
+    )
+
+
+def test_collect_and_dry_run_exclude_each_other(config):
+    args = ["experiment", str(config.path), "--collect", "--dry-run"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, RaitError) and "--collect and --dry-run" in str(result.exception)
+    assert not config.output_dir.exists()
 
 
 BAD_CONFIGS = [

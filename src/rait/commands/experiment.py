@@ -19,12 +19,39 @@ def experiment_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the steps and which are done; run nothing.")
     ] = False,
+    collect: Annotated[
+        bool,
+        typer.Option(
+            "--collect",
+            help="Write results.json and results.md from the cells finished so far; run nothing "
+            "(works while the experiment runs).",
+        ),
+    ] = False,
 ) -> None:
     """Run every unfinished cell of an experiment; write results.json and results.md in its output dir."""
-    from rait.experiment import load_config, plan, run_experiment
+    from rait.errors import RaitError
+    from rait.experiment import collect_results, load_config, plan, run_experiment, write_results
+    from rait.fileio import check_output_dir
 
+    if collect and dry_run:
+        raise RaitError("--collect and --dry-run exclude each other: give one of them")
     console = make_console()
     cfg = load_config(config, output_dir=output_dir)
+    if collect:  # no experiment lock: the writes are atomic, a running experiment keeps going
+        check_output_dir(cfg.output_dir)
+        steps = plan(cfg)
+        results = collect_results(cfg, steps)
+        json_path, md_path = write_results(cfg, results)
+        stale = sum(1 for step in steps if step.stage == "eval" and step.status() == "stale")
+        console.print(
+            escape(
+                f"{len(results['rows'])} eval cells in results, {len(results['missing'])} missing"
+                + (f" ({stale} made with other settings than the config's)" if stale else "")
+                + f"; written to {json_path} and {md_path}"
+            ),
+            highlight=False,
+        )
+        return
     if not dry_run:
         results = run_experiment(cfg, log=lambda line: console.print(escape(line), highlight=False))
         console.print(
