@@ -12,7 +12,10 @@ inline JSON or a .json file. Commit the packaged directory; rait.NER.from_pretra
 With --experiment, the adapter is chosen among the study's finished models by their loss on the common
 hold-out (rait.experiment.choice.compare_models: passages no cell trained on, without examples, never test
 data); the comparison is written to --output [default: results/<experiment>.choice.json] and becomes the
-packaged model's selection metadata. Run it where `rait experiment CONFIG` runs (output_dir is relative)."""
+packaged model's selection metadata. Without --scores, its scores metadata is the chosen cell's test F1
+without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
+(rait.experiment.choice.shipped_scores); none when it has no finished one. Run it where
+`rait experiment CONFIG` runs (output_dir is relative)."""
 
 from __future__ import annotations
 
@@ -20,9 +23,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
+
+if TYPE_CHECKING:
+    from rait.experiment import ExperimentConfig
 
 
 def json_option(value: str):
@@ -35,8 +42,8 @@ def json_option(value: str):
         raise RaitError(f"{value[:60]}: not JSON ({exc.msg})") from None
 
 
-def compare(args) -> tuple[Path, dict]:
-    """Compare the experiment's models, write the comparison, print a table; (chosen adapter, comparison)."""
+def compare(args) -> tuple[ExperimentConfig, dict]:
+    """Compare the experiment's models, write the comparison, print a table; (config, comparison)."""
     from rait.experiment import load_config
     from rait.experiment.choice import compare_models
     from rait.fileio import check_output_file, write_json
@@ -61,7 +68,19 @@ def compare(args) -> tuple[Path, dict]:
     for cell, status in comparison["not_compared"].items():
         print(f"{cell:<32} not compared ({status})")
     print(f"chosen: {comparison['chosen']} ({comparison['chosen_path']}); comparison in {output}")
-    return config.output_dir / comparison["chosen_path"], comparison
+    return config, comparison
+
+
+def experiment_scores(config: ExperimentConfig, cell: str) -> dict | None:
+    """The scores metadata of ``cell`` from the experiment's finished eval cells; prints what it found."""
+    from rait.experiment.choice import shipped_scores
+
+    scores = shipped_scores(config, cell)
+    if scores is None:
+        print(f"no finished eval cell of {cell} without examples: packaging without scores")
+    else:
+        print(f"scores: {cell}'s finished eval cells without examples ({', '.join(scores['f1'])})")
+    return scores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=DEFAULT_BUILTIN, choices=sorted(BUILTIN_MODELS))
     parser.add_argument("--source", help="where the adapter comes from [default: ADAPTER_DIR as given]")
     parser.add_argument("--selection", help="how it was chosen (JSON)")
-    parser.add_argument("--scores", help="its scores (JSON)")
+    parser.add_argument("--scores", help="its scores (JSON) [--experiment: from the study's results]")
     parser.add_argument("--card", type=Path, help="also write a draft model card to this file")
     parser.add_argument("--overwrite", action="store_true", help="replace a packaged model (and --card)")
     args = parser.parse_args(argv)
@@ -96,15 +115,19 @@ def main(argv: list[str] | None = None) -> int:
                     f"built-in model {args.name} is already packaged; pass --overwrite to replace it"
                 )
         adapter_dir, selection = args.adapter_dir, args.selection and json_option(args.selection)
+        scores = json_option(args.scores) if args.scores is not None else None
         if args.experiment is not None:
-            adapter_dir, selection = compare(args)
+            config, selection = compare(args)
             if args.compare_only:
                 return 0
+            adapter_dir = config.output_dir / selection["chosen_path"]
+            if scores is None:
+                scores = experiment_scores(config, selection["chosen"])
         metadata = {"source": args.source or str(adapter_dir)}
         if selection is not None:
             metadata["selection"] = selection
-        if args.scores is not None:
-            metadata["scores"] = json_option(args.scores)
+        if scores is not None:
+            metadata["scores"] = scores
         target = package_adapter(adapter_dir, args.name, metadata=metadata, overwrite=args.overwrite)
         print(f"packaged {args.name} in {target}")
         if args.card is not None:

@@ -1,5 +1,6 @@
 """Choosing the shipped model across a study's cells (rait.experiment.choice): the common hold-out, the
-hold-out loss (a real tiny model), the choice, and scripts/ship_model.py --experiment."""
+hold-out loss (a real tiny model), the choice, the shipped model's scores, and scripts/ship_model.py
+--experiment."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from peft import LoraConfig, get_peft_model
 from rait import builtin
 from rait.errors import RaitError
 from rait.experiment import Stages, choice, load_config, run_experiment, run_train
-from rait.experiment.choice import common_holdout, compare_models, holdout_loss
+from rait.experiment.choice import common_holdout, compare_models, holdout_loss, shipped_scores
 from rait.records import Conversation, Turn
+from rait.report import load_results
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -245,6 +247,67 @@ def ship_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_shipped_scores_are_the_interim_scores_of_the_powered_study():
+    """The scores metadata of the shipped interim model (made by hand from its report) come back from the
+    study's results: F1 per decoding with the report's bootstrap intervals, rounded to 2 decimals."""
+    config = load_config(ROOT / "configs" / "experiments" / "cpu_en_powered.yaml")
+    results = load_results(ROOT / "results" / "powered" / "interim_results.json")
+    expected = json.loads((ROOT / "results" / "powered" / "interim_scores.json").read_text())
+    assert shipped_scores(config, "n500-vanilla-s42", results) == expected
+    assert list(expected["f1"]) == ["free decoding", "constrained decoding"]
+
+
+def test_shipped_scores_without_counts_or_finished_cells(study):
+    """FABRICATED scores (FakeStages scores every cell 1.0, without per-sentence counts)."""
+    assert shipped_scores(study, "n10-vanilla-s1") == {
+        "experiment": "choice",
+        "test_sentences_per_benchmark": study.evaluation.max_examples,
+        "protocol": study.evaluation.protocol,
+        "interval": "unavailable: the results have no per-sentence counts",
+        "f1": {"free decoding": {"crossner_ai": {"f1": 1.0}, "average": {"f1": 1.0}}},
+    }
+    assert shipped_scores(study, "n10-vanilla-s9") is None  # no such cell: no rows
+    (study.output_dir / "eval" / "n10-vanilla-s1" / "none" / "crossner_ai" / "DONE.json").unlink()
+    assert shipped_scores(study, "n10-vanilla-s1") is None
+
+
+def test_ship_script_fills_the_scores_from_the_experiment(study, tmp_path, monkeypatch, capsys):
+    """FABRICATED hold-out losses choose n20-vanilla-s2; the packaged metadata gets its scores, none once its
+    eval cell is undone, and --scores wins."""
+    monkeypatch.setattr(
+        choice,
+        "holdout_loss",
+        lambda path, conversations, precision: {
+            "loss": 0.1 if Path(path).name == "n20-vanilla-s2" else 0.9,
+            "conversations": 1,
+            "examples": 1,
+            "tokens": 1,
+        },
+    )
+    monkeypatch.setattr(builtin, "MODELS_ROOT", tmp_path / "models")
+    ship, packaged = ship_script(), []
+    monkeypatch.setattr(
+        ship, "package_adapter", lambda adapter_dir, name, metadata, overwrite: packaged.append(metadata)
+    )
+    args = ["--experiment", str(study.path), "--output", str(tmp_path / "choice.json")]
+    assert ship.main(args) == 0
+    expected = shipped_scores(study, "n20-vanilla-s2")
+    assert expected is not None and packaged[-1]["scores"] == expected
+    assert (
+        "scores: n20-vanilla-s2's finished eval cells without examples (free decoding)"
+        in capsys.readouterr().out
+    )
+    (study.output_dir / "eval" / "n20-vanilla-s2" / "none" / "crossner_ai" / "DONE.json").unlink()
+    assert ship.main(args) == 0
+    assert "scores" not in packaged[-1]
+    assert (
+        "no finished eval cell of n20-vanilla-s2 without examples: packaging without scores"
+        in capsys.readouterr().out
+    )
+    assert ship.main([*args, "--scores", '{"f1": 40.1}']) == 0
+    assert packaged[-1]["scores"] == {"f1": 40.1}
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ compared across cells: an RA-IT conversation has an extra examples turn and an e
 assistant turn ("I've read these examples."), and cells of other sizes or seeds hold out other passages.
 :func:`compare_models` scores every finished model on the same conversations instead: the *common
 hold-out* (:func:`common_holdout`), passages no trained cell saw, in the vanilla format (no examples, as the
-built-in model is used by default), by mean assistant-token loss. Test sets play no part."""
+built-in model is used by default), by mean assistant-token loss. Test sets play no part.
+:func:`shipped_scores` then gives the chosen model's test F1 for its metadata."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED
 from rait.errors import RaitError
 from rait.experiment.config import ExperimentConfig
-from rait.experiment.runner import Step, plan
+from rait.experiment.runner import Step, collect_results, plan
 from rait.experiment.selection import SEARCHED, validation_loss
 from rait.records import Conversation
 
@@ -214,4 +216,42 @@ def compare_models(
         "chosen": rows[best]["cell"],
         "chosen_path": rows[best]["path"],
         "not_compared": skipped,
+    }
+
+
+def shipped_scores(
+    config: ExperimentConfig,
+    cell: str,
+    results: dict | None = None,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> dict | None:
+    """The ``scores`` metadata of a shipped model: F1 of training cell ``cell`` without examples at inference,
+    per decoding (``"free decoding"``, ...), per benchmark and on average, with 95% bootstrap intervals
+    (:func:`rait.report.scores_json`), rounded to 2 decimals; with the experiment's name, test sentences per
+    benchmark, protocol and the interval's method. From ``results`` (default: :func:`collect_results`, the
+    finished eval cells); None when ``cell`` has no finished eval cell without examples."""
+    from rait.report import scores_json
+
+    results = results if results is not None else collect_results(config)
+    rows = [row for row in results["rows"] if row["model"] == cell and row["mode"] == "none"]
+    if not rows:
+        return None
+    table = scores_json({**results, "rows": rows}, samples=samples, seed=seed)
+    f1 = {}
+    for setting in table["settings"]:
+        found = {**setting["benchmarks"], **({"average": setting["average"]} if setting["average"] else {})}
+        f1[f"{setting['decoding']} decoding"] = {
+            name: {k: round(v[k], 2) for k in ("f1", "low", "high") if k in v} for name, v in found.items()
+        }
+    interval = table["interval"]
+    return {
+        "experiment": config.name,
+        "test_sentences_per_benchmark": config.evaluation.max_examples,
+        "protocol": config.evaluation.protocol,
+        "interval": "unavailable: the results have no per-sentence counts"
+        if interval is None
+        else f"{interval['method']}, {interval['samples']:,} resamples, seed {interval['seed']}",
+        "f1": f1,
     }
