@@ -333,3 +333,12 @@ def test_scores_json_without_sentence_counts(results):
         r for r in results["rows"] if not (r["model"] == "base" and r["benchmark"] == "mit_movie")
     ]
     assert scores_json(results)["settings"][0]["average"] is None
+
+
+def test_p_values_keep_their_first_digit():
+    from rait.report.views import _p
+
+    assert _p(0.0, 10_000) == "< 0.0001"
+    assert _p(0.0002, 10_000) == "0.0002"  # not "0.000"
+    assert _p(0.0123, 10_000) == "0.012"
+    assert _p(None, 10_000) == "—"

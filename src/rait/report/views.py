@@ -178,7 +178,9 @@ def k_table(scores: Scores) -> View:
 def _p(p: float | None, samples: int) -> str:
     if p is None:
         return "—"
-    return f"< {1 / samples:.4g}" if p == 0 else f"{p:.3f}"
+    if p == 0:
+        return f"< {1 / samples:.4g}"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1g}"  # 0.0002, not 0.000
 
 
 def paired_differences(scores: Scores, output_dir: Path) -> View:
