@@ -249,12 +249,12 @@ def ship_script():
     return module
 
 
-def test_shipped_scores_are_the_interim_scores_of_the_powered_study():
+def test_shipped_scores_are_the_builtin_models_scores():
     """The scores metadata of the shipped interim model (made by hand from its report) come back from the
     study's results: F1 per decoding with the report's bootstrap intervals, rounded to 2 decimals."""
     config = load_config(ROOT / "configs" / "experiments" / "cpu_en_powered.yaml")
-    results = load_results(ROOT / "results" / "powered" / "interim_results.json")
-    expected = json.loads((ROOT / "results" / "powered" / "interim_scores.json").read_text())
+    results = load_results(ROOT / "results" / "powered" / "results.json")
+    expected = json.loads((ROOT / "results" / "powered" / "builtin_scores.json").read_text())
     assert shipped_scores(config, "n500-vanilla-s42", results) == expected
     assert list(expected["f1"]) == ["free decoding", "constrained decoding"]
 
