@@ -29,10 +29,11 @@ from rich.console import Console
 from rich.table import Table
 
 from rait.benchmarks import is_available
+from rait.bm25 import BM25Index
 from rait.build_data import BuildConfig, build_conversations, build_data, write_conversations
 from rait.embed import get_embedder
 from rait.records import Mention, Record
-from rait.retrieval import BM25Index, build_index, knn_search
+from rait.retrieval import build_index, knn_search
 from rait.sources import load_source
 from rait.templates import NegativeTypeSampler
 

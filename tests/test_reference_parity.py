@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from rait.benchmarks import data_dir, load_benchmark
+from rait.bm25 import BM25Index
 from rait.distill.filtering import FilterStats, filter_output
 from rait.embed import Embedder
 from rait.formats import load_records
 from rait.records import Mention, Record
-from rait.retrieval import BM25Index, ExamplePool
+from rait.retrieval import ExamplePool
 from rait.templates import NegativeTypeSampler, build_conversation, format_example_entities
 
 pytestmark = pytest.mark.real_data

@@ -9,19 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from rait.bm25 import BM25Index, load_stopwords, tokenize
 from rait.embed import Embedder
 from rait.errors import RaitError
 from rait.records import Mention, Record
-from rait.retrieval import (
-    BM25Index,
-    ExamplePool,
-    build_index,
-    check_options,
-    knn_search,
-    load_stopwords,
-    mixed_nn_rows,
-    tokenize,
-)
+from rait.retrieval import ExamplePool, build_index, check_options, knn_search, mixed_nn_rows
 
 
 class TableEmbedder(Embedder):
@@ -197,6 +189,17 @@ def test_tokenize_as_the_reference():
         and "唐代" in tokens
         and "，" in tokens
         and "".join(tokens).endswith("。")
+    )
+
+
+def test_bm25_names_are_still_importable_from_rait_retrieval():
+    import rait.bm25
+    import rait.retrieval
+
+    assert (rait.retrieval.BM25Index, rait.retrieval.tokenize, rait.retrieval.load_stopwords) == (
+        rait.bm25.BM25Index,
+        rait.bm25.tokenize,
+        rait.bm25.load_stopwords,
     )
 
 

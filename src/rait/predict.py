@@ -223,7 +223,7 @@ class PredictConfig:
     ``examples``: ``none``; ``out-domain`` (k nearest from the training ``pool`` -- a file or a registered
     training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest
     from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file).
-    ``stopwords``: removed before BM25 (:func:`rait.retrieval.load_stopwords`). ``allow_identical_examples``:
+    ``stopwords``: removed before BM25 (:func:`rait.bm25.load_stopwords`). ``allow_identical_examples``:
     pool passages identical to the test passage may be examples, as in the reference (leaks gold)."""
 
     output: Path
