@@ -123,7 +123,7 @@ def _store_path(path: Path, root: Path) -> str:
 
 
 def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
-    """Every step, dependencies first: per model (base first) its dataset, its training (with
+    """Every step, dependencies first: per model (the base model last) its dataset, its training (with
     ``training.search``: one run per candidate, then the ``select`` step), its eval cells. A dataset and a
     model are made once, whatever number of cells use them."""
     stages = stages or default_stages()
