@@ -5,7 +5,6 @@ differences with their interval and p-value. The same results, samples and seed 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from statistics import mean
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, LEVEL, Estimate
@@ -32,9 +31,6 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
 
 def _scores_json(results: dict, scores: Scores) -> dict:
     """:func:`scores_json` from an already computed :class:`Scores` (the report's)."""
-    rows: dict[Setting, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
-    for row in results["rows"]:
-        rows[Setting.of(row)][row["benchmark"]].append(row)
     bootstrap = scores.bootstrap
     interval = (
         None
@@ -48,7 +44,7 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "complete": results.get("complete", True),
         "interval": interval,
         "benchmarks": scores.benchmarks,
-        "settings": [_setting_scores(scores, s, rows[s]) for s in sorted(scores.f1, key=_order)],
+        "settings": [_setting_scores(scores, s) for s in sorted(scores.f1, key=_order)],
         "differences": [_differences(scores, a, b) for a, b in scores.pairs()],
     }
 
@@ -89,7 +85,8 @@ def _total(values: list) -> int | None:
     return None if any(v is None for v in values) else sum(values)
 
 
-def _setting_scores(scores: Scores, setting: Setting, rows: dict[str, list[dict]]) -> dict:
+def _setting_scores(scores: Scores, setting: Setting) -> dict:
+    rows = scores.rows[setting]
     benchmarks = {}
     for benchmark in scores.benchmarks:
         if benchmark not in rows:

@@ -90,23 +90,29 @@ Cell = float | Estimate | None  # a table number: a plain score, or one with its
 
 
 class Scores:
-    """F1 per (setting, benchmark), averaged over seeds; ``average`` needs every benchmark. With per-sentence
-    counts in every row of a (setting, benchmark), its bootstrap replicates too (``bootstrap``)."""
+    """F1 per (setting, benchmark), averaged over seeds; ``average`` needs every benchmark. ``rows``: the
+    results rows per (setting, benchmark), one per seed. With per-sentence counts in every row of a
+    (setting, benchmark), its bootstrap replicates too (``bootstrap``)."""
 
     def __init__(self, results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED):
         self.benchmarks: list[str] = list(results["benchmarks"])
-        collected: dict[Setting, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        sentences: dict[Setting, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        grouped: dict[Setting, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         for row in results["rows"]:
-            setting = Setting.of(row)
-            collected[setting][row["benchmark"]].append(float(row["f1"]))
-            sentences[setting][row["benchmark"]].append(row.get("sentences"))
+            grouped[Setting.of(row)][row["benchmark"]].append(row)
             if row["benchmark"] not in self.benchmarks:
                 self.benchmarks.append(row["benchmark"])
-        self.f1 = {s: {b: mean(v) for b, v in per.items()} for s, per in collected.items()}
-        runs = {
-            s: {b: seeds for b, seeds in per.items() if all(c is not None for c in seeds)}
-            for s, per in sentences.items()
+        self.rows = {s: dict(per) for s, per in grouped.items()}
+        self.f1 = {
+            s: {b: mean(float(r["f1"]) for r in seeds) for b, seeds in per.items()}
+            for s, per in self.rows.items()
+        }
+        runs = {  # the per-sentence counts of every seed, where every seed has them
+            s: {
+                b: [r["sentences"] for r in seeds]
+                for b, seeds in per.items()
+                if all(r.get("sentences") is not None for r in seeds)
+            }
+            for s, per in self.rows.items()
         }
         self.has_intervals = any(runs.values())
         self.bootstrap = BootstrapF1(runs, samples=samples, seed=seed) if self.has_intervals else None
