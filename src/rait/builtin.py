@@ -114,9 +114,10 @@ def package_adapter(
 
     Keeps only what inference needs (adapter weights converted to bf16, adapter config, training config
     with its system prompt, tokenizer files), names the base model by its portable name in
-    ``adapter_config.json`` and writes ``builtin.json``: name, base model, language, ``metadata`` (JSON:
-    source run, selection, scores) and every file's size and sha256. The same input gives the same bytes.
-    An existing packaged model is replaced only with ``overwrite``; the directory is swapped in whole."""
+    ``adapter_config.json`` (its target modules sorted) and writes ``builtin.json``: name, base model,
+    language, ``metadata`` (JSON: source run, selection, scores) and every file's size and sha256. The
+    same input gives the same bytes. An existing packaged model is replaced only with ``overwrite``; the
+    directory is swapped in whole."""
     target = builtin_path(name, root)
     entry = BUILTIN_MODELS[name]
     source = Path(adapter_dir).expanduser()
@@ -139,6 +140,8 @@ def package_adapter(
             f"built-in model {name} is already packaged in {target}; pass overwrite to replace it"
         )
     config["base_model_name_or_path"] = entry.base_model
+    if isinstance(config.get("target_modules"), list):  # PEFT writes a set's order, which varies by process
+        config["target_modules"] = sorted(config["target_modules"])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}."))
     try:
