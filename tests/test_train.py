@@ -32,6 +32,7 @@ from rait.train import (
     split_validation,
     train,
 )
+from rait.training.config import LORA_TARGETS
 
 RECORDS = [
     (
@@ -140,9 +141,9 @@ def test_training_run_outputs_and_loss_decreases(workdir):
         workdir, "run", max_steps=12, batch_size=4, per_device_batch_size=2, lora_dropout=0.0
     )
     # the adapter names its base model and loads alone; it changed the model
-    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
-        (workdir / "model").resolve()
-    )
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str((workdir / "model").resolve())
+    assert adapter_config["target_modules"] == sorted(LORA_TARGETS)  # the same bytes run after run
     tuned, _ = load_model(str(out))
     base, _ = load_model(str(workdir / "model"))
     ids = torch.tensor([[5, 6, 7, 8]])

@@ -147,7 +147,9 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
         model = get_peft_model(model, lora)
     except ValueError as exc:
         raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
-    model.peft_config["default"].base_model_name_or_path = _model_reference(config.model)
+    peft_config = model.peft_config["default"]
+    peft_config.base_model_name_or_path = _model_reference(config.model)
+    peft_config.target_modules = sorted(peft_config.target_modules)  # saved in a stable order, not a set's
     use_int16_dropout(model)  # the same dropout with cheaper random numbers (rait.lora_dropout)
     if precision in ("bf16", "fp16"):  # autocast runs LoRA's matmuls in half precision: skip peft's fp32 copy
         for module in model.modules():
