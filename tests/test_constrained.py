@@ -97,6 +97,36 @@ def test_grammar_accepts_escaped_substrings_and_refuses_the_rest(vocab):
         assert cursor is None or cursor.state != CLOSED, answer
 
 
+def word_bounded(item: str, text: str) -> bool:
+    """Whether ``item`` occurs in ``text`` neither starting nor ending between two letters or digits of a
+    spaced script (in these tests: anything alphanumeric but Han characters)."""
+
+    def inside(left: str, right: str) -> bool:
+        return all(c.isalnum() and not "\u4e00" <= c <= "\u9fff" for c in (left, right))
+
+    starts = [i for i in range(len(text)) if text.startswith(item, i)]
+    return any(
+        not (s and inside(text[s - 1], text[s]))
+        and not (s + len(item) < len(text) and inside(text[s + len(item) - 1], text[s + len(item)]))
+        for s in starts
+    )
+
+
+def test_word_mode_starts_and_closes_strings_only_at_word_boundaries(vocab):
+    passage = "Barack Obama was born in Honolulu, Hawaii, and used an iPhone 3G. 我用iPhone拍了杭州。"
+    c = PassageConstraint(passage, vocab, words=True)
+    for answer in ['["Hawaii"]', '["Honolulu, Hawaii"]', '["Obama was", ","]', '["杭州", "iPhone 3G"]']:
+        assert walk(c, answer).state == CLOSED, answer
+        assert all(word_bounded(item, passage) for item in json.loads(answer))
+    for answer in ['["Hawa"]', '["awaii"]', '["Phone"]', '["iPho"]', '["3"]', '["Obama wa"]']:
+        assert walk(c, answer) is None, answer
+        assert walk(PassageConstraint(passage, vocab), answer).state == CLOSED  # the character mode's strings
+    for prefix in ('["Ha', '["Hawaii", "', '["Hawaii", "Honolulu'):  # closing counts whole words
+        cursor = walk(c, prefix)
+        steps = c.need(cursor)
+        assert steps < 20 and c.need(walk(PassageConstraint(passage, vocab), prefix)) <= steps
+
+
 def test_characters_the_vocabulary_cannot_write_are_left_out(tiny):
     _, tokenizer = tiny
     vocab = TokenVocab(tokenizer, stop_token_ids(tokenizer))
@@ -120,11 +150,12 @@ def test_partial_utf8_pieces_are_followed_byte_by_byte(vocab):
     assert c.need(mid) >= 2
 
 
-def test_allowed_tokens_equal_a_scan_of_the_whole_vocabulary(vocab):
+@pytest.mark.parametrize("words", [False, True])
+def test_allowed_tokens_equal_a_scan_of_the_whole_vocabulary(vocab, words):
     rng = random.Random(0)
     passages = [random_passage(rng, lang) for lang in ("en", "zh") for _ in range(6)]
     for passage in passages:
-        c = PassageConstraint(passage, vocab)
+        c = PassageConstraint(passage, vocab, words)
         cursor = Cursor()
         for _ in range(12):  # walk a random valid path, comparing at every state
             allowed = set(c.allowed(cursor).tolist())
@@ -158,10 +189,12 @@ def test_token_bytes_of_byte_level_bpe():
 # ------------------------------------------------------------------------------ decoding with a model
 
 
-def test_random_model_always_writes_well_formed_answers(tiny):
+@pytest.mark.parametrize("decoding", ["constrained", "constrained-words"])
+def test_random_model_always_writes_well_formed_answers(tiny, decoding):
     """Property test: a random model forced through the constraint, over many random passages (English and
-    Chinese, with quotes, backslashes, ']' and emoji), always answers in the grammar, within the cap, and
-    the batched, prefix-sharing path gives the naive path's answers."""
+    Chinese, with quotes, backslashes, ']' and emoji), always answers in the grammar (with word boundaries
+    in ``constrained-words``), within the cap, and the batched, prefix-sharing path gives the naive path's
+    answers."""
     model, tokenizer = tiny
     rng = random.Random(13)
     queries = [
@@ -170,13 +203,16 @@ def test_random_model_always_writes_well_formed_answers(tiny):
         for _ in range(30)
     ]
     for cap in (3, 9, 24):
-        predictor = Predictor(model, tokenizer, max_new_tokens=cap, batch_size=32, decoding="constrained")
+        predictor = Predictor(model, tokenizer, max_new_tokens=cap, batch_size=32, decoding=decoding)
         answers = predictor.answer_many(queries)
         n_items = 0
         for query, passage_answers in zip(queries, answers, strict=True):
             for answer in passage_answers:
                 assert is_copy_answer(answer, query.text), (query.text, answer)
-                n_items += len(parse_answer_items(answer))
+                items = parse_answer_items(answer)
+                if decoding == "constrained-words":
+                    assert all(word_bounded(item, query.text) for item in items), (query.text, answer)
+                n_items += len(items)
         if cap == 24:
             assert n_items > 50  # the random model does write strings, not only '[]'
             naive = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in queries[::10]]
@@ -238,8 +274,8 @@ def test_a_valid_answer_is_unchanged(tiny, text, answer, lang):
     _, tokenizer = tiny
     n = len(tokenizer(answer, add_special_tokens=False)["input_ids"])
     for cap in (n, n + 1, 40):  # ending exactly at the cap, with room for the end token, and far from it
-        assert scripted(tiny, answer, cap, "free", text, lang) == answer
-        assert scripted(tiny, answer, cap, "constrained", text, lang) == answer
+        for decoding in ("free", "constrained", "constrained-words"):
+            assert scripted(tiny, answer, cap, decoding, text, lang) == answer
 
 
 def test_invalid_answers_are_repaired(tiny):
@@ -251,6 +287,15 @@ def test_invalid_answers_are_repaired(tiny):
     assert not is_copy_answer(scripted(tiny, loop, 16, "free", text, stop=False), text)
     # a model starting to loop ends its answer: cut after its last complete string
     assert scripted(tiny, loop, 16, "constrained", text, stop=False) == '["Paris", "Barack"]'
+
+
+def test_word_mode_continues_a_string_the_model_would_close_inside_a_word(tiny):
+    text = "Barack Obama was born in Honolulu, Hawaii."
+    assert scripted(tiny, '["Hawa"]', 16, "constrained", text) == '["Hawa"]'
+    out = scripted(tiny, '["Hawa"]', 16, "constrained-words", text)
+    items = parse_answer_items(out)
+    assert is_copy_answer(out, text) and items and items[0].startswith("Hawa") and items[0] != "Hawa"
+    assert all(word_bounded(item, text) for item in items)
 
 
 def test_finish_cuts_an_answer_after_its_last_complete_string(vocab):
@@ -269,8 +314,9 @@ def test_decoding_option_is_checked(tiny):
     model, tokenizer = tiny
     with pytest.raises(RaitError, match="unknown decoding"):
         Predictor(model, tokenizer, decoding="beam")
-    with pytest.raises(RaitError, match="at least 2"):
-        Predictor(model, tokenizer, max_new_tokens=1, decoding="constrained")
+    for decoding in ("constrained", "constrained-words"):
+        with pytest.raises(RaitError, match="at least 2"):
+            Predictor(model, tokenizer, max_new_tokens=1, decoding=decoding)
 
 
 def test_request_level_processor_matches_the_predictor(tiny):

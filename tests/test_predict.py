@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from rait.chat import encode_turns, stop_token_ids
 from rait.cli import app
+from rait.entities import is_word_char
 from rait.errors import DataError, RaitError
 from rait.evaluation import evaluate_file
 from rait.fileio import write_jsonl
@@ -119,6 +120,14 @@ def test_locate_returns_every_whole_word_occurrence():
     assert locate("Barack Obama met obama.", "OBAMA") == [(7, 12), (17, 22)]  # case-insensitive fallback
     assert locate("马云在杭州，杭州很美。", "杭州") == [(3, 5), (6, 8)]
     assert locate("Paris", "London") == []
+
+
+def test_word_characters_are_letters_and_digits_of_spaced_scripts():
+    assert all(is_word_char(c) for c in "aZé9ßжΩ٣")  # Latin, Cyrillic, Greek, Arabic-Indic digit
+    # CJK, kana, Hangul, Thai, Lao, Myanmar, Khmer, CJK extension B, full-width Latin
+    unspaced = "杭州かナ서울ไทยລາວမြန်ខ្មែរ𠀀Ａ"
+    assert not any(is_word_char(c) for c in unspaced + " .,-'_")
+    assert locate("서울에서 서울로", "서울") == [(0, 2), (5, 7)]  # Korean particles attach to the noun
 
 
 def test_entities_have_offsets_flags_and_malformed_counts():

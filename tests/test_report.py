@@ -265,6 +265,39 @@ def test_paired_differences_cover_every_decoding(paired_results, tmp_path):
     assert leads == ["no examples", "no examples, constrained decoding"]
 
 
+def test_decoding_differences(paired_results, tmp_path):
+    """FABRICATED: the vanilla model's constrained answers are RA-IT's (right on 100 more sentences of "a" and
+    one more of "b"), its constrained-words answers the free ones: known differences between decodings."""
+    v_free, ra_it = paired_results["rows"][:2], paired_results["rows"][2:]
+    vanilla = {"model": "v", "method": "vanilla", "strategy": None, "k": None}
+    paired_results["rows"] += [{**r, **vanilla} for r in ra_it]
+    for row in paired_results["rows"][4:]:
+        row["decoding"] = "constrained"
+    paired_results["rows"] += [{**r, "decoding": "constrained-words"} for r in v_free]
+    report = build_report(paired_results, tmp_path, samples=4000, seed=1).read_text()
+    view = section(report, "One decoding minus another")
+    rows = [line.split("|")[1:-1] for line in view.splitlines() if line.startswith("| 100 ")]
+    assert [[c.strip() for c in row[:5]] for row in rows] == [
+        ["100", "Vanilla IT", "no examples", "constrained", "free"],
+        ["100", "Vanilla IT", "no examples", "constrained-words", "free"],
+        ["100", "Vanilla IT", "no examples", "constrained-words", "constrained"],
+    ]
+    constrained, words, words_vs_constrained = (_numbers("|".join(row[5:])) for row in rows)
+    assert constrained[:3] == pytest.approx([62.625, 50.0, 12.625], abs=0.01)
+    assert "< 0.00025" in "|".join(rows[0])
+    assert words[:3] == [50.0, 50.0, 0.0] and words[3:5] == [0.0, 0.0]  # identical answers: no spread
+    assert words_vs_constrained[:3] == pytest.approx([50.0, 62.625, -12.625], abs=0.01)
+    assert words_vs_constrained[3] < -10 and words_vs_constrained[4] < -5
+    scores = json.loads((tmp_path / SCORES_JSON).read_text())
+    first = scores["decoding_differences"][0]
+    assert (first["setting"]["decoding"], first["baseline"]["decoding"]) == ("constrained", "free")
+    assert first["benchmarks"]["a"]["difference"] == 25
+    assert first["average"]["difference"] == pytest.approx(12.625)
+    assert len(scores["decoding_differences"]) == 3 and len(scores["differences"]) == 1  # RA-IT: free only
+    alone = build_report(paired_results | {"rows": v_free}, tmp_path / "one").read_text()
+    assert "One decoding" not in alone  # one decoding per model: no such section
+
+
 def test_scores_json_holds_the_reports_numbers_with_intervals(paired_results, tmp_path):
     build_report(paired_results, tmp_path, samples=4000, seed=1)
     text = (tmp_path / SCORES_JSON).read_text()

@@ -165,7 +165,7 @@ def test_decoding_per_request(server):
         del predictor._greedy
     assert seen == ["constrained", "free", "free"] and predictor.decoding == "free"
     info = httpx.get(f"{base}/v1/info").json()
-    assert (info["decoding"], info["decodings"]) == ("free", ["free", "constrained"])
+    assert (info["decoding"], info["decodings"]) == ("free", ["free", "constrained", "constrained-words"])
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,17 @@ from rait.errors import RaitError
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
 
-DECODINGS = ("free", "constrained")
+# free: the paper's greedy decoding; constrained: answers copy passage substrings (rait.constrained);
+# constrained-words: the same, with strings starting and ending only at word boundaries
+DECODINGS = ("free", "constrained", "constrained-words")
 
 
-def _check_decoding(decoding: str) -> None:
+def check_decoding(decoding: str, max_new_tokens: int | None = None) -> None:
+    """Refuses an unknown decoding, and a constrained one with a cap too small for the answer ``[]``."""
     if decoding not in DECODINGS:
         raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+    if decoding != "free" and max_new_tokens is not None and max_new_tokens < 2:
+        raise RaitError(f"{decoding} decoding needs max_new_tokens of at least 2 (the answer '[]')")
 
 
 @dataclass(frozen=True, slots=True)

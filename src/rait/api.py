@@ -16,11 +16,11 @@ from rait.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk
 from rait.errors import RaitError
 from rait.formats import detect_lang
 from rait.predict import (
-    DECODINGS,
     PassageQuery,
     Predictor,
     Retriever,
     VllmPredictor,
+    check_decoding,
     entities_from_answers,
     load_predictor,
 )
@@ -123,7 +123,8 @@ class NER:
         natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
         or a text; None uses the one the model was trained with. ``decoding="constrained"`` (default) lets
         the model answer only with distinct substrings of the passage (:mod:`rait.constrained`), so every
-        entity has offsets; ``"free"``: plain greedy decoding."""
+        entity has offsets; ``"constrained-words"`` also keeps them from starting or ending inside a word
+        (for languages written with spaces); ``"free"``: plain greedy decoding."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -164,7 +165,7 @@ class NER:
         returns the chunks).
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
         the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
-        ``"free"`` or ``"constrained"`` for this call (transformers backend); ``None``: the model's."""
+        one of :data:`DECODINGS` for this call (transformers backend); ``None``: the model's."""
         return self.extract([text], [types], examples, decoding=decoding)[0].entities
 
     def batch_predict_entities(
@@ -209,12 +210,9 @@ class NER:
         if decoding is None or decoding == current:
             yield
             return
-        if decoding not in DECODINGS:
-            raise RaitError(f"unknown decoding {decoding!r}; choose one of {', '.join(DECODINGS)}")
+        check_decoding(decoding, getattr(self.predictor, "max_new_tokens", None))
         if not isinstance(self.predictor, Predictor):
             raise RaitError(f"this model decodes {current!r}; another decoding per call needs the hf backend")
-        if decoding == "constrained" and self.predictor.max_new_tokens < 2:
-            raise RaitError("constrained decoding needs max_new_tokens of at least 2 (the answer '[]')")
         self.predictor.decoding = decoding
         try:
             yield

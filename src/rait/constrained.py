@@ -19,6 +19,7 @@ and grammar state.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rait.entities import is_word_char
 from rait.evaluation import parse_answer_items
 
 # grammar states
@@ -132,15 +134,16 @@ class PassageConstraint:
     Strings cannot contain a character with a byte the vocabulary cannot write as a token of its own (with
     byte-level BPE only bytes that never occur in UTF-8 text, or rare 4-byte lead bytes)."""
 
-    def __init__(self, text: str, vocab: TokenVocab):
+    def __init__(self, text: str, vocab: TokenVocab, words: bool = False):
         self.vocab = vocab
         chunks = [json.dumps(char, ensure_ascii=False)[1:-1].encode() for char in text]
         self.escaped = b"".join(chunks)
-        self.bounds: set[int] = set()
+        self.bounds: set[int] = set()  # offsets where strings can start and close
         self.blocked: set[int] = set()  # offsets of characters strings cannot contain
         offset = 0
-        for chunk in chunks:
-            self.bounds.add(offset)
+        for index, chunk in enumerate(chunks):
+            if not (words and index and is_word_char(text[index - 1]) and is_word_char(text[index])):
+                self.bounds.add(offset)
             if not vocab.missing_bytes.isdisjoint(chunk):
                 self.blocked.update(range(offset, offset + len(chunk)))
             offset += len(chunk)
@@ -150,12 +153,11 @@ class PassageConstraint:
             if start < len(self.escaped) and start not in self.blocked:
                 first.setdefault(self.escaped[start], []).append(start + 1)
         self._first = {byte: tuple(ends) for byte, ends in first.items()}
-        singles, offset = set(), 0
-        for chunk in chunks:
-            if offset not in self.blocked:
-                singles.add((vocab.cost(chunk), chunk))
-            offset += len(chunk)
-        self._chars = sorted(singles, key=lambda item: (item[0], len(item[1]), item[1]))
+        singles, starts = set(), sorted(self.bounds)
+        for start, end in itertools.pairwise(starts):  # the shortest string from each start
+            if self.blocked.isdisjoint(range(start, end)):
+                singles.add((vocab.cost(self.escaped[start:end]), self.escaped[start:end]))
+        self._pieces = sorted(singles, key=lambda item: (item[0], len(item[1]), item[1]))
         self._allowed: dict[tuple, torch.Tensor] = {}
         self._fresh: dict[frozenset, float] = {}
 
@@ -211,11 +213,12 @@ class PassageConstraint:
     # -- how many tokens closing the answer takes, at most
 
     def _fresh_cost(self, emitted: frozenset[bytes]) -> float:
-        """Tokens for the shortest new string: its first character or characters not yet in the answer."""
+        """Tokens for the shortest new string: its first shortest strings (a character, or a word with
+        ``words``) not yet in the answer."""
         cost = self._fresh.get(emitted)
         if cost is None:
-            cost = next((c for c, chunk in self._chars if chunk not in emitted), None)
-            if cost is None:  # every single character is already an answer: try longer substrings
+            cost = next((c for c, piece in self._pieces if piece not in emitted), None)
+            if cost is None:  # every shortest string is already an answer: try longer substrings
                 starts = sorted(self.bounds)[:-1]
                 cost = math.inf
                 for start in starts:

@@ -1,7 +1,7 @@
 """Copy-constrained decoding in vLLM: a batch-level logits processor (vLLM's V1 ``AdapterLogitsProcessor``)
 wrapping :class:`rait.constrained.RequestConstraint` for every request whose ``SamplingParams.extra_args``
-carry ``rait_passage``. Importing this module needs vLLM; the class goes to
-``vllm.LLM(logits_processors=[...])``.
+carry ``rait_passage`` (and ``rait_words``: strings only at word boundaries). Importing this module needs
+vLLM; the class goes to ``vllm.LLM(logits_processors=[...])``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from rait.constrained import PassageConstraint, RequestConstraint, TokenVocab
 
 
 class CopyConstraintLogitsProcessor(AdapterLogitsProcessor):
-    """Applies the copy constraint to requests with ``extra_args={"rait_passage": text}``; the request's
-    ``max_tokens`` is the cap and its ``stop_token_ids`` the end-of-turn tokens."""
+    """Applies the copy constraint to requests with ``extra_args={"rait_passage": text, "rait_words": bool}``;
+    the request's ``max_tokens`` is the cap and its ``stop_token_ids`` the end-of-turn tokens."""
 
     def __init__(self, vllm_config, device, is_pin_memory):
         super().__init__(vllm_config, device, is_pin_memory)
@@ -24,7 +24,8 @@ class CopyConstraintLogitsProcessor(AdapterLogitsProcessor):
         return False
 
     def new_req_logits_processor(self, params):
-        text = (params.extra_args or {}).get("rait_passage")
+        extra = params.extra_args or {}
+        text = extra.get("rait_passage")
         if text is None:
             return None
         stops = tuple(sorted(params.stop_token_ids or ()))
@@ -32,4 +33,5 @@ class CopyConstraintLogitsProcessor(AdapterLogitsProcessor):
             from transformers import AutoTokenizer
 
             self._vocabs[stops] = TokenVocab(AutoTokenizer.from_pretrained(self._tokenizer_name), stops)
-        return RequestConstraint(PassageConstraint(text, self._vocabs[stops]), params.max_tokens)
+        constraint = PassageConstraint(text, self._vocabs[stops], bool(extra.get("rait_words")))
+        return RequestConstraint(constraint, params.max_tokens)

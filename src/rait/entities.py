@@ -7,7 +7,6 @@ offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 from rait.evaluation import parse_answer_items
@@ -22,11 +21,17 @@ def answer_mentions(answer: str) -> tuple[list[str], bool]:
     return list(dict.fromkeys(item for item in items if item.strip())), True
 
 
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+# scripts written without spaces between words (Thai, Lao, Myanmar, Hangul jamo, Khmer; CJK, kana and Hangul
+# syllables; from U+F900 on CJK compatibility, full-width forms and the CJK extensions): a boundary between
+# two of their characters is a word boundary
+_UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x2E80, 0xD7FF))
 
 
-def _is_word_char(char: str) -> bool:
-    return char.isalnum() and not _CJK_CHAR.match(char)
+def is_word_char(char: str) -> bool:
+    """Whether ``char`` is a letter or digit of a script that separates words with spaces (a mention that
+    starts or ends between two such characters cuts through a word)."""
+    code = ord(char)
+    return char.isalnum() and code < 0xF900 and not any(low <= code <= high for low, high in _UNSPACED)
 
 
 def _occurrences(haystack: str, needle: str) -> list[tuple[int, int]]:
@@ -40,7 +45,7 @@ def _occurrences(haystack: str, needle: str) -> list[tuple[int, int]]:
 def locate(text: str, mention: str) -> list[tuple[int, int]]:
     """Character spans of **all** non-overlapping occurrences of ``mention`` in ``text``, left to right.
 
-    Occurrences that do not cut through a word (English letters/digits on both sides) are preferred; when
+    Occurrences that do not cut through a word (:func:`is_word_char` on both sides) are preferred; when
     there are none, any verbatim occurrence; then case-insensitive ones. ``[]`` when not found."""
     if not mention:
         return []
@@ -49,8 +54,8 @@ def locate(text: str, mention: str) -> list[tuple[int, int]]:
         return [
             (s, e)
             for s, e in spans
-            if not (s > 0 and _is_word_char(text[s - 1]) and _is_word_char(text[s]))
-            and not (e < len(text) and _is_word_char(text[e]) and _is_word_char(text[e - 1]))
+            if not (s > 0 and is_word_char(text[s - 1]) and is_word_char(text[s]))
+            and not (e < len(text) and is_word_char(text[e]) and is_word_char(text[e - 1]))
         ]
 
     exact = _occurrences(text, mention)

@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rait.answerer import DECODINGS, Answerer, PassageQuery, _check_decoding
+from rait.answerer import DECODINGS, Answerer, PassageQuery, check_decoding
 from rait.entities import answer_mentions, entities_from_answers, locate, located_entities
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
@@ -48,6 +48,7 @@ __all__ = [
     "Retriever",
     "VllmPredictor",
     "answer_mentions",
+    "check_decoding",
     "entities_from_answers",
     "load_predictor",
     "locate",
@@ -362,7 +363,7 @@ def _validate(config: PredictConfig) -> None:
         raise RaitError("--examples in-domain with --input needs --pool (labelled examples of that domain)")
     if config.k < 1 and config.examples != "none":
         raise RaitError(f"-k must be at least 1 with --examples {config.examples}")
-    _check_decoding(config.decoding)
+    check_decoding(config.decoding)
 
 
 def run_predict(

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rait.answerer import Answerer, PassageQuery, _check_decoding
+from rait.answerer import Answerer, PassageQuery, check_decoding
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.records import Record
@@ -40,7 +40,8 @@ class Predictor(Answerer):
     closes answers itself) or at ``max_new_tokens``;
     answers are :class:`rait.stopping.Answer` strings that say which. ``decoding="constrained"`` allows only
     answers that are JSON lists of distinct passage substrings, closed before the cap
-    (:mod:`rait.constrained`); ``"free"``: the paper's unconstrained greedy decoding."""
+    (:mod:`rait.constrained`); ``"constrained-words"`` also keeps strings from starting or ending inside a
+    word; ``"free"``: the paper's unconstrained greedy decoding."""
 
     def __init__(
         self,
@@ -55,9 +56,7 @@ class Predictor(Answerer):
     ):
         if batch_size < 1 or max_new_tokens < 1:
             raise RaitError("batch_size and max_new_tokens must be at least 1")
-        _check_decoding(decoding)
-        if decoding == "constrained" and max_new_tokens < 2:
-            raise RaitError("constrained decoding needs max_new_tokens of at least 2 (the answer '[]')")
+        check_decoding(decoding, max_new_tokens)
         self.model = model.eval()
         self.tokenizer = ensure_chat_template(tokenizer)
         self.lang = lang
@@ -131,7 +130,8 @@ class Predictor(Answerer):
 
         if self._vocab is None:
             self._vocab = TokenVocab(self.tokenizer, self.stop_ids)
-        by_text = {text: PassageConstraint(text, self._vocab) for text in dict.fromkeys(passages)}
+        words = self.decoding == "constrained-words"
+        by_text = {text: PassageConstraint(text, self._vocab, words) for text in dict.fromkeys(passages)}
         return ConstrainedRows([by_text[text] for text in passages])
 
     def _decode(self, ids: list[int]) -> Answer:
@@ -188,7 +188,7 @@ class Predictor(Answerer):
         outputs: list[list[int]] = [[] for _ in range(rows)]
         active = list(range(rows))  # original row of each batch row
         finished: set[int] = set()
-        guide = self._constraint_rows(passages) if self.decoding == "constrained" else None
+        guide = self._constraint_rows(passages) if self.decoding != "free" else None
         looped: set[int] = set()
         for step in range(self.max_new_tokens):
             tokens = logits.argmax(-1)
@@ -281,7 +281,7 @@ def load_predictor(
     stop_repetition: bool = True,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
-    ``decoding``: ``free`` or ``constrained`` (:mod:`rait.constrained`). ``model`` and ``adapter`` may be
+    ``decoding``: one of :data:`DECODINGS` (:mod:`rait.constrained`). ``model`` and ``adapter`` may be
     built-in model names; neither given: the built-in model when packaged, else the untuned default model
     (:mod:`rait.builtin`).
 
@@ -292,7 +292,7 @@ def load_predictor(
     from rait.builtin import default_model, resolve_builtin
     from rait.models import trained_system_prompt
 
-    _check_decoding(decoding)
+    check_decoding(decoding, max_new_tokens)
     model, adapter = resolve_builtin(default_model(model, adapter)), resolve_builtin(adapter)
     if system_prompt is None:
         system_prompt = trained_system_prompt(adapter, model) or "none"

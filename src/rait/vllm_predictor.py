@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rait.answerer import Answerer, PassageQuery, _check_decoding
+from rait.answerer import Answerer, PassageQuery, check_decoding
 from rait.chat import encode_system, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.fileio import read_json
@@ -17,8 +17,8 @@ class VllmPredictor(Answerer):
     """The same prompts (token ids from :func:`rait.chat.encode_turns`) decoded greedily by vLLM, with its
     automatic prefix caching sharing each passage's prefix across its type questions. Needs a GPU and
     ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory.
-    ``decoding="constrained"`` applies the copy constraint through a vLLM logits processor
-    (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
+    ``decoding="constrained"`` (or ``"constrained-words"``) applies the copy constraint through a vLLM logits
+    processor (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
 
     def __init__(
         self,
@@ -32,13 +32,13 @@ class VllmPredictor(Answerer):
         stop_repetition: bool = True,
         **engine_kwargs,
     ):
-        _check_decoding(decoding)
+        check_decoding(decoding, max_new_tokens)
         try:
             import vllm
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise RaitError("the vllm backend needs vLLM and a GPU: pip install 'rait[gpu]'") from None
-        if decoding == "constrained":
+        if decoding != "free":
             try:
                 from rait.constrained_vllm import CopyConstraintLogitsProcessor
             except ImportError as exc:
@@ -83,10 +83,10 @@ class VllmPredictor(Answerer):
             prefix, suffixes = self._token_ids(self.tokenizer, query)
             prompts += [{"prompt_token_ids": prefix + suffix} for suffix in suffixes]
             owners += [index] * len(suffixes)
-            if self.decoding == "constrained":  # the logits processor reads the passage from extra_args
+            if self.decoding != "free":  # the logits processor reads the passage from extra_args
                 for _ in suffixes:
                     params.append(self.params.clone())
-                    params[-1].extra_args = {"rait_passage": query.text}
+                    params[-1].extra_args = {"rait_passage": query.text, "rait_words": self._words}
         outputs = (
             self.llm.generate(prompts, params or self.params, lora_request=self.lora, use_tqdm=False)
             if prompts
@@ -95,7 +95,7 @@ class VllmPredictor(Answerer):
         answers: list[list[str]] = [[] for _ in queries]
         for index, output in zip(owners, outputs, strict=True):
             answer = self._answer(output.outputs[0])
-            if self.decoding == "constrained":  # an answer that ended by looping is cut and closed
+            if self.decoding != "free":  # an answer that ended by looping is cut and closed
                 text = self._constraint(queries[index].text).finish(answer.encode()).decode()
                 answer = Answer(text, answer.finish_reason)
             answers[index].append(answer)
@@ -106,4 +106,8 @@ class VllmPredictor(Answerer):
 
         if self._vocab is None:
             self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
-        return PassageConstraint(text, self._vocab)
+        return PassageConstraint(text, self._vocab, self._words)
+
+    @property
+    def _words(self) -> bool:
+        return self.decoding == "constrained-words"

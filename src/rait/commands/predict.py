@@ -135,7 +135,8 @@ def predict_command(
     decoding: Annotated[
         str,
         typer.Option(
-            help=f"{' or '.join(DECODINGS)} (constrained: answers are lists of distinct passage substrings)."
+            help=f"{', '.join(DECODINGS)} (constrained: answers are lists of distinct passage substrings; "
+            "constrained-words: substrings that start and end at word boundaries)."
         ),
     ] = "free",
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,

@@ -42,7 +42,7 @@ def serve_command(
         typer.Option(help="none, default or a text [default: the one the model was trained with]."),
     ] = None,
     decoding: Annotated[
-        str, typer.Option(help=f"Default decoding: {' or '.join(DECODINGS)} (requests may choose).")
+        str, typer.Option(help=f"Default decoding: {', '.join(DECODINGS)} (requests may choose).")
     ] = "constrained",
     max_chunk_tokens: Annotated[
         int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")

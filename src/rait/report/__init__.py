@@ -38,6 +38,7 @@ from rait.report.tables import _value as _value
 from rait.report.tables import markdown_table, results_markdown, stop_counts
 from rait.report.views import (
     View,
+    decoding_differences,
     k_table,
     main_table,
     out_domain_bars,
@@ -58,6 +59,7 @@ __all__ = [
     "Setting",
     "View",
     "build_report",
+    "decoding_differences",
     "k_table",
     "load_results",
     "main_table",
@@ -99,8 +101,7 @@ def build_report(
         k_table(scores),
         paired_differences(scores, output_dir),
     ]
-    selection = selection_table(results)
-    views += [selection] if selection else []
+    views += [view for view in (decoding_differences(scores), selection_table(results)) if view]
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [
         f"base model `{results['base_model']}`" if results.get("base_model") else "",

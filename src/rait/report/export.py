@@ -1,14 +1,15 @@
 """``scores.json``: the report's numbers, machine-readable. Per setting (model x inference mode x decoding,
 as the tables show them) F1 per benchmark and on average with its 95% bootstrap interval, and precision,
-recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view the
-differences with their interval and p-value. The same results, samples and seed give the same bytes."""
+recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view, and per
+two decodings of one model, the differences with their interval and p-value. The same results, samples and
+seed give the same bytes."""
 
 from __future__ import annotations
 
 from statistics import mean
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, LEVEL, Estimate
-from rait.report.scores import Scores, Setting, _model_order
+from rait.report.scores import Scores, Setting, _decoding_order, _model_order
 
 SCORES_JSON = "scores.json"
 INTERVAL_METHOD = "95% percentile bootstrap over test sentences"
@@ -25,7 +26,8 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     over seeds) and ``average`` (``f1``, ``low``, ``high``; None unless every benchmark is scored).
     ``differences``: per pair of :meth:`Scores.pairs`, ``setting`` minus ``baseline`` per benchmark and on
     average: ``f1``, ``baseline_f1``, ``difference``, ``low``, ``high``, ``p``. ``low``, ``high`` and ``p``
-    are left out where there is no interval."""
+    are left out where there is no interval. ``decoding_differences``: the same per pair of
+    :meth:`Scores.decoding_pairs` (one decoding minus another, same model and inference settings)."""
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
 
@@ -46,14 +48,14 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "benchmarks": scores.benchmarks,
         "settings": [_setting_scores(scores, s) for s in sorted(scores.f1, key=_order)],
         "differences": [_differences(scores, a, b) for a, b in scores.pairs()],
+        "decoding_differences": [_differences(scores, a, b) for a, b in scores.decoding_pairs()],
     }
 
 
 def _order(setting: Setting) -> tuple:
     """Free decoding first, then by model, inference mode and its settings."""
     return (
-        setting.decoding != "free",
-        setting.decoding,
+        *_decoding_order(setting.decoding),
         _model_order(setting),
         _MODES.index(setting.mode) if setting.mode in _MODES else len(_MODES),
         setting.pool_size or 0,

@@ -67,6 +67,11 @@ class Setting(NamedTuple):
         )
 
 
+def _decoding_order(decoding: str) -> tuple:
+    """Free decoding (the paper's) first, then by name."""
+    return (decoding != "free", decoding)
+
+
 def _strategy(name: str | None) -> str:
     return STRATEGY_NAMES.get(name or "", str(name))
 
@@ -173,3 +178,11 @@ class Scores:
             (s for s in self.f1 if s.method == "ra-it"), key=lambda s: (s.decoding != "free", _model_order(s))
         )
         return [(s, _vanilla_of(s)) for s in ra_it if _vanilla_of(s) in self.f1]
+
+    def decoding_pairs(self) -> list[tuple[Setting, Setting]]:
+        """Every two decodings of the same model and inference settings, both with results: the later
+        decoding (free first, then by name) with the earlier as baseline; in model order."""
+        groups: dict[tuple, list[Setting]] = defaultdict(list)
+        for s in sorted(self.f1, key=lambda s: (_model_order(s), _decoding_order(s.decoding))):
+            groups[s[:-1]].append(s)
+        return [(s, base) for group in groups.values() for i, s in enumerate(group) for base in group[:i]]

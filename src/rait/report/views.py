@@ -1,6 +1,6 @@
 """The report's sections (:class:`View`): the paper's tables and figures built from :class:`Scores`, the
-RA-IT minus vanilla IT paired differences and the model selection; each skipped with a reason when its data
-is absent from the results."""
+paired differences (RA-IT minus vanilla IT, one decoding minus another) and the model selection; each
+skipped with a reason when its data is absent from the results."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rait.bootstrap import DEFAULT_SAMPLES, Estimate
 from rait.report.plots import _bars, _difference_plot, _figure, _save, _yerr
-from rait.report.scores import Cell, Scores, Setting, _strategy
+from rait.report.scores import Cell, Scores, Setting, _decoding_order, _strategy
 from rait.report.tables import _row_best_table, _value, markdown_table
 
 
@@ -29,7 +29,7 @@ def main_table(scores: Scores) -> View:
     """Table 1/2: models without examples at inference, one block per training size (base model first), per
     decoding (free, the paper's, first; blocks of another decoding name it)."""
     view = View("main", "Main results (Table 1/2 style): inference without examples")
-    decodings = sorted({s.decoding for s in scores.f1 if s.mode == "none"}, key=lambda d: (d != "free", d))
+    decodings = sorted({s.decoding for s in scores.f1 if s.mode == "none"}, key=_decoding_order)
     if not decodings:
         view.skipped = "no results without examples at inference"
         return view
@@ -234,6 +234,38 @@ def paired_differences(scores: Scores, output_dir: Path) -> View:
     view.markdown = "\n".join(lines) + "\n"
     if groups:
         view.plot = _difference_plot(groups, output_dir / "fig_paired_differences.png")
+    return view
+
+
+def decoding_differences(scores: Scores) -> View | None:
+    """One decoding minus another for the same model and inference settings, on the average over benchmarks:
+    the difference, its paired-bootstrap interval and p-value (per benchmark in ``scores.json``); None
+    without a model scored on every benchmark with two decodings."""
+    pairs = [p for p in scores.decoding_pairs() if None not in (scores.average(p[0]), scores.average(p[1]))]
+    if not pairs:
+        return None
+    view = View("decodings", "One decoding minus another (same model, paired bootstrap over test sentences)")
+    samples = scores.bootstrap.samples if scores.bootstrap else DEFAULT_SAMPLES
+    header = ["Training data", "Model", "Inference", "Decoding", "Baseline"]
+    header += ["F1", "Baseline F1", "Δ", "95% CI", "p"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|---|" + "---:|" * 5]
+    for setting, baseline in pairs:
+        a, b = scores.average(setting), scores.average(baseline)
+        diff = scores.difference(setting, baseline)
+        row = [
+            "no fine-tuning" if setting.size is None else f"{setting.size:,}",
+            setting.model_label,
+            setting._replace(decoding="free").inference_label,
+            setting.decoding,
+            baseline.decoding,
+            f"{a:.2f}",
+            f"{b:.2f}",
+            f"{a - b:+.2f}",
+            f"[{diff.low:.2f}, {diff.high:.2f}]" if diff else "—",
+            _p(diff and diff.p, samples),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    view.markdown = "\n".join(lines) + "\n"
     return view
 
 

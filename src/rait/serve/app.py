@@ -57,7 +57,9 @@ class ExtractRequest(BaseModel):
         min_length=1, description="Entity types for every text, or one list per text."
     )
     examples: Literal[EXAMPLES] = Field("none", description="In-context examples from the server's pool.")
-    decoding: Literal[DECODINGS] | None = Field(None, description="free or constrained; null: the server's.")
+    decoding: Literal[DECODINGS] | None = Field(
+        None, description=f"{', '.join(DECODINGS)}; null: the server's."
+    )
 
 
 class ApiError(Exception):
