@@ -6,6 +6,7 @@ import pytest
 
 from rait.api import NER, _as_pool
 from rait.chat import stop_token_ids
+from rait.entities import is_word_char
 from rait.errors import RaitError
 from rait.predict import Predictor
 from rait.records import Mention, Record
@@ -154,16 +155,18 @@ def test_from_pretrained_loads_a_model_dir_and_answers(tmp_path):
 
 
 def test_from_pretrained_decodes_constrained_by_default(tmp_path):
-    """A random model's answers: under the default constrained decoding every entity is in the text, none
-    malformed; free decoding of the same model gives malformed answers."""
+    """A random model's answers: under the default constrained-words decoding every entity is in the text, at
+    word boundaries, none malformed; free decoding of the same model gives malformed answers."""
     path = str(save_tiny_model(tmp_path / "tiny"))
     text = "Barack Obama was born in Honolulu, Hawaii, and served as the president."
     types = ["person", "location", "date", "organization"]
     ner = NER.from_pretrained(path, max_new_tokens=16)
-    assert ner.predictor.decoding == "constrained"
+    assert ner.predictor.decoding == "constrained-words"
     entities = ner.predict_entities(text, types)
     assert entities and ner.n_malformed == 0
     assert all(e["found"] and text[e["start"] : e["end"]] == e["text"] for e in entities)
+    inside = [(text[i - 1], text[i]) for e in entities for i in (e["start"], e["end"]) if 0 < i < len(text)]
+    assert not any(is_word_char(a) and is_word_char(b) for a, b in inside)
     free = NER.from_pretrained(path, max_new_tokens=16, decoding="free")
     free.predict_entities(text, types)
     assert free.n_malformed > 0

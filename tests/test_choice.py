@@ -258,7 +258,7 @@ def test_shipped_scores_are_the_builtin_models_scores():
     metadata = builtin.builtin_info()["metadata"]
     assert metadata["scores"] == expected
     assert shipped_scores(config, metadata["selection"]["chosen"], results) == expected
-    assert list(expected["f1"]) == ["free decoding", "constrained decoding"]
+    assert list(expected["f1"]) == ["free decoding", "constrained decoding", "constrained-words decoding"]
 
 
 def test_shipped_scores_without_counts_or_finished_cells(study):

@@ -112,7 +112,7 @@ class NER:
         precision: str = "auto",
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         system_prompt: str | None = None,
-        decoding: str = "constrained",
+        decoding: str = "constrained-words",
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id or
         a built-in model name (:mod:`rait.builtin`); ``None``: the built-in model ``smollm2-ner-en`` when
@@ -121,10 +121,10 @@ class NER:
         the untuned default). ``batch_size``: type questions decoded together. ``backend="vllm"`` needs a
         GPU and ``pip install 'rait[gpu]'``. ``precision``: ``auto`` (bf16 where the CPU or GPU computes it
         natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
-        or a text; None uses the one the model was trained with. ``decoding="constrained"`` (default) lets
-        the model answer only with distinct substrings of the passage (:mod:`rait.constrained`), so every
-        entity has offsets; ``"constrained-words"`` also keeps them from starting or ending inside a word
-        (for languages written with spaces); ``"free"``: plain greedy decoding."""
+        or a text; None uses the one the model was trained with. ``decoding="constrained-words"`` (default)
+        lets the model answer only with distinct substrings of the passage that start and end at word
+        boundaries (:mod:`rait.constrained`), so every entity has offsets; ``"constrained"``: any substring
+        (for languages whose names take suffixes); ``"free"``: plain greedy decoding."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,

@@ -43,7 +43,7 @@ def serve_command(
     ] = None,
     decoding: Annotated[
         str, typer.Option(help=f"Default decoding: {', '.join(DECODINGS)} (requests may choose).")
-    ] = "constrained",
+    ] = "constrained-words",
     max_chunk_tokens: Annotated[
         int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")
     ] = DEFAULT_MAX_CHUNK_TOKENS,
