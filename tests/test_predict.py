@@ -429,6 +429,36 @@ def test_a_row_that_repeats_itself_stops_and_says_so(block):
     assert all(len(out) == 100 and out.finish_reason == "length" for out in outputs)
 
 
+def test_vllm_requests_carry_the_passage_and_the_word_rule():
+    """Constrained vLLM requests carry the passage and whether strings keep to word boundaries (the logits
+    processor reads both); an answer is closed with the same rule: '["Hawa"]' is complete for
+    ``constrained`` but cuts a word for ``constrained-words``."""
+    from types import SimpleNamespace
+
+    class Params(SimpleNamespace):
+        def clone(self):
+            return Params(**vars(self))
+
+    class FakeLLM:
+        def generate(self, prompts, params, lora_request=None, use_tqdm=False):
+            self.params = params
+            completion = SimpleNamespace(token_ids=[1], text='["Hawa"]', finish_reason="stop")
+            return [SimpleNamespace(outputs=[completion]) for _ in prompts]
+
+    _, tokenizer = tiny_model_and_tokenizer()
+    text = "Barack Obama was born in Honolulu, Hawaii."
+    found = {}
+    for decoding in ("constrained", "constrained-words"):
+        vllm_predictor = object.__new__(VllmPredictor)
+        vllm_predictor.llm, vllm_predictor.tokenizer, vllm_predictor.lang = FakeLLM(), tokenizer, "en"
+        vllm_predictor.system_ids, vllm_predictor.stop_repetition, vllm_predictor.lora = (), True, None
+        vllm_predictor.decoding, vllm_predictor._vocab, vllm_predictor.params = decoding, None, Params()
+        found[decoding] = vllm_predictor.answer(text, ["location", "person"])
+        extra = [params.extra_args for params in vllm_predictor.llm.params]
+        assert extra == [{"rait_passage": text, "rait_words": decoding == "constrained-words"}] * 2
+    assert found == {"constrained": ['["Hawa"]'] * 2, "constrained-words": ["[]"] * 2}
+
+
 def test_finish_reasons_of_the_stopping_model(model_and_naive):
     model, tokenizer, naive, lengths = model_and_naive
     reasons = [finish_reason(a) for passage in naive for a in passage]
