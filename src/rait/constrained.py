@@ -11,10 +11,11 @@ allowed, so an answer it would have written validly anyway is unchanged.
 The check works on bytes, not words: each token is its byte string (byte-level BPE pieces, including
 partial UTF-8 sequences of CJK characters), walked through the answer grammar; inside a string the state is
 the set of offsets in the passage's escaped UTF-8 bytes where the string written so far can end (strings
-start at character boundaries, close only at one). Per decoding step a row costs one walk of its chosen
-token's bytes; only when that token is refused are the allowed tokens enumerated, by walking a byte trie
-of the vocabulary along the bytes the grammar allows next (never the whole vocabulary), cached per passage
-and grammar state.
+start at character boundaries, close only at one; with ``words``, the ``constrained-words`` decoding, only
+at word boundaries: never between two :func:`rait.entities.is_word_char` characters). Per decoding step a
+row costs one walk of its chosen token's bytes; only when that token is refused are the allowed tokens
+enumerated, by walking a byte trie of the vocabulary along the bytes the grammar allows next (never the
+whole vocabulary), cached per passage and grammar state.
 """
 
 from __future__ import annotations
@@ -128,8 +129,9 @@ class TokenVocab:
 
 
 class PassageConstraint:
-    """The constraint for one passage: its escaped bytes, where characters start, and a cache of the
-    allowed tokens per grammar state. One object serves every type question about the passage.
+    """The constraint for one passage: its escaped bytes, where strings can start and close (character
+    boundaries, or with ``words`` word boundaries), and a cache of the allowed tokens per grammar state. One
+    object serves every type question about the passage.
 
     Strings cannot contain a character with a byte the vocabulary cannot write as a token of its own (with
     byte-level BPE only bytes that never occur in UTF-8 text, or rare 4-byte lead bytes)."""
