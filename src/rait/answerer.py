@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from rait.chat import encode_turns
+from rait.chat import encode_turns, stop_token_ids
 from rait.errors import RaitError
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
@@ -46,6 +46,8 @@ class Answerer(ABC):
 
     lang: str
     system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
+    decoding: str = "free"
+    _vocab = None  # rait.constrained.TokenVocab of the backend's tokenizer, built on first constrained use
 
     @abstractmethod
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
@@ -63,6 +65,20 @@ class Answerer(ABC):
     ) -> list[str]:
         """Raw answers (decoded model output) to each type's question about ``text``."""
         return self.answer_many([PassageQuery(text, tuple(types), tuple(examples), lang)])[0]
+
+    @property
+    def _word_bounds(self) -> bool:
+        """Whether copied strings keep to word boundaries (the ``constrained-words`` decoding)."""
+        return self.decoding == "constrained-words"
+
+    def _copy_constraint(self, text: str):
+        """The copy constraint (:class:`rait.constrained.PassageConstraint`) of ``text`` for this decoding,
+        over the backend's ``tokenizer``."""
+        from rait.constrained import PassageConstraint, TokenVocab
+
+        if self._vocab is None:
+            self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
+        return PassageConstraint(text, self._vocab, self._word_bounds)
 
     def _token_ids(self, tokenizer, query: PassageQuery) -> tuple[list[int], list[list[int]]]:
         lang = query.lang or self.lang

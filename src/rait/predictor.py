@@ -67,7 +67,6 @@ class Predictor(Answerer):
         self.batch_size = batch_size
         self.decoding = decoding
         self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
-        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained use
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.stop_ids)
         self.device = next(model.parameters()).device
@@ -126,12 +125,9 @@ class Predictor(Answerer):
 
     def _constraint_rows(self, passages: Sequence[str]):
         """Per-row copy constraints for ``passages`` (one constraint object per distinct passage)."""
-        from rait.constrained import ConstrainedRows, PassageConstraint, TokenVocab
+        from rait.constrained import ConstrainedRows
 
-        if self._vocab is None:
-            self._vocab = TokenVocab(self.tokenizer, self.stop_ids)
-        words = self.decoding == "constrained-words"
-        by_text = {text: PassageConstraint(text, self._vocab, words) for text in dict.fromkeys(passages)}
+        by_text = {text: self._copy_constraint(text) for text in dict.fromkeys(passages)}
         return ConstrainedRows([by_text[text] for text in passages])
 
     def _decode(self, ids: list[int]) -> Answer:

@@ -62,7 +62,6 @@ class VllmPredictor(Answerer):
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.decoding = decoding
-        self._vocab = None  # rait.constrained.TokenVocab, built on first constrained answer
         self.params = vllm.SamplingParams(
             temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
         )
@@ -86,7 +85,7 @@ class VllmPredictor(Answerer):
             if self.decoding != "free":  # the logits processor reads the passage from extra_args
                 for _ in suffixes:
                     params.append(self.params.clone())
-                    params[-1].extra_args = {"rait_passage": query.text, "rait_words": self._words}
+                    params[-1].extra_args = {"rait_passage": query.text, "rait_words": self._word_bounds}
         outputs = (
             self.llm.generate(prompts, params or self.params, lora_request=self.lora, use_tqdm=False)
             if prompts
@@ -96,18 +95,7 @@ class VllmPredictor(Answerer):
         for index, output in zip(owners, outputs, strict=True):
             answer = self._answer(output.outputs[0])
             if self.decoding != "free":  # an answer that ended by looping is cut and closed
-                text = self._constraint(queries[index].text).finish(answer.encode()).decode()
+                text = self._copy_constraint(queries[index].text).finish(answer.encode()).decode()
                 answer = Answer(text, answer.finish_reason)
             answers[index].append(answer)
         yield from enumerate(answers)
-
-    def _constraint(self, text: str):
-        from rait.constrained import PassageConstraint, TokenVocab
-
-        if self._vocab is None:
-            self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
-        return PassageConstraint(text, self._vocab, self._words)
-
-    @property
-    def _words(self) -> bool:
-        return self.decoding == "constrained-words"
