@@ -298,6 +298,49 @@ def test_decoding_differences(paired_results, tmp_path):
     assert "One decoding" not in alone  # one decoding per model: no such section
 
 
+def test_example_differences(paired_results, tmp_path):
+    """FABRICATED: the RA-IT model with in-domain examples is right on 100 more sentences of "b" than without
+    (+25 points there, +12.5 on average, "a" unchanged); with out-domain examples it gives the answers it gives
+    without. A constrained in-domain setting has no constrained run without examples: no pair."""
+    ra_it = paired_results["rows"][2:]
+    in_domain = {"mode": "in-domain", "inference_strategy": "nn", "inference_k": 2, "pool_size": 32}
+    more = _sentences(set(range(0, 400, 2)) | {1} | set(range(201, 400, 2)))
+    paired_results["rows"] += [
+        {**ra_it[0], **in_domain},
+        {**_row("r", "ra-it", "b", more), **in_domain},
+        *({**r, **in_domain, "decoding": "constrained"} for r in ra_it),
+        *({**r, "mode": "out-domain", "inference_strategy": "nn_bm25", "inference_k": 2} for r in ra_it),
+    ]
+    report = build_report(paired_results, tmp_path, samples=4000, seed=1).read_text()
+    view = section(report, "Examples at inference minus none")
+    assert (
+        "| Training data | Model | Decoding | Examples | F1 | Baseline F1 | Δ | 95% CI | p | Δ a | Δ b |"
+        in view
+    )
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]] for line in view.splitlines() if line.startswith("| 100 ")
+    ]
+    assert [row[:4] for row in rows] == [
+        ["100", "RA-IT (NN, k=2)", "free", "out-domain NN+BM25, k=2"],
+        ["100", "RA-IT (NN, k=2)", "free", "in-domain N=32 NN, k=2"],
+    ]
+    assert rows[0][4:] == ["62.62", "62.62", "+0.00", "[0.00, 0.00]", "1.000", "+0.00", "+0.00"]
+    in_domain_row = _numbers("|".join(rows[1][4:]))
+    assert in_domain_row[:3] == pytest.approx([75.125, 62.625, 12.5], abs=0.01)
+    assert 10 < in_domain_row[3] < 12.5 < in_domain_row[4] < 15
+    assert rows[1][-3:] == ["< 0.00025", "+0.00", "+25.00"]
+    scores = json.loads((tmp_path / SCORES_JSON).read_text())
+    found = scores["example_differences"]
+    assert [(d["setting"]["mode"], d["baseline"]["mode"]) for d in found] == [
+        ("out-domain", "none"),
+        ("in-domain", "none"),
+    ]
+    assert found[1]["benchmarks"]["b"]["difference"] == 25 and found[1]["benchmarks"]["a"]["difference"] == 0
+    assert found[1]["average"]["difference"] == pytest.approx(12.5)
+    alone = build_report(paired_results | {"rows": paired_results["rows"][:4]}, tmp_path / "one").read_text()
+    assert "Examples at inference" not in alone
+
+
 def test_scores_json_holds_the_reports_numbers_with_intervals(paired_results, tmp_path):
     build_report(paired_results, tmp_path, samples=4000, seed=1)
     text = (tmp_path / SCORES_JSON).read_text()

@@ -39,6 +39,7 @@ from rait.report.tables import markdown_table, results_markdown, stop_counts
 from rait.report.views import (
     View,
     decoding_differences,
+    example_differences,
     k_table,
     main_table,
     out_domain_bars,
@@ -60,6 +61,7 @@ __all__ = [
     "View",
     "build_report",
     "decoding_differences",
+    "example_differences",
     "k_table",
     "load_results",
     "main_table",
@@ -101,7 +103,8 @@ def build_report(
         k_table(scores),
         paired_differences(scores, output_dir),
     ]
-    views += [view for view in (decoding_differences(scores), selection_table(results)) if view]
+    optional = (decoding_differences(scores), example_differences(scores), selection_table(results))
+    views += [view for view in optional if view]
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [
         f"base model `{results['base_model']}`" if results.get("base_model") else "",

@@ -1,19 +1,18 @@
 """``scores.json``: the report's numbers, machine-readable. Per setting (model x inference mode x decoding,
 as the tables show them) F1 per benchmark and on average with its 95% bootstrap interval, and precision,
-recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view, and per
-two decodings of one model, the differences with their interval and p-value. The same results, samples and
-seed give the same bytes."""
+recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view, per two
+decodings of one model and per inference setting with examples against none, the differences with their
+interval and p-value. The same results, samples and seed give the same bytes."""
 
 from __future__ import annotations
 
 from statistics import mean
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, LEVEL, Estimate
-from rait.report.scores import Scores, Setting, _decoding_order, _model_order
+from rait.report.scores import Scores, Setting, _decoding_order, _inference_order, _model_order
 
 SCORES_JSON = "scores.json"
 INTERVAL_METHOD = "95% percentile bootstrap over test sentences"
-_MODES = ("none", "out-domain", "in-domain")
 
 
 def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DEFAULT_SEED) -> dict:
@@ -27,7 +26,9 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     ``differences``: per pair of :meth:`Scores.pairs`, ``setting`` minus ``baseline`` per benchmark and on
     average: ``f1``, ``baseline_f1``, ``difference``, ``low``, ``high``, ``p``. ``low``, ``high`` and ``p``
     are left out where there is no interval. ``decoding_differences``: the same per pair of
-    :meth:`Scores.decoding_pairs` (one decoding minus another, same model and inference settings)."""
+    :meth:`Scores.decoding_pairs` (one decoding minus another, same model and inference settings);
+    ``example_differences``: per pair of :meth:`Scores.example_pairs` (examples at inference minus none,
+    same model and decoding)."""
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
 
@@ -49,19 +50,13 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "settings": [_setting_scores(scores, s) for s in sorted(scores.f1, key=_order)],
         "differences": [_differences(scores, a, b) for a, b in scores.pairs()],
         "decoding_differences": [_differences(scores, a, b) for a, b in scores.decoding_pairs()],
+        "example_differences": [_differences(scores, a, b) for a, b in scores.example_pairs()],
     }
 
 
 def _order(setting: Setting) -> tuple:
     """Free decoding first, then by model, inference mode and its settings."""
-    return (
-        *_decoding_order(setting.decoding),
-        _model_order(setting),
-        _MODES.index(setting.mode) if setting.mode in _MODES else len(_MODES),
-        setting.pool_size or 0,
-        setting.inference_strategy or "",
-        setting.inference_k or 0,
-    )
+    return (*_decoding_order(setting.decoding), _model_order(setting), *_inference_order(setting))
 
 
 def _describe(setting: Setting) -> dict:

@@ -72,6 +72,19 @@ def _decoding_order(decoding: str) -> tuple:
     return (decoding != "free", decoding)
 
 
+_MODES = ("none", "out-domain", "in-domain")
+
+
+def _inference_order(setting: Setting) -> tuple:
+    """No examples, then out-domain, then in-domain examples; then by pool size, strategy and k."""
+    return (
+        _MODES.index(setting.mode) if setting.mode in _MODES else len(_MODES),
+        setting.pool_size or 0,
+        setting.inference_strategy or "",
+        setting.inference_k or 0,
+    )
+
+
 def _strategy(name: str | None) -> str:
     return STRATEGY_NAMES.get(name or "", str(name))
 
@@ -186,3 +199,16 @@ class Scores:
         for s in sorted(self.f1, key=lambda s: (_model_order(s), _decoding_order(s.decoding))):
             groups[s[:-1]].append(s)
         return [(s, base) for group in groups.values() for i, s in enumerate(group) for base in group[:i]]
+
+    def example_pairs(self) -> list[tuple[Setting, Setting]]:
+        """Every setting with examples at inference (out-domain or in-domain) with the same model and
+        decoding without examples, both with results; in model, decoding and inference order."""
+        with_examples = sorted(
+            (s for s in self.f1 if s.mode != "none"),
+            key=lambda s: (_model_order(s), _decoding_order(s.decoding), _inference_order(s)),
+        )
+        pairs = [
+            (s, s._replace(mode="none", inference_strategy=None, inference_k=None, pool_size=None))
+            for s in with_examples
+        ]
+        return [(s, none) for s, none in pairs if none in self.f1]

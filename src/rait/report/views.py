@@ -1,10 +1,11 @@
 """The report's sections (:class:`View`): the paper's tables and figures built from :class:`Scores`, the
-paired differences (RA-IT minus vanilla IT, one decoding minus another) and the model selection; each
-skipped with a reason when its data is absent from the results."""
+paired differences (RA-IT minus vanilla IT, one decoding minus another, examples at inference minus
+none) and the model selection; each skipped with a reason when its data is absent from the results."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,36 +238,77 @@ def paired_differences(scores: Scores, output_dir: Path) -> View:
     return view
 
 
-def decoding_differences(scores: Scores) -> View | None:
-    """One decoding minus another for the same model and inference settings, on the average over benchmarks:
-    the difference, its paired-bootstrap interval and p-value (per benchmark in ``scores.json``); None
-    without a model scored on every benchmark with two decodings."""
-    pairs = [p for p in scores.decoding_pairs() if None not in (scores.average(p[0]), scores.average(p[1]))]
+def _average_differences(
+    scores: Scores, view: View, pairs, header: list[str], lead: Callable[[Setting, Setting], list[str]]
+) -> View | None:
+    """A row per (setting, baseline) pair scored on every benchmark: the ``lead`` columns, both average F1s,
+    the difference with its paired-bootstrap interval and p-value, then the difference per benchmark; None
+    without such a pair."""
+    pairs = [p for p in pairs if None not in (scores.average(p[0]), scores.average(p[1]))]
     if not pairs:
         return None
-    view = View("decodings", "One decoding minus another (same model, paired bootstrap over test sentences)")
     samples = scores.bootstrap.samples if scores.bootstrap else DEFAULT_SAMPLES
-    header = ["Training data", "Model", "Inference", "Decoding", "Baseline"]
-    header += ["F1", "Baseline F1", "Δ", "95% CI", "p"]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|---|---|---|" + "---:|" * 5]
+    header = [*header, "F1", "Baseline F1", "Δ", "95% CI", "p", *(f"Δ {b}" for b in scores.benchmarks)]
+    lines = ["| " + " | ".join(header) + " |", "|---" * (len(header) - 5 - len(scores.benchmarks))]
+    lines[1] += "|" + "---:|" * (5 + len(scores.benchmarks))
     for setting, baseline in pairs:
         a, b = scores.average(setting), scores.average(baseline)
         diff = scores.difference(setting, baseline)
         row = [
-            "no fine-tuning" if setting.size is None else f"{setting.size:,}",
-            setting.model_label,
-            setting._replace(decoding="free").inference_label,
-            setting.decoding,
-            baseline.decoding,
+            *lead(setting, baseline),
             f"{a:.2f}",
             f"{b:.2f}",
             f"{a - b:+.2f}",
             f"[{diff.low:.2f}, {diff.high:.2f}]" if diff else "—",
             _p(diff and diff.p, samples),
+            *(f"{scores.score(setting, n) - scores.score(baseline, n):+.2f}" for n in scores.benchmarks),
         ]
         lines.append("| " + " | ".join(row) + " |")
     view.markdown = "\n".join(lines) + "\n"
     return view
+
+
+def _training_data(setting: Setting) -> str:
+    return "no fine-tuning" if setting.size is None else f"{setting.size:,}"
+
+
+def decoding_differences(scores: Scores) -> View | None:
+    """One decoding minus another for the same model and inference settings, on the average over benchmarks
+    with its paired-bootstrap interval and p-value, and per benchmark; None without a model scored on every
+    benchmark with two decodings."""
+    return _average_differences(
+        scores,
+        View("decodings", "One decoding minus another (same model, paired bootstrap over test sentences)"),
+        scores.decoding_pairs(),
+        ["Training data", "Model", "Inference", "Decoding", "Baseline"],
+        lambda s, base: [
+            _training_data(s),
+            s.model_label,
+            s._replace(decoding="free").inference_label,
+            s.decoding,
+            base.decoding,
+        ],
+    )
+
+
+def example_differences(scores: Scores) -> View | None:
+    """On-demand RAG: examples at inference (out-domain or in-domain) minus none for the same model and
+    decoding, on the average over benchmarks with its paired-bootstrap interval and p-value, and per
+    benchmark; None without a model scored on every benchmark both ways."""
+    return _average_differences(
+        scores,
+        View(
+            "examples", "Examples at inference minus none (same model, paired bootstrap over test sentences)"
+        ),
+        scores.example_pairs(),
+        ["Training data", "Model", "Decoding", "Examples"],
+        lambda s, _: [
+            _training_data(s),
+            s.model_label,
+            s.decoding,
+            s._replace(decoding="free").inference_label,
+        ],
+    )
 
 
 def selection_table(results: dict) -> View | None:
