@@ -299,11 +299,12 @@ def test_decoding_differences(paired_results, tmp_path):
 
 
 def test_example_differences(paired_results, tmp_path):
-    """FABRICATED: the RA-IT model with in-domain examples is right on 100 more sentences of "b" than without
-    (+25 points there, +12.5 on average, "a" unchanged); with out-domain examples it gives the answers it gives
-    without. A constrained in-domain setting has no constrained run without examples: no pair."""
+    """FABRICATED: the RA-IT model with in-domain examples is right on 100 more sentences of "b" than
+    without (+25 points there, +12.5 on average, "a" unchanged); with out-domain examples it gives the
+    answers it gives without. A constrained in-domain setting has no constrained run without examples: no
+    pair."""
     ra_it = paired_results["rows"][2:]
-    in_domain = {"mode": "in-domain", "inference_strategy": "nn", "inference_k": 2, "pool_size": 32}
+    in_domain = {"mode": "in-domain", "inference_strategy": "nn", "inference_k": 2, "pool_size": 100_000}
     more = _sentences(set(range(0, 400, 2)) | {1} | set(range(201, 400, 2)))
     paired_results["rows"] += [
         {**ra_it[0], **in_domain},
@@ -322,7 +323,7 @@ def test_example_differences(paired_results, tmp_path):
     ]
     assert [row[:4] for row in rows] == [
         ["100", "RA-IT (NN, k=2)", "free", "out-domain NN+BM25, k=2"],
-        ["100", "RA-IT (NN, k=2)", "free", "in-domain N=32 NN, k=2"],
+        ["100", "RA-IT (NN, k=2)", "free", "in-domain N=100,000 NN, k=2"],
     ]
     assert rows[0][4:] == ["62.62", "62.62", "+0.00", "[0.00, 0.00]", "1.000", "+0.00", "+0.00"]
     in_domain_row = _numbers("|".join(rows[1][4:]))

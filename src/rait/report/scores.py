@@ -62,7 +62,7 @@ class Setting(NamedTuple):
         if self.mode == "out-domain":
             return f"out-domain {_strategy(self.inference_strategy)}, k={self.inference_k}" + suffix
         return (
-            f"in-domain N={self.pool_size} {_strategy(self.inference_strategy)}, k={self.inference_k}"
+            f"in-domain N={self.pool_size:,} {_strategy(self.inference_strategy)}, k={self.inference_k}"
             + suffix
         )
 
