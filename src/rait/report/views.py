@@ -26,6 +26,10 @@ class View:
     skipped: str | None = None
 
 
+def _training_data(setting: Setting) -> str:
+    return "no fine-tuning" if setting.size is None else f"{setting.size:,}"
+
+
 def main_table(scores: Scores) -> View:
     """Table 1/2: models without examples at inference, one block per training size (base model first), per
     decoding (free, the paper's, first; blocks of another decoding name it)."""
@@ -37,7 +41,7 @@ def main_table(scores: Scores) -> View:
     blocks: dict[str, list] = defaultdict(list)
     for decoding in decodings:
         for s in scores.settings(mode="none", decoding=decoding):
-            label = "no fine-tuning" if s.size is None else f"{s.size:,}"
+            label = _training_data(s)
             label += "" if decoding == "free" else f", {decoding} decoding"
             blocks[label].append((s.model_label, scores.cells(s)))
     view.markdown = markdown_table(
@@ -248,9 +252,11 @@ def _average_differences(
     if not pairs:
         return None
     samples = scores.bootstrap.samples if scores.bootstrap else DEFAULT_SAMPLES
-    header = [*header, "F1", "Baseline F1", "Δ", "95% CI", "p", *(f"Δ {b}" for b in scores.benchmarks)]
-    lines = ["| " + " | ".join(header) + " |", "|---" * (len(header) - 5 - len(scores.benchmarks))]
-    lines[1] += "|" + "---:|" * (5 + len(scores.benchmarks))
+    numbers = ["F1", "Baseline F1", "Δ", "95% CI", "p", *(f"Δ {b}" for b in scores.benchmarks)]
+    lines = [
+        "| " + " | ".join([*header, *numbers]) + " |",
+        "|---" * len(header) + "|" + "---:|" * len(numbers),
+    ]
     for setting, baseline in pairs:
         a, b = scores.average(setting), scores.average(baseline)
         diff = scores.difference(setting, baseline)
@@ -266,10 +272,6 @@ def _average_differences(
         lines.append("| " + " | ".join(row) + " |")
     view.markdown = "\n".join(lines) + "\n"
     return view
-
-
-def _training_data(setting: Setting) -> str:
-    return "no fine-tuning" if setting.size is None else f"{setting.size:,}"
 
 
 def decoding_differences(scores: Scores) -> View | None:
