@@ -69,6 +69,7 @@ def test_study_views(results, tmp_path):
     assert "| RA-IT (NN, k=2) (2,000) | 38.50 | **39.50** | 37.50 |" in out_domain
     pool = section(report, "In-domain")
     assert "| N=0 | N=10 | N=100 |" in pool and "| 38.50 | 42.50 | **47.00** |" in pool
+    assert "a split smaller than N is used whole" in pool
     k = section(report, "Number of examples")
     assert "|  | k=2 | **36.00** | **41.00** | **38.50** |" in k and "| 2,000, NN | k=1 | 34.00 |" in k
     assert "Skipped" not in report

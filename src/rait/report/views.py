@@ -147,7 +147,10 @@ def pool_size_curve(scores: Scores, output_dir: Path) -> View:
                 series[label][0] = scores.average_cell(none)
     sizes = sorted({n for points in series.values() for n in points})
     rows = [(label, [points.get(n) for n in sizes]) for label, points in series.items()]
-    view.markdown = _row_best_table(["", "Model", *[f"N={n:,}" for n in sizes]], [("", rows)])
+    view.markdown = _row_best_table(["", "Model", *[f"N={n:,}" for n in sizes]], [("", rows)]) + (
+        "\n\nN: labelled sentences drawn (seeded) from each benchmark's train split; a split smaller than N "
+        "is used whole."
+    )
     figure = _figure()
     axes = figure.add_subplot()
     for label, points in series.items():
