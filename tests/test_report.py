@@ -420,3 +420,43 @@ def test_p_values_keep_their_first_digit():
     assert _p(0.0002, 10_000) == "0.0002"  # not "0.000"
     assert _p(0.0123, 10_000) == "0.012"
     assert _p(None, 10_000) == "—"
+
+
+def test_strategy_differences(paired_results, tmp_path):
+    """FABRICATED: an RA-IT model trained with Random retrieval gives the vanilla model's answers, so NN minus
+    Random is RA-IT minus vanilla (+25 on "a", +0.25 on "b", +12.625 on average); an NN+BM25 model gives
+    NN's answers (a zero difference to NN, +12.625 to Random). A Random model of another size has no pair."""
+    vanilla, ra_it = paired_results["rows"][:2], paired_results["rows"][2:]
+    random = {"model": "rnd", "method": "ra-it", "strategy": "random", "k": 2}
+    paired_results["rows"] += [
+        *({**r, **random} for r in vanilla),
+        *({**r, "model": "bm", "strategy": "nn_bm25"} for r in ra_it),
+        *({**r, **random, "size": 50} for r in vanilla),
+    ]
+    report = build_report(paired_results, tmp_path, samples=4000, seed=1).read_text()
+    view = section(report, "One retrieval strategy in training minus another")
+    assert "| Training data | Inference | Strategy | Baseline | F1 | Baseline F1 | Δ |" in view
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]] for line in view.splitlines() if line.startswith("| 100, ")
+    ]
+    assert [row[:4] for row in rows] == [
+        ["100, k=2", "no examples", "NN", "NN+BM25"],
+        ["100, k=2", "no examples", "NN", "Random"],
+        ["100, k=2", "no examples", "NN+BM25", "Random"],
+    ]
+    assert rows[0][4:] == ["62.62", "62.62", "+0.00", "[0.00, 0.00]", "1.000", "+0.00", "+0.00"]
+    nn_random = _numbers("|".join(rows[1][4:]))
+    assert nn_random[:3] == pytest.approx([62.625, 50.0, 12.625], abs=0.01)
+    assert rows[1][-2:] == ["+25.00", "+0.25"]
+    assert rows[1][8] == "< 0.00025" and rows[2][4:] == rows[1][4:]
+    assert len(rows) == 3 and "| 50, " not in view
+    found = json.loads((tmp_path / SCORES_JSON).read_text())["strategy_differences"]
+    assert [(d["setting"]["strategy"], d["baseline"]["strategy"]) for d in found] == [
+        ("nn", "nn_bm25"),
+        ("nn", "random"),
+        ("nn_bm25", "random"),
+    ]
+    assert found[1]["benchmarks"]["a"]["difference"] == 25
+    assert found[1]["average"]["difference"] == pytest.approx(12.625)
+    alone = build_report(paired_results | {"rows": paired_results["rows"][:4]}, tmp_path / "one").read_text()
+    assert "One retrieval strategy" not in alone

@@ -2,7 +2,8 @@
 
 Views: the main table (Table 1/2: per benchmark + average, best per block in bold), the data-size curve
 (Fig. 2), training retrieval strategies (Fig. 3), out-domain inference strategies (Fig. 4), in-domain pool
-size (Fig. 5), the number of examples k, and RA-IT minus vanilla IT. Scores are micro-F1 in percent,
+size (Fig. 5), the number of examples k, RA-IT minus vanilla IT, and paired differences between decodings,
+training retrieval strategies and examples at inference. Scores are micro-F1 in percent,
 averaged over training seeds. Where the results carry per-sentence counts (``rows[].sentences``), every score
 gets a 95% bootstrap interval over test sentences (:mod:`rait.bootstrap`), shown in the tables and as error
 bars in the plots, and RA-IT minus vanilla IT is a paired bootstrap with its p-value; older results without
@@ -48,6 +49,7 @@ from rait.report.views import (
     selection_table,
     size_curve,
     strategy_bars,
+    strategy_differences,
 )
 from rait.report.views import _p as _p
 
@@ -75,6 +77,7 @@ __all__ = [
     "size_curve",
     "stop_counts",
     "strategy_bars",
+    "strategy_differences",
 ]
 
 REPORT_MD = "report.md"
@@ -103,7 +106,12 @@ def build_report(
         k_table(scores),
         paired_differences(scores, output_dir),
     ]
-    optional = (decoding_differences(scores), example_differences(scores), selection_table(results))
+    optional = (
+        decoding_differences(scores),
+        strategy_differences(scores),
+        example_differences(scores),
+        selection_table(results),
+    )
     views += [view for view in optional if view]
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [

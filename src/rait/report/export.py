@@ -1,7 +1,8 @@
 """``scores.json``: the report's numbers, machine-readable. Per setting (model x inference mode x decoding,
 as the tables show them) F1 per benchmark and on average with its 95% bootstrap interval, and precision,
 recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view, per two
-decodings of one model and per inference setting with examples against none, the differences with their
+decodings of one model, per two training retrieval strategies and per inference setting with examples
+against none, the differences with their
 interval and p-value. The same results, samples and seed give the same bytes."""
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     average: ``f1``, ``baseline_f1``, ``difference``, ``low``, ``high``, ``p``. ``low``, ``high`` and ``p``
     are left out where there is no interval. ``decoding_differences``: the same per pair of
     :meth:`Scores.decoding_pairs` (one decoding minus another, same model and inference settings);
-    ``example_differences``: per pair of :meth:`Scores.example_pairs` (examples at inference minus none,
-    same model and decoding)."""
+    ``strategy_differences``: per pair of :meth:`Scores.strategy_pairs` (one training retrieval strategy
+    minus another, RA-IT, same size, k, inference settings and decoding); ``example_differences``: per
+    pair of :meth:`Scores.example_pairs` (examples at inference minus none, same model and decoding)."""
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
 
@@ -50,6 +52,7 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "settings": [_setting_scores(scores, s) for s in sorted(scores.f1, key=_order)],
         "differences": [_differences(scores, a, b) for a, b in scores.pairs()],
         "decoding_differences": [_differences(scores, a, b) for a, b in scores.decoding_pairs()],
+        "strategy_differences": [_differences(scores, a, b) for a, b in scores.strategy_pairs()],
         "example_differences": [_differences(scores, a, b) for a, b in scores.example_pairs()],
     }
 

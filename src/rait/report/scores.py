@@ -99,6 +99,12 @@ def _model_order(setting: Setting) -> tuple:
     return (setting.size or 0, method, strategy, setting.k or 0)
 
 
+def _control_last(strategy: str | None) -> tuple:
+    """Strategies in :data:`STRATEGY_NAMES` order with Random, the control, last."""
+    names = list(STRATEGY_NAMES)
+    return (strategy == "random", names.index(strategy) if strategy in names else len(names), strategy or "")
+
+
 def _vanilla_of(setting: Setting) -> Setting:
     """The vanilla IT model of an RA-IT setting: same size and inference settings."""
     return setting._replace(method="vanilla", strategy=None, k=None)
@@ -199,6 +205,19 @@ class Scores:
         for s in sorted(self.f1, key=lambda s: (_model_order(s), _decoding_order(s.decoding))):
             groups[s[:-1]].append(s)
         return [(s, base) for group in groups.values() for i, s in enumerate(group) for base in group[:i]]
+
+    def strategy_pairs(self) -> list[tuple[Setting, Setting]]:
+        """Every two RA-IT settings that differ only in the training retrieval strategy, both with results:
+        the baseline is Random (the paper's control) where it is one of the two, else the later strategy of
+        :data:`STRATEGY_NAMES`; in model, decoding and inference order."""
+        groups: dict[Setting, list[Setting]] = defaultdict(list)
+        for s in sorted((s for s in self.f1 if s.method == "ra-it"), key=lambda s: _control_last(s.strategy)):
+            groups[s._replace(strategy=None)].append(s)
+        pairs = [(s, b) for group in groups.values() for i, s in enumerate(group) for b in group[i + 1 :]]
+        return sorted(
+            pairs,
+            key=lambda p: (_model_order(p[0]), _decoding_order(p[0].decoding), _inference_order(p[0])),
+        )
 
     def example_pairs(self) -> list[tuple[Setting, Setting]]:
         """Every setting with examples at inference (out-domain or in-domain) with the same model and

@@ -296,6 +296,27 @@ def decoding_differences(scores: Scores) -> View | None:
     )
 
 
+def strategy_differences(scores: Scores) -> View | None:
+    """One training retrieval strategy minus another (RA-IT models of the same size and k, same inference
+    settings and decoding; Random the baseline), on the average over benchmarks with its paired-bootstrap
+    interval and p-value, and per benchmark; None without two such models scored on every benchmark."""
+    return _average_differences(
+        scores,
+        View(
+            "strategy_differences",
+            "One retrieval strategy in training minus another (paired bootstrap over test sentences)",
+        ),
+        scores.strategy_pairs(),
+        ["Training data", "Inference", "Strategy", "Baseline"],
+        lambda s, base: [
+            f"{s.size:,}, k={s.k}",
+            s.inference_label,
+            _strategy(s.strategy),
+            _strategy(base.strategy),
+        ],
+    )
+
+
 def example_differences(scores: Scores) -> View | None:
     """On-demand RAG: examples at inference (out-domain or in-domain) minus none for the same model and
     decoding, on the average over benchmarks with its paired-bootstrap interval and p-value, and per
