@@ -250,12 +250,14 @@ def ship_script():
 
 
 def test_shipped_scores_are_the_builtin_models_scores():
-    """The scores metadata of the shipped interim model come back from the study's results: F1 per decoding
-    with the report's bootstrap intervals, rounded to 2 decimals, for the cell its selection chose."""
+    """The shipped model's selection metadata is the study's final comparison (results/powered/choice.json),
+    and its scores come back from the study's results: F1 per decoding with the report's bootstrap intervals,
+    rounded to 2 decimals, for the cell that comparison chose."""
     config = load_config(ROOT / "configs" / "experiments" / "cpu_en_powered.yaml")
     results = load_results(ROOT / "results" / "powered" / "results.json")
     expected = json.loads((ROOT / "results" / "powered" / "builtin_scores.json").read_text())
     metadata = builtin.builtin_info()["metadata"]
+    assert metadata["selection"] == json.loads((ROOT / "results" / "powered" / "choice.json").read_text())
     assert metadata["scores"] == expected
     assert shipped_scores(config, metadata["selection"]["chosen"], results) == expected
     assert list(expected["f1"]) == ["free decoding", "constrained decoding", "constrained-words decoding"]
