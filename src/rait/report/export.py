@@ -2,8 +2,8 @@
 as the tables show them) F1 per benchmark and on average with its 95% bootstrap interval, and precision,
 recall and answer counts per benchmark; per RA-IT / vanilla IT pair of the paired-difference view, per two
 decodings of one model, per two training retrieval strategies and per inference setting with examples
-against none, the differences with their
-interval and p-value. The same results, samples and seed give the same bytes."""
+against none, the differences with their interval and p-value. The same results, samples and seed give the
+same bytes."""
 
 from __future__ import annotations
 

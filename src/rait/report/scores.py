@@ -89,20 +89,23 @@ def _strategy(name: str | None) -> str:
     return STRATEGY_NAMES.get(name or "", str(name))
 
 
+def _strategy_rank(strategy: str | None) -> int:
+    """A retrieval strategy's place in :data:`STRATEGY_NAMES`; unknown ones (and None) after them."""
+    return list(STRATEGY_NAMES).index(strategy) if strategy in STRATEGY_NAMES else 99
+
+
 def _model_order(setting: Setting) -> tuple:
     method = (
         ("base", "vanilla", "ra-it").index(setting.method)
         if setting.method in ("base", "vanilla", "ra-it")
         else 3
     )
-    strategy = list(STRATEGY_NAMES).index(setting.strategy) if setting.strategy in STRATEGY_NAMES else 99
-    return (setting.size or 0, method, strategy, setting.k or 0)
+    return (setting.size or 0, method, _strategy_rank(setting.strategy), setting.k or 0)
 
 
 def _control_last(strategy: str | None) -> tuple:
     """Strategies in :data:`STRATEGY_NAMES` order with Random, the control, last."""
-    names = list(STRATEGY_NAMES)
-    return (strategy == "random", names.index(strategy) if strategy in names else len(names), strategy or "")
+    return (strategy == "random", _strategy_rank(strategy), strategy or "")
 
 
 def _vanilla_of(setting: Setting) -> Setting:
