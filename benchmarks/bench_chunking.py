@@ -22,7 +22,7 @@ VARIANTS = ("sentences", "no-punctuation")
 
 
 def measure(variant: str, chars: int, budget: int) -> dict:
-    from rait.chunking import chunk_spans
+    from rait.inference.chunking import chunk_spans
     from rait.models import load_tokenizer
 
     tokenizer = load_tokenizer(None)

@@ -17,10 +17,10 @@ identical, and resident memory (model loaded, and peak while answering, sampled 
     python benchmarks/bench_predict.py --compare-decoding [--benchmarks B ...] [--n 30] [--adapter DIR]
         [--max-new-tokens 48] [--batch-size 32] [--output results/bench_decoding.json]
 
-compares free and copy-constrained decoding (``rait.constrained``) of the fast path on the replication's
-evaluation workload (``--n`` seeded test sentences of each benchmark, k=0), one fresh process per decoding:
-seconds, generated tokens (answer tokens plus the end token where one was generated) and seconds per
-token, the time spent inside the constraint, F1 (UniversalNER protocol), unparseable answers, predicted
+compares free and copy-constrained decoding (``rait.inference.constrained``) of the fast path on the
+replication's evaluation workload (``--n`` seeded test sentences of each benchmark, k=0), one fresh process
+per decoding: seconds, generated tokens (answer tokens plus the end token where one was generated) and seconds
+per token, the time spent inside the constraint, F1 (UniversalNER protocol), unparseable answers, predicted
 mentions not in the passage, and how many of the free answers that were already well formed (a JSON list of
 distinct passage substrings) constrained decoding left identical.
 
@@ -35,8 +35,8 @@ Variants: ``today_fp32`` (``--old-src``'s rait, fp32: the previous code and prec
 ``bf16`` (this checkout, ``--precision fp32`` / ``bf16``), and with ``--adapter-bf16`` ``bf16_trained_bf16``
 (that adapter, bf16 inference). Each variant runs in its own processes; the benchmarks are split into
 ``--rounds`` groups and each group runs every variant in alternating order, so a loaded machine slows all
-alike. Timed: ``rait.predict.predict_records`` (model loading excluded). Reported: passages/s, peak RSS,
-UniversalNER micro-F1 per benchmark and their average, identical answers between variants, and a paired
+alike. Timed: ``rait.inference.predict.predict_records`` (model loading excluded). Reported: passages/s, peak
+RSS, UniversalNER micro-F1 per benchmark and their average, identical answers between variants, and a paired
 bootstrap over sentences (2,000 resamples within each benchmark) of each F1 difference: the difference is
 within the run's noise when its 95% interval contains 0."""
 
@@ -101,8 +101,8 @@ def worker(args: argparse.Namespace) -> None:
     """Load the model, answer the queries of ``--queries`` with one path, write timings and answers."""
     import torch
 
+    from rait.inference.predict import PassageQuery, Predictor
     from rait.models import load_model
-    from rait.predict import PassageQuery, Predictor
     from rait.records import Record
 
     if args.threads:
@@ -143,7 +143,7 @@ def instrument_decoding(predictor) -> dict:
     """Count generated tokens, time the model's one-token decoding steps (and count their rows) and the
     constraint's work (its per-step selection and per-passage set-up) while ``predictor`` answers; the
     vocabulary trie, built once per tokenizer, is built here, timed apart."""
-    from rait.constrained import ConstrainedRows, TokenVocab
+    from rait.inference.constrained import ConstrainedRows, TokenVocab
 
     counters = {
         "generated_tokens": 0,
@@ -192,9 +192,9 @@ def instrument_decoding(predictor) -> dict:
 
 
 def build_queries(args: argparse.Namespace, k: int) -> list[dict]:
-    from rait.benchmarks import load_benchmark
-    from rait.predict import Retriever
-    from rait.retrieval import ExamplePool
+    from rait.data.benchmarks import load_benchmark
+    from rait.inference.predict import Retriever
+    from rait.retrieval.pool import ExamplePool
 
     records = load_benchmark("crossner_ai", "test", max_examples=args.n, seed=args.seed)
     shown: list[list] = [[] for _ in records]
@@ -302,10 +302,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def compare_decoding(args: argparse.Namespace) -> dict:
     """Free vs constrained decoding on ``args.benchmarks`` x ``args.n`` sentences (see the module doc)."""
-    from rait.benchmarks import load_benchmark
-    from rait.constrained import is_copy_answer
+    from rait.data.benchmarks import load_benchmark
     from rait.evaluation import evaluate
-    from rait.predict import answer_mentions, query_rows
+    from rait.inference.constrained import is_copy_answer
+    from rait.inference.predict import answer_mentions, query_rows
 
     records = [
         r
@@ -414,9 +414,9 @@ def replication_worker(args: argparse.Namespace) -> None:
 
     import torch
 
-    from rait.benchmarks import load_benchmark
+    from rait.data.benchmarks import load_benchmark
+    from rait.inference.predict import Predictor, predict_records
     from rait.models import load_model
-    from rait.predict import Predictor, predict_records
 
     dtype = torch.bfloat16 if args.precision_name == "bf16" else torch.float32
     model, tokenizer = load_model(args.adapter, device="cpu", dtype=dtype)  # base model from the adapter
@@ -628,7 +628,7 @@ def main() -> None:
     if args.replication_worker:
         replication_worker(args)
         return
-    from rait.benchmarks import is_available
+    from rait.data.benchmarks import is_available
     from rait.fileio import write_json
 
     if args.workload == "replication":

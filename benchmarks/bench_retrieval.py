@@ -25,16 +25,16 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from rait.retrieval.pool.bm25 import BM25Index
+from rait.retrieval.pool.embed import get_embedder
 from rich.console import Console
 from rich.table import Table
 
-from rait.benchmarks import is_available
-from rait.bm25 import BM25Index
 from rait.build_data import BuildConfig, build_conversations, build_data, write_conversations
-from rait.embed import get_embedder
+from rait.data.benchmarks import is_available
+from rait.data.sources import load_source
 from rait.records import Mention, Record
-from rait.retrieval import build_index, knn_search
-from rait.sources import load_source
+from rait.retrieval.pool import build_index, knn_search
 from rait.templates import NegativeTypeSampler
 
 ROOT = Path(__file__).resolve().parents[1]

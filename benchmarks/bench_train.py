@@ -63,8 +63,8 @@ TRL_TEMPLATE = (
 def make_data(source: str, seq_len: int, count: int, path: Path) -> int:
     """Write ``count`` RA-IT conversations of at least ``seq_len`` tokens, with assistant tokens within the
     first ``seq_len``, to ``path``; returns how many candidates were looked at."""
-    from rait.benchmarks import data_dir, sample_path
-    from rait.formats import load_records
+    from rait.data.benchmarks import data_dir, sample_path
+    from rait.data.formats import load_records
     from rait.models import load_tokenizer
     from rait.templates import NegativeTypeSampler, training_conversation
     from rait.train import encode_conversations

@@ -10,9 +10,9 @@ is not counted.
 Per tokenizer and benchmark it prints the number of answers, the longest, the 99.5th percentile, how many
 exceed 64/128/256 tokens, the smallest cap that cuts at most ``--max-share`` of the answers (the cap
 needed overall is the largest of those), and how many gold answers the repetition rule
-(:func:`rait.stopping.repeats_itself`) would stop (it should be none). ``--tokenizer`` takes anything
-:func:`rait.models.load_tokenizer` does (a name, a model directory, a Hub id where the Hub is reachable).
-Needs the shared data."""
+(:func:`rait.inference.stopping.repeats_itself`) would stop (it should be none). ``--tokenizer`` takes
+anything :func:`rait.models.load_tokenizer` does (a name, a model directory, a Hub id where the Hub is
+reachable). Needs the shared data."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def smallest_cap(lengths: list[int], max_share: float) -> int:
 
 def answer_ids(tokenizer, name: str) -> list[list[int]]:
     """Token ids of every gold answer of a benchmark's whole test split."""
-    from rait.benchmarks import load_benchmark
+    from rait.data.benchmarks import load_benchmark
     from rait.templates import format_answer
 
     answers = [
@@ -49,9 +49,9 @@ def answer_ids(tokenizer, name: str) -> list[list[int]]:
 
 
 def main() -> None:
-    from rait.benchmarks import BENCHMARKS, is_available
+    from rait.data.benchmarks import BENCHMARKS, is_available
+    from rait.inference.stopping import loop_end
     from rait.models import load_tokenizer
-    from rait.stopping import loop_end
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from rait.models import load_model
-from rait.predict import PassageQuery, Predictor
+from rait.inference.predict import PassageQuery, Predictor
 from rait.records import Mention, Record
 from rait.templates import build_conversation
 from rait.testing import fixture_text, save_tiny_model

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rait.benchmarks import data_dir
+from rait.data.benchmarks import data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,11 +6,11 @@ import pytest
 
 from rait.api import NER, _as_pool
 from rait.chat import stop_token_ids
-from rait.entities import is_word_char
 from rait.errors import RaitError
-from rait.predict import Predictor
+from rait.inference.entities import is_word_char
+from rait.inference.predict import Predictor
 from rait.records import Mention, Record
-from rait.retrieval import ExamplePool
+from rait.retrieval.pool import ExamplePool
 from rait.templates import question_turn
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer
 

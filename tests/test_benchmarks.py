@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rait.benchmarks import (
+from rait.cli import app
+from rait.data.benchmarks import (
     BENCHMARKS,
     TRAINING_SOURCES,
     data_dir,
@@ -18,9 +19,8 @@ from rait.benchmarks import (
     load_benchmark,
     sample_path,
 )
-from rait.cli import app
+from rait.data.formats import LOAD_FORMATS, LoadStats, load_records
 from rait.errors import DataError, RaitError
-from rait.formats import LOAD_FORMATS, LoadStats, load_records
 
 FIX = Path(__file__).parent / "fixtures" / "formats"
 

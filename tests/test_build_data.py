@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rait.benchmarks import sample_path
 from rait.build_data import BuildConfig, build_data, manifest_path
 from rait.cli import app
+from rait.data.benchmarks import sample_path
+from rait.data.formats import write_records
+from rait.data.sources import load_source, subsample
 from rait.errors import DataError, RaitError
-from rait.formats import write_records
 from rait.records import Conversation, Mention, Record
-from rait.sources import load_source, subsample
 
 TOPICS = [
     ("Alice Smith joined Acme Corp in Paris", [("Alice Smith", "person"), ("Acme Corp", "company")]),

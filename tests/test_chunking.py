@@ -10,15 +10,15 @@ import re
 import pytest
 
 from rait.api import NER
-from rait.chunking import (
+from rait.errors import RaitError
+from rait.inference.chunking import (
     ChunkedAnswerer,
     chunk_spans,
     merge_chunk_answers,
     merge_chunk_entities,
     sentence_spans,
 )
-from rait.errors import RaitError
-from rait.predict import PassageQuery, PredictConfig, run_predict
+from rait.inference.predict import PassageQuery, PredictConfig, run_predict
 from rait.records import Mention, Record
 from rait.testing import lookup_predictor, tiny_tokenizer
 
@@ -151,7 +151,7 @@ def test_merge_chunk_entities_shifts_dedupes_and_drops_cut_mentions():
 def test_ner_chunks_a_long_text_and_maps_offsets_back(predictor, caplog):
     text = long_text(60)
     ner = NER(predictor, max_chunk_tokens=48)
-    with caplog.at_level(logging.INFO, logger="rait.chunking"):
+    with caplog.at_level(logging.INFO, logger="rait.inference.chunking"):
         [found] = ner.extract([text], ["person", "location"])
     assert found.chunked and len(found.chunks) > 3
     assert "split into" in caplog.text

@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from rait.chat import stop_token_ids
 from rait.cli import app
-from rait.constrained import (
+from rait.errors import RaitError
+from rait.evaluation import parse_answer_items
+from rait.inference.constrained import (
     CLOSED,
     DONE,
     Cursor,
@@ -23,9 +25,7 @@ from rait.constrained import (
     is_copy_answer,
     token_byte_strings,
 )
-from rait.errors import RaitError
-from rait.evaluation import parse_answer_items
-from rait.predict import PassageQuery, Predictor
+from rait.inference.predict import PassageQuery, Predictor
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer, tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,6 +17,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from typer.testing import CliRunner
 
+from rait.data.formats import load_records
 from rait.distill import (
     Chunk,
     DistillConfig,
@@ -38,7 +39,6 @@ from rait.distill import (
 from rait.distill.corpus import CorpusStats, TokenCounter, corpus_files
 from rait.distill.filtering import FilterStats
 from rait.errors import DataError, RaitError
-from rait.formats import load_records
 from rait.testing import tiny_tokenizer
 
 # ------------------------------------------------------------------------------------------ the server

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rait.embed import (
+from rait.errors import RaitError
+from rait.retrieval.embed import (
     Embedder,
     EmbeddingCache,
     HashingEmbedder,
@@ -14,7 +15,6 @@ from rait.embed import (
     get_embedder,
     minilm_path,
 )
-from rait.errors import RaitError
 
 TEXTS = [
     "The cat sat on the mat and purred.",

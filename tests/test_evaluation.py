@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from rait.benchmarks import data_dir
 from rait.cli import app
+from rait.data.benchmarks import data_dir
 from rait.errors import DataError
 from rait.evaluation import (
     PROTOCOLS,

@@ -431,7 +431,7 @@ def test_shipped_configs_are_valid():
 @pytest.mark.slow
 def test_smoke_config_runs_end_to_end_with_a_tiny_model(tmp_path, monkeypatch):
     """smoke.yaml through the real stages (build, train, predict, evaluate), scaled down to a tiny model."""
-    from rait.constrained import is_copy_answer
+    from rait.inference.constrained import is_copy_answer
     from rait.testing import save_tiny_model
 
     repo = Path(__file__).parents[1]

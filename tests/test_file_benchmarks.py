@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rait.data.file_benchmarks import benchmark_name, dedupe_types, load_file_benchmark
+from rait.data.labels import BUILTIN_MAPS, detect_label_map, parse_label_map
 from rait.errors import DataError, RaitError
 from rait.evaluation import evaluate_file, evaluate_files
-from rait.file_benchmarks import benchmark_name, dedupe_types, load_file_benchmark
-from rait.labels import BUILTIN_MAPS, detect_label_map, parse_label_map
-from rait.predict import Answerer, PredictConfig, run_predict
+from rait.inference.predict import Answerer, PredictConfig, run_predict
 
 FIX = Path(__file__).parent / "fixtures" / "benchmarks"
 CONLL = FIX / "conll2003" / "test.txt"

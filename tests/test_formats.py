@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rait.cli import app
-from rait.errors import DataError, RaitError
-from rait.formats import (
+from rait.data.formats import (
     LOAD_FORMATS,
     LoadStats,
     convert,
@@ -20,6 +19,7 @@ from rait.formats import (
     load_records,
     write_records,
 )
+from rait.errors import DataError, RaitError
 from rait.records import Conversation, Mention, Record
 from rait.templates import build_conversation
 

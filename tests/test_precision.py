@@ -11,7 +11,14 @@ from rait import precision
 from rait.api import NER
 from rait.errors import DataError, RaitError
 from rait.experiment import load_config, plan
-from rait.predict import PassageQuery, PredictConfig, Predictor, load_predictor, meta_path, run_predict
+from rait.inference.predict import (
+    PassageQuery,
+    PredictConfig,
+    Predictor,
+    load_predictor,
+    meta_path,
+    run_predict,
+)
 from rait.testing import save_tiny_model
 
 

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from rait.chat import encode_turns, stop_token_ids
 from rait.cli import app
-from rait.entities import is_word_char
 from rait.errors import DataError, RaitError
 from rait.evaluation import evaluate_file
 from rait.fileio import write_jsonl
-from rait.predict import (
+from rait.inference.entities import is_word_char
+from rait.inference.predict import (
     Answerer,
     PassageQuery,
     PredictConfig,
@@ -28,8 +28,8 @@ from rait.predict import (
     predict_records,
     run_predict,
 )
+from rait.inference.stopping import Answer, finish_reason
 from rait.records import Mention, Record
-from rait.stopping import Answer, finish_reason
 from rait.templates import prompt_turns, question_turn
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer
 

@@ -9,8 +9,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import rait.train
-from rait.benchmarks import sample_path
 from rait.cli import app
+from rait.data.benchmarks import sample_path
 from rait.fileio import read_jsonl
 from rait.quickstart import run_quickstart
 from rait.records import Record

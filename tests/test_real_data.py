@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rait.benchmarks import BENCHMARKS, get_spec, load_benchmark
+from rait.data.benchmarks import BENCHMARKS, get_spec, load_benchmark
+from rait.data.formats import LoadStats, detect_format, load_records
 from rait.errors import DataError
-from rait.formats import LoadStats, detect_format, load_records
 
 pytestmark = pytest.mark.real_data
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rait.benchmarks import data_dir, load_benchmark
-from rait.bm25 import BM25Index
+from rait.data.benchmarks import data_dir, load_benchmark
+from rait.data.formats import load_records
 from rait.distill.filtering import FilterStats, filter_output
-from rait.embed import Embedder
-from rait.formats import load_records
 from rait.records import Mention, Record
-from rait.retrieval import ExamplePool
+from rait.retrieval.bm25 import BM25Index
+from rait.retrieval.embed import Embedder
+from rait.retrieval.pool import ExamplePool
 from rait.templates import NegativeTypeSampler, build_conversation, format_example_entities
 
 pytestmark = pytest.mark.real_data

@@ -9,11 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rait.bm25 import BM25Index, load_stopwords, tokenize
-from rait.embed import Embedder
 from rait.errors import RaitError
 from rait.records import Mention, Record
-from rait.retrieval import ExamplePool, build_index, check_options, knn_search, mixed_nn_rows
+from rait.retrieval.bm25 import BM25Index, load_stopwords, tokenize
+from rait.retrieval.embed import Embedder
+from rait.retrieval.pool import ExamplePool, build_index, check_options, knn_search, mixed_nn_rows
 
 
 class TableEmbedder(Embedder):
@@ -193,13 +193,17 @@ def test_tokenize_as_the_reference():
 
 
 def test_bm25_names_are_still_importable_from_rait_retrieval():
-    import rait.bm25
-    import rait.retrieval
+    import rait.retrieval.bm25
+    import rait.retrieval.pool
 
-    assert (rait.retrieval.BM25Index, rait.retrieval.tokenize, rait.retrieval.load_stopwords) == (
-        rait.bm25.BM25Index,
-        rait.bm25.tokenize,
-        rait.bm25.load_stopwords,
+    assert (
+        rait.retrieval.pool.BM25Index,
+        rait.retrieval.pool.tokenize,
+        rait.retrieval.pool.load_stopwords,
+    ) == (
+        rait.retrieval.bm25.BM25Index,
+        rait.retrieval.bm25.tokenize,
+        rait.retrieval.bm25.load_stopwords,
     )
 
 
@@ -286,7 +290,7 @@ def test_bm25_filter_drops_low_scoring_examples():
 
 def test_chinese_pool_end_to_end(tmp_path):
     """jieba BM25 + the USE embedder on Chinese passages."""
-    from rait.embed import get_embedder
+    from rait.retrieval.embed import get_embedder
 
     texts = [
         "李白是唐代著名诗人，出生于碎叶城。",
@@ -306,7 +310,7 @@ def test_chinese_pool_end_to_end(tmp_path):
 
 @pytest.mark.real_data
 def test_in_domain_pool_from_benchmark(shared_data, tmp_path):
-    from rait.embed import get_embedder
+    from rait.retrieval.embed import get_embedder
 
     embedder = get_embedder("hashing", cache_dir=tmp_path)
     pool = ExamplePool.from_benchmark("crossner_ai", size=10, seed=1, embedder=embedder, show_progress=False)

@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 
-from rait.stopping import Answer, Continuation, finish_reason, loop_end, repeats_itself, with_finish_reason
+from rait.inference.stopping import (
+    Answer,
+    Continuation,
+    finish_reason,
+    loop_end,
+    repeats_itself,
+    with_finish_reason,
+)
 
 
 @pytest.mark.parametrize(

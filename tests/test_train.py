@@ -399,7 +399,7 @@ def test_precision_option_is_checked(tmp_path):
 
 
 def test_system_prompt_is_trained_on_stored_and_reused_at_inference(workdir, tmp_path):
-    from rait.predict import PredictConfig, load_predictor
+    from rait.inference.predict import PredictConfig, load_predictor
 
     _, tok = tiny_model_and_tokenizer()
     system = encode_system(tok, "Be brief.")

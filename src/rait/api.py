@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from rait.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk_entities
+from rait.data.formats import detect_lang
 from rait.errors import RaitError
-from rait.formats import detect_lang
-from rait.predict import (
+from rait.inference.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk_entities
+from rait.inference.predict import (
     PassageQuery,
     Predictor,
     Retriever,
@@ -24,8 +24,8 @@ from rait.predict import (
     entities_from_answers,
     load_predictor,
 )
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.records import Record
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
 POOL_MODES = ("out-domain", "in-domain")
 
@@ -53,18 +53,18 @@ class NER:
     """Open NER with a RA-IT model: each entity type is asked as its own question about the passage.
 
     ``pool`` (optional) holds labelled examples to retrieve in-context examples from when a call passes
-    ``examples="pool"``, ``"out-domain"`` or ``"in-domain"``: an :class:`rait.retrieval.ExamplePool`, a list
-    of :class:`Record`, or a training file / registered training source. Out-domain keeps the ``k``
+    ``examples="pool"``, ``"out-domain"`` or ``"in-domain"``: an :class:`rait.retrieval.pool.ExamplePool`, a
+    list of :class:`Record`, or a training file / registered training source. Out-domain keeps the ``k``
     nearest examples whose BM25 score reaches ``bm25_threshold`` (the paper's setting for a general
     training pool); in-domain keeps the ``k`` nearest (a pool labelled for the target domain); ``"pool"``
     uses ``pool_mode``. ``lang`` fixes the template language; ``None`` detects it per passage (Chinese when
-    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.embed.get_embedder` or an Embedder) embeds a
-    pool given as records or a file (default: the offline model for its language).
+    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.retrieval.embed.get_embedder` or an Embedder)
+    embeds a pool given as records or a file (default: the offline model for its language).
 
     Texts longer than the model's context or ``max_chunk_tokens`` are split into sentence chunks
-    (:mod:`rait.chunking`; ``None``: the context is the only limit); examples are retrieved for the whole
-    text and shown with each chunk. ``n_queries`` / ``n_malformed`` count the (text, type) questions asked
-    and the answers that did not parse (those count as no entities); ``n_chunked`` the texts split."""
+    (:mod:`rait.inference.chunking`; ``None``: the context is the only limit); examples are retrieved for the
+    whole text and shown with each chunk. ``n_queries`` / ``n_malformed`` count the (text, type) questions
+    asked and the answers that did not parse (those count as no entities); ``n_chunked`` the texts split."""
 
     def __init__(
         self,
@@ -123,8 +123,8 @@ class NER:
         natively), ``fp32`` or ``bf16``. ``system_prompt``: ``none``, ``default`` (the chat template's own)
         or a text; None uses the one the model was trained with. ``decoding="constrained-words"`` (default)
         lets the model answer only with distinct substrings of the passage that start and end at word
-        boundaries (:mod:`rait.constrained`), so every entity has offsets; ``"constrained"``: any substring
-        (for languages whose names take suffixes); ``"free"``: plain greedy decoding."""
+        boundaries (:mod:`rait.inference.constrained`), so every entity has offsets; ``"constrained"``: any
+        substring (for languages whose names take suffixes); ``"free"``: plain greedy decoding."""
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -161,7 +161,7 @@ class NER:
         Every occurrence of an answered mention is returned, with character offsets (``end`` exclusive),
         sorted by position. Only with ``decoding="free"`` can the model give a mention that is not in the
         text: it is kept once with ``start``/``end`` ``None`` and ``found`` False. A text split into chunks
-        has the entities located in each chunk, merged (logged by ``rait.chunking``; :meth:`extract`
+        has the entities located in each chunk, merged (logged by ``rait.inference.chunking``; :meth:`extract`
         returns the chunks).
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
         the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
@@ -279,8 +279,8 @@ def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:
 
 def _as_pool(pool, lang: str | None, embedder=None):
     """An ExamplePool from a pool, a list of records, or a training file / registered source name."""
-    from rait.embed import get_embedder
-    from rait.retrieval import ExamplePool
+    from rait.retrieval.embed import get_embedder
+    from rait.retrieval.pool import ExamplePool
 
     if isinstance(embedder, str):
         embedder = get_embedder(embedder, lang or "en")

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 import rait
-from rait.embed import Embedder, get_embedder, progress
+from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, check_output_file, write_json
 from rait.locks import output_lock
 from rait.records import Conversation, Record
-from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, ExamplePool, check_options
-from rait.sources import detect_lang, load_source, subsample
+from rait.retrieval.embed import Embedder, get_embedder, progress
+from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, ExamplePool, check_options
 from rait.templates import NegativeTypeSampler, training_conversation
 
 METHODS = ("vanilla", "ra-it")
@@ -36,7 +36,7 @@ FORMATS = ("sharegpt", "messages")
 class BuildConfig:
     """Options of :func:`build_data` (``rait build-data``).
 
-    ``source``: a data file (any format :func:`rait.formats.load_records` reads), a registered training
+    ``source``: a data file (any format :func:`rait.data.formats.load_records` reads), a registered training
     source / benchmark name (its train split), or ``hub:<dataset id>`` (Pile-NER-type from the Hub).
     ``output``: the data file (``.jsonl``: one conversation per line; otherwise a JSON list); the
     manifest goes beside it as ``<stem>.manifest.json``. ``size``: a seeded subsample (the retrieval

@@ -26,8 +26,8 @@ Deliberate differences from both upstreams:
 - Optional span-level scoring (``strict_spans``) matches ``(start, end)`` pairs instead of normalised strings.
 
 Answers that hit the decoding cap (``finish_reason`` ``length``) and answers stopped in a repetition loop
-(``repetition``, :mod:`rait.stopping`) are counted too (``n_capped``, ``n_repetition``); they score as
-whatever they parse to.
+(``repetition``, :mod:`rait.inference.stopping`) are counted too (``n_capped``, ``n_repetition``); they score
+as whatever they parse to.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from rich.table import Table
 from rait.console import escape
 from rait.errors import DataError
 from rait.fileio import read_jsonl
+from rait.inference.stopping import FINISH_REASONS
 from rait.records import QueryPrediction
-from rait.stopping import FINISH_REASONS
 
 _EPS = 1e-10
 _LIST = re.compile(r"\[(.*?)\]")  # upstream: non-greedy, '.' does not cross newlines

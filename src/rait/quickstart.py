@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rait.benchmarks import sample_path
 from rait.console import make_console
+from rait.data.benchmarks import sample_path
 from rait.errors import RaitError
 from rait.evaluation import EvalReport, evaluate_file, render_table
 from rait.fileio import read_jsonl, write_json
+from rait.inference.predict import PredictConfig, PredictStats, entities_from_answers, run_predict
 from rait.models import DEFAULT_MODEL
-from rait.predict import PredictConfig, PredictStats, entities_from_answers, run_predict
 
 QUICKSTART_STEPS = 12
 

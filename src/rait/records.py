@@ -112,7 +112,7 @@ class QueryPrediction:
     A predictions file is jsonl of these (``rait predict`` writes it, ``rait evaluate`` scores it).
     ``gold_spans``/``predicted_spans`` (``[start, end]`` pairs) are optional, for span-level scoring.
     ``finish_reason`` (optional): why generation ended, ``stop``, ``length`` (the answer hit the cap) or
-    ``repetition`` (:mod:`rait.stopping`)."""
+    ``repetition`` (:mod:`rait.inference.stopping`)."""
 
     benchmark: str
     record_id: str

@@ -10,7 +10,7 @@ import typer
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
 from rait.console import escape, make_console
 from rait.errors import RaitError
-from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
+from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
 
 
 def build_data_command(

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from rait.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
 from rait.console import escape, make_console
+from rait.data.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
+from rait.data.formats import LOAD_FORMATS, WRITE_FORMATS, convert, parse_columns
 from rait.errors import RaitError
 from rait.fileio import check_output_file
-from rait.formats import LOAD_FORMATS, WRITE_FORMATS, convert, parse_columns
 from rait.templates import WORDINGS
 
 

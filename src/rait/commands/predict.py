@@ -8,12 +8,11 @@ from typing import Annotated
 import typer
 
 from rait.console import escape, make_console
+from rait.data.formats import parse_columns
+from rait.data.labels import BUILTIN_MAPS
 from rait.errors import RaitError
 from rait.fileio import write_json
-from rait.formats import parse_columns
-from rait.labels import BUILTIN_MAPS
-from rait.models import DEFAULT_MODEL
-from rait.predict import (
+from rait.inference.predict import (
     BACKENDS,
     DECODINGS,
     DEFAULT_MAX_CHUNK_TOKENS,
@@ -21,8 +20,9 @@ from rait.predict import (
     PredictConfig,
     run_predict,
 )
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
+from rait.models import DEFAULT_MODEL
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS
 
 
 def predict_command(

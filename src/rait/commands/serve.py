@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from rait.console import make_console
-from rait.predict import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS
+from rait.inference.predict import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 
 
 def serve_command(

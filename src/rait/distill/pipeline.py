@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from rait.console import make_console
+from rait.data.formats import write_records
 from rait.distill.cache import ResponseCache, request_key
 from rait.distill.corpus import (
     TEXT_UNITS,
@@ -38,7 +39,6 @@ from rait.distill.teachers import (
 )
 from rait.errors import RaitError
 from rait.fileio import check_output_file, write_json
-from rait.formats import write_records
 from rait.locks import output_lock
 from rait.records import Mention, Record
 

@@ -37,7 +37,7 @@ class TrainCell:
 class InferenceMode:
     """How examples are given at inference: none, out-domain (from the training pool) or in-domain
     (nearest from ``pool_size`` labelled examples of the benchmark's train split); and the decoding,
-    ``free`` (the paper's) or ``constrained`` (:mod:`rait.constrained`)."""
+    ``free`` (the paper's) or ``constrained`` (:mod:`rait.inference.constrained`)."""
 
     kind: str
     strategy: str | None = None

@@ -11,16 +11,16 @@ from pathlib import Path
 import yaml
 
 from rait.build_data import METHODS
+from rait.data.file_benchmarks import FileSource, benchmark_name
 from rait.errors import DataError, RaitError
 from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
-from rait.file_benchmarks import FileSource, benchmark_name
 from rait.fileio import read_text
+from rait.inference.predict import DECODINGS
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.precision import PRECISIONS
-from rait.predict import DECODINGS
-from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS
+from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
 
 MODE_KINDS = ("none", "out-domain", "in-domain")
 LANGS = ("en", "zh")
@@ -448,8 +448,8 @@ _FILE_KEYS = ("file", "name", "format", "label_map", "max_examples", "columns", 
 
 def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, FileSource]]:
     """Registered benchmark names, or data files: a path, or a mapping ``{file, name, format, label_map,
-    max_examples, columns, tag_names}`` (see :class:`rait.file_benchmarks.FileSource`)."""
-    from rait.benchmarks import BENCHMARKS
+    max_examples, columns, tag_names}`` (see :class:`rait.data.file_benchmarks.FileSource`)."""
+    from rait.data.benchmarks import BENCHMARKS
 
     names: list[str] = []
     files: dict[str, FileSource] = {}
@@ -487,9 +487,9 @@ def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str
 
 
 def _file_source(r: _Reader, data: dict, key: str) -> FileSource:
-    from rait.file_benchmarks import TEXT_FORMAT
-    from rait.formats import LOAD_FORMATS, parse_columns
-    from rait.labels import parse_label_map
+    from rait.data.file_benchmarks import TEXT_FORMAT
+    from rait.data.formats import LOAD_FORMATS, parse_columns
+    from rait.data.labels import parse_label_map
 
     path = Path(r.string(data["file"], _join(key, "file")))
     if not path.exists():

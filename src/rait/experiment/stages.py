@@ -81,7 +81,7 @@ def _answerer(
     decoding: str = "free",
 ):
     """The last model loaded, kept for the next eval cells (they come grouped by model and decoding)."""
-    from rait.predict import load_predictor
+    from rait.inference.predict import load_predictor
 
     return load_predictor(
         model,
@@ -99,14 +99,14 @@ def _answerer(
 
 @lru_cache(maxsize=2)
 def _out_domain_pool(source: str, fmt: str | None, lang: str, embedder: str | None, size: int, seed: int):
-    from rait.embed import get_embedder
-    from rait.retrieval import ExamplePool
+    from rait.retrieval.embed import get_embedder
+    from rait.retrieval.pool import ExamplePool
 
     return ExamplePool.from_source(source, get_embedder(embedder, lang), lang, fmt=fmt, size=size, seed=seed)
 
 
 def _benchmark_records(config: ExperimentConfig, name: str) -> list:
-    from rait.benchmarks import load_benchmark
+    from rait.data.benchmarks import load_benchmark
 
     ev = config.evaluation
     if name not in ev.files:
@@ -118,9 +118,9 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
     """Answer every (passage, type) query of the cell's benchmark into ``predictions.jsonl`` (resumable),
     with the mode's retrieved examples; ``model`` is the trained adapter, None for the base model.
     What this run did (passages resumed, predicted, given examples) goes to ``predict_stats.json``."""
-    from rait.embed import get_embedder
-    from rait.predict import predict_records
-    from rait.retrieval import ExamplePool
+    from rait.inference.predict import predict_records
+    from rait.retrieval.embed import get_embedder
+    from rait.retrieval.pool import ExamplePool
 
     options = {**PREDICT_DEFAULTS, **config.evaluation.predict}
     records = _benchmark_records(config, cell.benchmark)

@@ -1,5 +1,6 @@
 """The inference interface: :class:`PassageQuery` (one passage and its type questions) and :class:`Answerer`,
-the base of the backends (:class:`rait.predictor.Predictor`, :class:`rait.vllm_predictor.VllmPredictor`).
+the base of the backends (:class:`rait.inference.transformers.Predictor`,
+:class:`rait.inference.vllm.VllmPredictor`).
 
 A passage's prompt is the same for all of its types up to the question (optional RA-IT examples turn,
 passage turn, acknowledgement): :meth:`Answerer._token_ids` gives that shared prefix and one question
@@ -17,8 +18,9 @@ from rait.errors import RaitError
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
 
-# free: the paper's greedy decoding; constrained: answers copy passage substrings (rait.constrained);
-# constrained-words: the same, with strings starting and ending only at word boundaries
+# free: the paper's greedy decoding; constrained: answers copy passage substrings
+# (rait.inference.constrained); constrained-words: the same, with strings starting and ending only at word
+# boundaries
 DECODINGS = ("free", "constrained", "constrained-words")
 
 
@@ -47,7 +49,8 @@ class Answerer(ABC):
     lang: str
     system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
     decoding: str = "free"
-    _vocab = None  # rait.constrained.TokenVocab of the backend's tokenizer, built on first constrained use
+    # rait.inference.constrained.TokenVocab of the backend's tokenizer, built on first constrained use
+    _vocab = None
 
     @abstractmethod
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
@@ -72,9 +75,9 @@ class Answerer(ABC):
         return self.decoding == "constrained-words"
 
     def _copy_constraint(self, text: str):
-        """The copy constraint (:class:`rait.constrained.PassageConstraint`) of ``text`` for this decoding,
-        over the backend's ``tokenizer``."""
-        from rait.constrained import PassageConstraint, TokenVocab
+        """The copy constraint (:class:`rait.inference.constrained.PassageConstraint`) of ``text`` for this
+        decoding, over the backend's ``tokenizer``."""
+        from rait.inference.constrained import PassageConstraint, TokenVocab
 
         if self._vocab is None:
             self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))

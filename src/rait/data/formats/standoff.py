@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rait.data.formats.reading import _Bad, _check_span, _Item, _line_items, _read_text, _Reader
 from rait.errors import DataError
 from rait.fileio import read_text
-from rait.formats.reading import _Bad, _check_span, _Item, _line_items, _read_text, _Reader
 from rait.records import Mention, Record
 
 

@@ -17,20 +17,20 @@ Quirks of the real files, handled explicitly:
   is dropped and listed in ``LoadStats.repaired``; CRLF line ends are accepted.
 
 
-Layout: :mod:`~rait.formats.reading` (shared reader machinery, :class:`LoadStats`),
-:mod:`~rait.formats.tagged` (BIO/BMES/CoNLL/Weibo and ``tokens-tags``), :mod:`~rait.formats.standoff`
-(brat, CMeEE), :mod:`~rait.formats.json_formats` (the JSON/jsonl layouts), :mod:`~rait.formats.registry`
-(format name -> loader), :mod:`~rait.formats.detect` (format and language detection),
-:mod:`~rait.formats.loading` (:func:`load_records`, :func:`load_pile_ner_hub`) and
-:mod:`~rait.formats.writers` (:func:`write_records`, :func:`convert`).
+Layout: :mod:`~rait.data.formats.reading` (shared reader machinery, :class:`LoadStats`),
+:mod:`~rait.data.formats.tagged` (BIO/BMES/CoNLL/Weibo and ``tokens-tags``),
+:mod:`~rait.data.formats.standoff` (brat, CMeEE), :mod:`~rait.data.formats.json_formats` (the JSON/jsonl
+layouts), :mod:`~rait.data.formats.registry` (format name -> loader), :mod:`~rait.data.formats.detect` (format
+and language detection), :mod:`~rait.data.formats.loading` (:func:`load_records`, :func:`load_pile_ner_hub`)
+and :mod:`~rait.data.formats.writers` (:func:`write_records`, :func:`convert`).
 """
 
-from rait.formats.detect import detect_format, detect_lang, guess_format
-from rait.formats.loading import load_pile_ner_hub, load_records, parse_columns
-from rait.formats.reading import LoadStats
-from rait.formats.registry import LOAD_FORMATS
-from rait.formats.tagged import DOCSTART
-from rait.formats.writers import WRITE_FORMATS, convert, write_records
+from rait.data.formats.detect import detect_format, detect_lang, guess_format
+from rait.data.formats.loading import load_pile_ner_hub, load_records, parse_columns
+from rait.data.formats.reading import LoadStats
+from rait.data.formats.registry import LOAD_FORMATS
+from rait.data.formats.tagged import DOCSTART
+from rait.data.formats.writers import WRITE_FORMATS, convert, write_records
 
 __all__ = [
     "DOCSTART",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from rait.data.formats import LoadStats, load_records
 from rait.errors import DataError, RaitError
-from rait.formats import LoadStats, load_records
 from rait.records import Mention, Record
 
 
@@ -297,7 +297,7 @@ def _find_data_dir() -> Path | None:
     """:func:`data_dir` under a name that functions with a ``data_dir`` parameter can still call."""
     if env := os.environ.get("RAIT_DATA_DIR"):
         return Path(env)
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    shared = Path(__file__).resolve().parents[3].parent / "shared" / "data"
     return shared if shared.is_dir() else None
 
 

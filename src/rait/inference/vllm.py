@@ -1,16 +1,16 @@
-"""vLLM inference (:class:`VllmPredictor`): the same prompts as :class:`rait.predictor.Predictor`, decoded
-greedily by vLLM."""
+"""vLLM inference (:class:`VllmPredictor`): the same prompts as
+:class:`rait.inference.transformers.Predictor`, decoded greedily by vLLM."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rait.answerer import Answerer, PassageQuery, check_decoding
 from rait.chat import encode_system, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.fileio import read_json
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, loop_end
+from rait.inference.answerer import Answerer, PassageQuery, check_decoding
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, loop_end
 
 
 class VllmPredictor(Answerer):
@@ -18,7 +18,7 @@ class VllmPredictor(Answerer):
     automatic prefix caching sharing each passage's prefix across its type questions. Needs a GPU and
     ``pip install 'rait[gpu]'``. ``model``: a model directory/Hub id or a LoRA adapter directory.
     ``decoding="constrained"`` (or ``"constrained-words"``) applies the copy constraint through a vLLM logits
-    processor (:mod:`rait.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
+    processor (:mod:`rait.inference.constrained_vllm`, vLLM's V1 ``AdapterLogitsProcessor`` interface)."""
 
     def __init__(
         self,
@@ -40,7 +40,7 @@ class VllmPredictor(Answerer):
             raise RaitError("the vllm backend needs vLLM and a GPU: pip install 'rait[gpu]'") from None
         if decoding != "free":
             try:
-                from rait.constrained_vllm import CopyConstraintLogitsProcessor
+                from rait.inference.constrained_vllm import CopyConstraintLogitsProcessor
             except ImportError as exc:
                 raise RaitError(
                     f"constrained decoding needs vLLM's V1 logits-processor interface ({exc}); "
@@ -69,7 +69,7 @@ class VllmPredictor(Answerer):
 
     def _answer(self, completion) -> Answer:
         """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
-        stops it (:func:`rait.stopping.loop_end`), so both backends give the same answers."""
+        stops it (:func:`rait.inference.stopping.loop_end`), so both backends give the same answers."""
         ids = list(completion.token_ids)
         end = loop_end(ids) if self.stop_repetition and self.decoding == "free" else None
         if end is not None:

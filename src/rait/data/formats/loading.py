@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from rait.data.formats.detect import detect_format
+from rait.data.formats.json_formats import _group_conversations, _parse_conversation
+from rait.data.formats.reading import LoadStats, _Item, _Reader
+from rait.data.formats.registry import _LOADERS, LOAD_FORMATS
 from rait.errors import DataError, RaitError
-from rait.formats.detect import detect_format
-from rait.formats.json_formats import _group_conversations, _parse_conversation
-from rait.formats.reading import LoadStats, _Item, _Reader
-from rait.formats.registry import _LOADERS, LOAD_FORMATS
 from rait.records import Record
 
 

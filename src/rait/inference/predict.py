@@ -2,10 +2,10 @@
 predictions (:func:`predict_records`, :func:`run_predict` with a :class:`PredictConfig`), with in-context
 examples from a :class:`Retriever`.
 
-The rest of inference lives in its own modules and is re-exported here: :mod:`rait.answerer` (the
-:class:`Answerer` interface, :class:`PassageQuery`), :mod:`rait.predictor` (the transformers
-:class:`Predictor`, :func:`load_predictor`), :mod:`rait.vllm_predictor` (:class:`VllmPredictor`) and
-:mod:`rait.entities` (answers -> located entities).
+The rest of inference lives in its own modules and is re-exported here: :mod:`rait.inference.answerer` (the
+:class:`Answerer` interface, :class:`PassageQuery`), :mod:`rait.inference.transformers` (the transformers
+:class:`Predictor`, :func:`load_predictor`), :mod:`rait.inference.vllm` (:class:`VllmPredictor`) and
+:mod:`rait.inference.entities` (answers -> located entities).
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rait.answerer import DECODINGS, Answerer, PassageQuery, check_decoding
-from rait.entities import answer_mentions, entities_from_answers, locate, located_entities
+from rait.data.formats import detect_lang
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
-from rait.formats import detect_lang
+from rait.inference.answerer import DECODINGS, Answerer, PassageQuery, check_decoding
+from rait.inference.entities import answer_mentions, entities_from_answers, locate, located_entities
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, finish_reason
+from rait.inference.transformers import BACKENDS, Predictor, load_predictor
+from rait.inference.vllm import VllmPredictor
 from rait.locks import output_lock
-from rait.predictor import BACKENDS, Predictor, load_predictor
 from rait.records import QueryPrediction, Record
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS, finish_reason
-from rait.vllm_predictor import VllmPredictor
 
 __all__ = [
     "BACKENDS",
@@ -68,7 +68,7 @@ ExampleSource = Callable[[list[Record]], list[list[Record]]]
 
 @dataclass(slots=True)
 class Retriever:
-    """Examples for passages from an :class:`rait.retrieval.ExamplePool`: nearest neighbours, filtered by
+    """Examples for passages from an :class:`rait.retrieval.pool.ExamplePool`: nearest neighbours, filtered by
     BM25 score against the passage when ``bm25_threshold`` is set (the paper's out-domain setting);
     ``None`` keeps plain nearest neighbours (in-domain). ``allow_identical``: pool passages with exactly
     the passage's text may be examples (the reference's behaviour; rait excludes them by default)."""
@@ -91,8 +91,8 @@ class Retriever:
 class PredictStats:
     """What one prediction run did: passages in the job, already complete before it (resumed), predicted
     now; (passage, type) queries written now, malformed answers among them, answers that hit the
-    ``max_new_tokens`` cap and answers stopped in a repetition loop (:mod:`rait.stopping`), passages given
-    examples, passages split into chunks (longer than the context or ``max_chunk_tokens``)."""
+    ``max_new_tokens`` cap and answers stopped in a repetition loop (:mod:`rait.inference.stopping`), passages
+    given examples, passages split into chunks (longer than the context or ``max_chunk_tokens``)."""
 
     n_passages: int = 0
     n_resumed: int = 0
@@ -164,9 +164,9 @@ def predict_records(
     = ``record.source``, record id, type) are skipped, so after an interruption a re-run predicts only the
     missing passages. Types are ``record.query_types()``; ``lang`` ``None`` detects each passage's language.
     Passages go to ``examples`` (retrieval) and the model ``chunk_size`` at a time. A passage longer than
-    the model's context or ``max_chunk_tokens`` is answered in sentence chunks (:mod:`rait.chunking`): its
-    ``output`` is then the JSON list of the mentions of all chunks."""
-    from rait.chunking import with_chunking
+    the model's context or ``max_chunk_tokens`` is answered in sentence chunks
+    (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks."""
+    from rait.inference.chunking import with_chunking
 
     answerer = with_chunking(answerer, max_chunk_tokens)
     chunked_before = getattr(answerer, "n_chunked", 0)
@@ -218,14 +218,15 @@ class PredictConfig:
     """A ``rait predict`` job of ``model`` / ``adapter`` (:func:`load_predictor`; neither given: the built-in
     model when packaged, recorded by its name). Passages come from registry ``benchmarks`` (test split, at
     most ``max_examples`` sampled with ``seed``) and/or an ``input`` file read by
-    :func:`rait.file_benchmarks.load_file_benchmark` (a labelled file in any format is a benchmark named
+    :func:`rait.data.file_benchmarks.load_file_benchmark` (a labelled file in any format is a benchmark named
     ``name``, its codes renamed by ``label_map``; a file of plain lines is passages), whose types ``types``
-    sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.formats.load_records`.
+    sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.data.formats.load_records`.
     ``examples``: ``none``; ``out-domain`` (k nearest from the training ``pool`` -- a file or a registered
     training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest
     from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file).
-    ``stopwords``: removed before BM25 (:func:`rait.bm25.load_stopwords`). ``allow_identical_examples``:
-    pool passages identical to the test passage may be examples, as in the reference (leaks gold)."""
+    ``stopwords``: removed before BM25 (:func:`rait.retrieval.bm25.load_stopwords`).
+    ``allow_identical_examples``: pool passages identical to the test passage may be examples, as in the
+    reference (leaks gold)."""
 
     output: Path
     model: str | None = None
@@ -326,8 +327,8 @@ def _check_settings(config: PredictConfig) -> None:
 def _validate(config: PredictConfig) -> None:
     """Check every option before anything is loaded."""
     from rait.builtin import resolve_builtin
-    from rait.file_benchmarks import TEXT_FORMAT
-    from rait.formats import LOAD_FORMATS
+    from rait.data.file_benchmarks import TEXT_FORMAT
+    from rait.data.formats import LOAD_FORMATS
 
     for name in (config.model, config.adapter):
         resolve_builtin(name)  # a built-in model named must be packaged
@@ -379,8 +380,8 @@ def run_predict(
     ``answerer`` replaces the model the config names (tests, or a predictor already loaded); ``log`` gets
     a line saying how an input file is read (benchmark name, label map, types); ``overwrite`` starts
     ``config.output`` over instead of resuming into it."""
-    from rait.benchmarks import get_spec, load_benchmark
-    from rait.file_benchmarks import load_file_benchmark
+    from rait.data.benchmarks import get_spec, load_benchmark
+    from rait.data.file_benchmarks import load_file_benchmark
 
     _validate(config)
     check_output_file(config.output)
@@ -421,8 +422,8 @@ def _predict_jobs(
     progress: bool,
     answerer: Answerer | None,
 ) -> PredictStats:
-    from rait.embed import get_embedder
-    from rait.retrieval import ExamplePool
+    from rait.retrieval.embed import get_embedder
+    from rait.retrieval.pool import ExamplePool
 
     answerer = answerer or load_predictor(
         config.model,

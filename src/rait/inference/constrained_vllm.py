@@ -1,14 +1,14 @@
 """Copy-constrained decoding in vLLM: a batch-level logits processor (vLLM's V1 ``AdapterLogitsProcessor``)
-wrapping :class:`rait.constrained.RequestConstraint` for every request whose ``SamplingParams.extra_args``
-carry ``rait_passage`` (and ``rait_words``: strings only at word boundaries). Importing this module needs
-vLLM; the class goes to ``vllm.LLM(logits_processors=[...])``.
+wrapping :class:`rait.inference.constrained.RequestConstraint` for every request whose
+``SamplingParams.extra_args`` carry ``rait_passage`` (and ``rait_words``: strings only at word boundaries).
+Importing this module needs vLLM; the class goes to ``vllm.LLM(logits_processors=[...])``.
 """
 
 from __future__ import annotations
 
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-from rait.constrained import PassageConstraint, RequestConstraint, TokenVocab
+from rait.inference.constrained import PassageConstraint, RequestConstraint, TokenVocab
 
 
 class CopyConstraintLogitsProcessor(AdapterLogitsProcessor):

@@ -2,7 +2,7 @@
 
 Every passage is asked about every type of the file (so passages without mentions, and types absent from
 a passage, give the empty-gold queries that keep precision honest), with the codes renamed by a label map
-(:mod:`rait.labels`) in the questions and the gold alike. The benchmark's name is ``name``, else the file
+(:mod:`rait.data.labels`) in the questions and the gold alike. The benchmark's name is ``name``, else the file
 stem, or the parent folder when the stem is a split name (``conll2003/test.txt`` -> ``conll2003``);
 generated record ids carry that name. A file of unlabelled passages (one per line, no known format) needs
 ``types``."""
@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rait.data.formats import LOAD_FORMATS, detect_lang, guess_format, load_records
+from rait.data.labels import LabelMap, detect_label_map, parse_label_map
 from rait.errors import DataError, RaitError
 from rait.fileio import read_text
-from rait.formats import LOAD_FORMATS, detect_lang, guess_format, load_records
-from rait.labels import LabelMap, detect_label_map, parse_label_map
 from rait.records import Record
 
 SPLIT_NAMES = frozenset({"train", "dev", "test", "valid", "validation", "val", "eval", "testa", "testb"})
@@ -73,7 +73,7 @@ def load_file_benchmark(
 ) -> tuple[list[Record], FileBenchmark]:
     """The records of a data file set up as a benchmark (see the module docstring) and what was done.
 
-    ``fmt``: any of :data:`rait.formats.LOAD_FORMATS`, ``"text"`` (passages, one per line), or None to
+    ``fmt``: any of :data:`rait.data.formats.LOAD_FORMATS`, ``"text"`` (passages, one per line), or None to
     detect (a file in no known format is read as passages). ``types`` replaces the questions (an error when
     none of them is a gold type); ``label_map``: a :class:`LabelMap` or what :func:`parse_label_map` reads,
     None to pick a built-in one whose codes equal the file's."""
@@ -162,7 +162,7 @@ class FileSource:
 
     def load(self, max_examples: int, seed: int, lang: str | None = None) -> list[Record]:
         """The benchmark's records, a seeded sample of at most ``max_examples`` (this source's own size
-        when set) kept in file order, as :func:`rait.benchmarks.load_benchmark` samples."""
+        when set) kept in file order, as :func:`rait.data.benchmarks.load_benchmark` samples."""
         import random
 
         records, _ = load_file_benchmark(

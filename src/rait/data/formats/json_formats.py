@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rait.formats.reading import _Bad, _check_span, _get, _Item, _json_items, _json_value, _Reader
+from rait.data.formats.reading import _Bad, _check_span, _get, _Item, _json_items, _json_value, _Reader
 from rait.records import Conversation, Mention, Record
 from rait.templates import WORDINGS
 

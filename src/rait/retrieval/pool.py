@@ -26,11 +26,11 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
-from rait.bm25 import BM25Index, load_stopwords, tokenize  # noqa: F401 (also public here, as before)
-from rait.embed import Embedder, get_embedder, l2_normalise, progress
+from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import RaitError
 from rait.records import Record
-from rait.sources import detect_lang, load_source, subsample
+from rait.retrieval.bm25 import BM25Index, load_stopwords, tokenize  # noqa: F401 (also public here, as before)
+from rait.retrieval.embed import Embedder, get_embedder, l2_normalise, progress
 
 STRATEGIES = ("nn", "nn_bm25", "dnn", "dnn_bm25", "random", "mixed_nn")
 INDEXES = ("flat", "hnsw", "ivf")
@@ -192,8 +192,8 @@ class ExamplePool:
         cls, name: str, size: int | None, seed: int = 42, embedder: Embedder | None = None, **kwargs
     ) -> ExamplePool:
         """In-domain pool: ``size`` seeded labelled examples (``None`` = all; 0 = an empty pool) of a
-        benchmark's train split (:func:`rait.benchmarks.load_benchmark`)."""
-        from rait.benchmarks import get_spec, load_benchmark
+        benchmark's train split (:func:`rait.data.benchmarks.load_benchmark`)."""
+        from rait.data.benchmarks import get_spec, load_benchmark
 
         spec = get_spec(name)
         records = [] if size == 0 else load_benchmark(spec.name, split="train", max_examples=size, seed=seed)
@@ -212,7 +212,7 @@ class ExamplePool:
         **kwargs,
     ) -> ExamplePool:
         """Out-domain pool from a training source (a file, a registered source name or ``hub:<id>``),
-        optionally a seeded subsample of ``size`` records; see :func:`rait.sources.load_source`."""
+        optionally a seeded subsample of ``size`` records; see :func:`rait.data.sources.load_source`."""
         records, source_lang = load_source(source, fmt)
         records = subsample(records, size, seed)
         return cls(records, embedder, lang=lang or source_lang or detect_lang(records), **kwargs)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rait.data.formats.reading import _Bad, _json_items, _json_value, _lines, _read_text
+from rait.data.formats.registry import LOAD_FORMATS
+from rait.data.formats.tagged import _TAG, _is_docstart, _split_char, _split_weibo
 from rait.errors import DataError
-from rait.formats.reading import _Bad, _json_items, _json_value, _lines, _read_text
-from rait.formats.registry import LOAD_FORMATS
-from rait.formats.tagged import _TAG, _is_docstart, _split_char, _split_weibo
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 

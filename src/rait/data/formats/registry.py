@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rait.formats.json_formats import (
+from rait.data.formats.json_formats import (
     _load_boson,
     _load_entity_list,
     _load_gliner,
@@ -13,9 +13,9 @@ from rait.formats.json_formats import (
     _load_skyner,
     _load_uniner,
 )
-from rait.formats.reading import _Reader
-from rait.formats.standoff import _load_brat, _load_cmeee
-from rait.formats.tagged import (
+from rait.data.formats.reading import _Reader
+from rait.data.formats.standoff import _load_brat, _load_cmeee
+from rait.data.formats.tagged import (
     _load_tokens_tags,
     _split_char,
     _split_columns,

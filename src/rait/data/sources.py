@@ -1,16 +1,16 @@
 """Training sources: load one (a data file, a registered name or a Hub dataset), detect its language,
 take a seeded subsample. Shared by data building (:mod:`rait.build_data`) and out-domain example pools
-(:mod:`rait.retrieval`)."""
+(:mod:`rait.retrieval.pool`)."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-from rait.benchmarks import get_spec, load_benchmark
+from rait.data.benchmarks import get_spec, load_benchmark
+from rait.data.formats import detect_lang as detect_text_lang
+from rait.data.formats import load_pile_ner_hub, load_records
 from rait.errors import DataError, RaitError
-from rait.formats import detect_lang as detect_text_lang
-from rait.formats import load_pile_ner_hub, load_records
 from rait.records import Record
 
 HUB_PREFIX = "hub:"
@@ -33,7 +33,8 @@ def load_source(source: str, fmt: str | None = None) -> tuple[list[Record], str 
 
 
 def detect_lang(records: list[Record], sample: int = 200) -> str:
-    """``"zh"`` when the first ``sample`` passages are mostly Chinese (:func:`rait.formats.detect_lang`)."""
+    """``"zh"`` when the first ``sample`` passages are mostly Chinese
+    (:func:`rait.data.formats.detect_lang`)."""
     return detect_text_lang("".join(r.text for r in records[:sample]))
 
 

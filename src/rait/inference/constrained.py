@@ -12,8 +12,8 @@ The check works on bytes, not words: each token is its byte string (byte-level B
 partial UTF-8 sequences of CJK characters), walked through the answer grammar; inside a string the state is
 the set of offsets in the passage's escaped UTF-8 bytes where the string written so far can end (strings
 start at character boundaries, close only at one; with ``words``, the ``constrained-words`` decoding, only
-at word boundaries: never between two :func:`rait.entities.is_word_char` characters). Per decoding step a
-row costs one walk of its chosen token's bytes; only when that token is refused are the allowed tokens
+at word boundaries: never between two :func:`rait.inference.entities.is_word_char` characters). Per decoding
+step a row costs one walk of its chosen token's bytes; only when that token is refused are the allowed tokens
 enumerated, by walking a byte trie of the vocabulary along the bytes the grammar allows next (never the
 whole vocabulary), cached per passage and grammar state.
 """
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from rait.entities import is_word_char
 from rait.evaluation import parse_answer_items
+from rait.inference.entities import is_word_char
 
 # grammar states
 START, OPEN, STRING, AFTER, COMMA, SPACE, CLOSED, DONE = range(8)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from rait.data.formats.detect import detect_lang
+from rait.data.formats.loading import load_records
+from rait.data.formats.reading import LoadStats
 from rait.errors import DataError
 from rait.fileio import atomic_write, write_json, write_jsonl
-from rait.formats.detect import detect_lang
-from rait.formats.loading import load_records
-from rait.formats.reading import LoadStats
 from rait.records import Conversation, Mention, Record
 from rait.templates import build_conversation
 

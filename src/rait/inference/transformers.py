@@ -16,13 +16,13 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from rait.answerer import Answerer, PassageQuery, check_decoding
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
+from rait.inference.answerer import Answerer, PassageQuery, check_decoding
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, Continuation, repeats_itself
+from rait.inference.vllm import VllmPredictor
 from rait.records import Record
-from rait.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, Continuation, repeats_itself
 from rait.templates import prompt_turns, question_turn
-from rait.vllm_predictor import VllmPredictor
 
 BACKENDS = ("hf", "vllm")
 
@@ -36,12 +36,12 @@ class Predictor(Answerer):
     ``batch_size`` is the largest number of type questions decoded together; several passages go in one
     batch when their types fit (prefixes left-padded), a passage with more types is split into chunks.
     A row stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`), once it repeats itself
-    (:func:`rait.stopping.repeats_itself`, unless ``stop_repetition`` is off or decoding is constrained, which
-    closes answers itself) or at ``max_new_tokens``;
-    answers are :class:`rait.stopping.Answer` strings that say which. ``decoding="constrained"`` allows only
-    answers that are JSON lists of distinct passage substrings, closed before the cap
-    (:mod:`rait.constrained`); ``"constrained-words"`` also keeps strings from starting or ending inside a
-    word; ``"free"``: the paper's unconstrained greedy decoding."""
+    (:func:`rait.inference.stopping.repeats_itself`, unless ``stop_repetition`` is off or decoding is
+    constrained, which closes answers itself) or at ``max_new_tokens``;
+    answers are :class:`rait.inference.stopping.Answer` strings that say which. ``decoding="constrained"``
+    allows only answers that are JSON lists of distinct passage substrings, closed before the cap
+    (:mod:`rait.inference.constrained`); ``"constrained-words"`` also keeps strings from starting or ending
+    inside a word; ``"free"``: the paper's unconstrained greedy decoding."""
 
     def __init__(
         self,
@@ -125,7 +125,7 @@ class Predictor(Answerer):
 
     def _constraint_rows(self, passages: Sequence[str]):
         """Per-row copy constraints for ``passages`` (one constraint object per distinct passage)."""
-        from rait.constrained import ConstrainedRows
+        from rait.inference.constrained import ConstrainedRows
 
         by_text = {text: self._copy_constraint(text) for text in dict.fromkeys(passages)}
         return ConstrainedRows([by_text[text] for text in passages])
@@ -277,14 +277,14 @@ def load_predictor(
     stop_repetition: bool = True,
 ) -> Predictor | VllmPredictor:
     """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
-    ``decoding``: one of :data:`DECODINGS` (:mod:`rait.constrained`). ``model`` and ``adapter`` may be
-    built-in model names; neither given: the built-in model when packaged, else the untuned default model
+    ``decoding``: one of :data:`DECODINGS` (:mod:`rait.inference.constrained`). ``model`` and ``adapter`` may
+    be built-in model names; neither given: the built-in model when packaged, else the untuned default model
     (:mod:`rait.builtin`).
 
     ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
     (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
     trained with (its ``rait_train_config.json``), else ``none``. ``stop_repetition``: end a row once it
-    repeats itself (:func:`rait.stopping.repeats_itself`)."""
+    repeats itself (:func:`rait.inference.stopping.repeats_itself`)."""
     from rait.builtin import default_model, resolve_builtin
     from rait.models import trained_system_prompt
 

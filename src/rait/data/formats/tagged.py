@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rait.data.formats.reading import _Bad, _get, _Item, _json_items, _json_value, _lines, _read_text, _Reader
 from rait.errors import DataError
-from rait.formats.reading import _Bad, _get, _Item, _json_items, _json_value, _lines, _read_text, _Reader
 from rait.records import Mention, Record
 
 _TAG = re.compile(r"^(?:O|[BIMES]-.+)$")

@@ -1,0 +1,1 @@
+"""Data: file formats, the benchmark registry, benchmark files, training sources and label maps."""

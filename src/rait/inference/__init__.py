@@ -1,0 +1,1 @@
+"""Inference: answering (passage, type) questions with a model, and prediction runs."""
