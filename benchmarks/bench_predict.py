@@ -101,7 +101,7 @@ def worker(args: argparse.Namespace) -> None:
     """Load the model, answer the queries of ``--queries`` with one path, write timings and answers."""
     import torch
 
-    from rait.inference.predict import PassageQuery, Predictor
+    from rait.inference import PassageQuery, Predictor
     from rait.models import load_model
     from rait.records import Record
 
@@ -193,7 +193,7 @@ def instrument_decoding(predictor) -> dict:
 
 def build_queries(args: argparse.Namespace, k: int) -> list[dict]:
     from rait.data.benchmarks import load_benchmark
-    from rait.inference.predict import Retriever
+    from rait.retrieval import Retriever
     from rait.retrieval.pool import ExamplePool
 
     records = load_benchmark("crossner_ai", "test", max_examples=args.n, seed=args.seed)
@@ -304,8 +304,8 @@ def compare_decoding(args: argparse.Namespace) -> dict:
     """Free vs constrained decoding on ``args.benchmarks`` x ``args.n`` sentences (see the module doc)."""
     from rait.data.benchmarks import load_benchmark
     from rait.evaluation import evaluate
+    from rait.inference import answer_mentions, query_rows
     from rait.inference.constrained import is_copy_answer
-    from rait.inference.predict import answer_mentions, query_rows
 
     records = [
         r
@@ -415,7 +415,7 @@ def replication_worker(args: argparse.Namespace) -> None:
     import torch
 
     from rait.data.benchmarks import load_benchmark
-    from rait.inference.predict import Predictor, predict_records
+    from rait.inference import Predictor, predict_records
     from rait.models import load_model
 
     dtype = torch.bfloat16 if args.precision_name == "bf16" else torch.float32

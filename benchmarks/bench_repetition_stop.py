@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     import torch
 
+    from rait.answers import finish_reason
     from rait.data.benchmarks import get_spec, load_benchmark
-    from rait.inference.predict import PassageQuery, load_predictor
-    from rait.inference.stopping import finish_reason
+    from rait.inference import PassageQuery, load_predictor
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)

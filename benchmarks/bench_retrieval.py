@@ -25,8 +25,6 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from rait.retrieval.pool.bm25 import BM25Index
-from rait.retrieval.pool.embed import get_embedder
 from rich.console import Console
 from rich.table import Table
 
@@ -34,6 +32,8 @@ from rait.build_data import BuildConfig, build_conversations, build_data, write_
 from rait.data.benchmarks import is_available
 from rait.data.sources import load_source
 from rait.records import Mention, Record
+from rait.retrieval.bm25 import BM25Index
+from rait.retrieval.embed import get_embedder
 from rait.retrieval.pool import build_index, knn_search
 from rait.templates import NegativeTypeSampler
 

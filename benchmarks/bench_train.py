@@ -67,7 +67,7 @@ def make_data(source: str, seq_len: int, count: int, path: Path) -> int:
     from rait.data.formats import load_records
     from rait.models import load_tokenizer
     from rait.templates import NegativeTypeSampler, training_conversation
-    from rait.train import encode_conversations
+    from rait.training import encode_conversations
 
     if source == "sample":
         records = load_records(sample_path("en", "train"))
@@ -256,7 +256,7 @@ def _timer_callback(times: list[float]):
 
 
 def worker_rait(data: Path, steps: int, seq_len: int, precision: str | None) -> dict:
-    from rait.train import TrainConfig, train
+    from rait.training import TrainConfig, train
 
     options = dict(
         data=[str(data)],
@@ -305,7 +305,7 @@ def worker_bare(data: Path, steps: int, seq_len: int, bf16: bool) -> dict:
     import torch
 
     from rait.models import load_tokenizer
-    from rait.train import PaddingCollator, encode_conversations, load_conversations
+    from rait.training import PaddingCollator, encode_conversations, load_conversations
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer()
@@ -335,7 +335,7 @@ def worker_trl(data: Path, steps: int, seq_len: int) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     from rait.models import load_tokenizer
-    from rait.train import load_conversations
+    from rait.training import load_conversations
 
     tokenizer = load_tokenizer()
     tokenizer.chat_template = TRL_TEMPLATE

@@ -37,8 +37,8 @@ def smallest_cap(lengths: list[int], max_share: float) -> int:
 
 def answer_ids(tokenizer, name: str) -> list[list[int]]:
     """Token ids of every gold answer of a benchmark's whole test split."""
+    from rait.answers import format_answer
     from rait.data.benchmarks import load_benchmark
-    from rait.templates import format_answer
 
     answers = [
         format_answer(record.answers(entity_type))

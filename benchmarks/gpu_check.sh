@@ -24,12 +24,12 @@ import torch
 from safetensors.torch import load_file
 
 from rait.models import load_model
-from rait.inference.predict import PassageQuery, Predictor
+from rait.inference import PassageQuery, Predictor
 from rait.records import Mention, Record
 from rait.templates import build_conversation
 from rait.testing import fixture_text, save_tiny_model
 from rait.precision import resolve_precision
-from rait.train import LOG_FILE, SUMMARY_FILE, TrainConfig, train
+from rait.training import LOG_FILE, SUMMARY_FILE, TrainConfig, train
 
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu": dry run of this script on a machine without GPU
 assert DEVICE == "cpu" or torch.cuda.is_available(), "no CUDA device"
@@ -53,7 +53,7 @@ def run(name: str, precision: str, cpu: bool = False, dropout: float = 0.0) -> P
         lora_dropout=dropout, logging_steps=1, save_steps=100, precision=precision,
     )
     if cpu:
-        code = "import json, sys; from rait.train import TrainConfig, train; train(TrainConfig(**json.loads(sys.argv[1])))"
+        code = "import json, sys; from rait.training import TrainConfig, train; train(TrainConfig(**json.loads(sys.argv[1])))"
         env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
         subprocess.run([sys.executable, "-c", code, json.dumps(options)], check=True, env=env)
         return root / name

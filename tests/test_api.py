@@ -7,8 +7,8 @@ import pytest
 from rait.api import NER, _as_pool
 from rait.chat import stop_token_ids
 from rait.errors import RaitError
+from rait.inference import Predictor
 from rait.inference.entities import is_word_char
-from rait.inference.predict import Predictor
 from rait.records import Mention, Record
 from rait.retrieval.pool import ExamplePool
 from rait.templates import question_turn

@@ -11,6 +11,7 @@ import pytest
 
 from rait.api import NER
 from rait.errors import RaitError
+from rait.inference import PassageQuery, PredictConfig, run_predict
 from rait.inference.chunking import (
     ChunkedAnswerer,
     chunk_spans,
@@ -18,7 +19,6 @@ from rait.inference.chunking import (
     merge_chunk_entities,
     sentence_spans,
 )
-from rait.inference.predict import PassageQuery, PredictConfig, run_predict
 from rait.records import Mention, Record
 from rait.testing import lookup_predictor, tiny_tokenizer
 

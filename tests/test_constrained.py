@@ -11,10 +11,11 @@ import torch
 from transformers import LlamaForCausalLM
 from typer.testing import CliRunner
 
+from rait.answers import parse_answer_items
 from rait.chat import stop_token_ids
 from rait.cli import app
 from rait.errors import RaitError
-from rait.evaluation import parse_answer_items
+from rait.inference import PassageQuery, Predictor
 from rait.inference.constrained import (
     CLOSED,
     DONE,
@@ -25,7 +26,6 @@ from rait.inference.constrained import (
     is_copy_answer,
     token_byte_strings,
 )
-from rait.inference.predict import PassageQuery, Predictor
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer, tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -10,18 +10,17 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from rait.answers import PROTOCOLS, parse_answer_items
 from rait.cli import app
 from rait.data.benchmarks import data_dir
 from rait.errors import DataError
 from rait.evaluation import (
-    PROTOCOLS,
     EvalReport,
     evaluate,
     evaluate_file,
     evaluate_files,
     normalize_answer,
     parse_answer,
-    parse_answer_items,
     render_table,
 )
 from rait.records import QueryPrediction

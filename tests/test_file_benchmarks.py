@@ -11,7 +11,7 @@ from rait.data.file_benchmarks import benchmark_name, dedupe_types, load_file_be
 from rait.data.labels import BUILTIN_MAPS, detect_label_map, parse_label_map
 from rait.errors import DataError, RaitError
 from rait.evaluation import evaluate_file, evaluate_files
-from rait.inference.predict import Answerer, PredictConfig, run_predict
+from rait.inference import Answerer, PredictConfig, run_predict
 
 FIX = Path(__file__).parent / "fixtures" / "benchmarks"
 CONLL = FIX / "conll2003" / "test.txt"

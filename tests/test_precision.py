@@ -11,7 +11,7 @@ from rait import precision
 from rait.api import NER
 from rait.errors import DataError, RaitError
 from rait.experiment import load_config, plan
-from rait.inference.predict import (
+from rait.inference import (
     PassageQuery,
     PredictConfig,
     Predictor,

@@ -9,13 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from rait.answers import Answer, finish_reason
 from rait.chat import encode_turns, stop_token_ids
 from rait.cli import app
 from rait.errors import DataError, RaitError
 from rait.evaluation import evaluate_file
 from rait.fileio import write_jsonl
-from rait.inference.entities import is_word_char
-from rait.inference.predict import (
+from rait.inference import (
     Answerer,
     PassageQuery,
     PredictConfig,
@@ -28,7 +28,7 @@ from rait.inference.predict import (
     predict_records,
     run_predict,
 )
-from rait.inference.stopping import Answer, finish_reason
+from rait.inference.entities import is_word_char
 from rait.records import Mention, Record
 from rait.templates import prompt_turns, question_turn
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import rait.train
+import rait.training
 from rait.cli import app
 from rait.data.benchmarks import sample_path
 from rait.fileio import read_jsonl
@@ -51,7 +51,9 @@ def test_quickstart_runs_every_stage_then_resumes(tmp_path, tiny_dir, monkeypatc
     first_id = rows[0]["record_id"]
     kept = [json.dumps(row, ensure_ascii=False) for row in rows if row["record_id"] == first_id]
     result.predictions.write_text("\n".join(kept) + "\n", encoding="utf-8")
-    monkeypatch.setattr(rait.train, "train", lambda config: pytest.fail("training should have been skipped"))
+    monkeypatch.setattr(
+        rait.training, "train", lambda config: pytest.fail("training should have been skipped")
+    )
     again = run_quickstart(tmp_path / "qs", **kwargs)
     assert again.skipped == ["build", "train"]
     assert (

@@ -334,7 +334,8 @@ def test_ra_it_protocol_reads_answers_as_the_reference(reference, boson_inputs):
     """On the 6 x 1,074 Boson gold answers, bare and wrapped in chatter, rait's ``ra-it`` protocol finds the
     same list as the reference's evaluate.py wherever that parses; gold-as-prediction scores 100 with rait's
     gold lists (data, never re-parsed), under both protocols."""
-    from rait.evaluation import evaluate, parse_answer_items
+    from rait.answers import parse_answer_items
+    from rait.evaluation import evaluate
     from rait.records import QueryPrediction
 
     test, _ = boson_inputs
@@ -377,7 +378,7 @@ def test_paper_configs_follow_the_reference_scripts():
     load_best_model_at_end; LLaMA-Factory's LoRA defaults rank 8, alpha 2 x rank, dropout 0;
     eval_skyner_*.sh: greedy vLLM, max_tokens 1024, evaluate.py's re.search)."""
     from rait.experiment import load_config
-    from rait.train import LORA_TARGETS
+    from rait.training import LORA_TARGETS
 
     root = Path(__file__).parents[1] / "configs" / "experiments"
     for name in ("paper_en", "paper_zh"):

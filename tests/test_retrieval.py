@@ -193,13 +193,13 @@ def test_tokenize_as_the_reference():
 
 
 def test_bm25_names_are_still_importable_from_rait_retrieval():
+    import rait.retrieval
     import rait.retrieval.bm25
-    import rait.retrieval.pool
 
     assert (
-        rait.retrieval.pool.BM25Index,
-        rait.retrieval.pool.tokenize,
-        rait.retrieval.pool.load_stopwords,
+        rait.retrieval.BM25Index,
+        rait.retrieval.tokenize,
+        rait.retrieval.load_stopwords,
     ) == (
         rait.retrieval.bm25.BM25Index,
         rait.retrieval.bm25.tokenize,

@@ -6,14 +6,8 @@ import pickle
 
 import pytest
 
-from rait.inference.stopping import (
-    Answer,
-    Continuation,
-    finish_reason,
-    loop_end,
-    repeats_itself,
-    with_finish_reason,
-)
+from rait.answers import Answer, finish_reason
+from rait.inference.stopping import Continuation, loop_end, repeats_itself, with_finish_reason
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,13 @@ from rait.models import load_model
 from rait.records import Mention, Record
 from rait.templates import build_conversation
 from rait.testing import save_tiny_model, tiny_model_and_tokenizer
-from rait.train import (
+from rait.training import (
     CONFIG_FILE,
     LOG_FILE,
     LOSS_PLOT,
     SUMMARY_FILE,
     PaddingCollator,
     TrainConfig,
-    _trainer_class,
     encode_conversations,
     load_conversations,
     merge_adapter,
@@ -33,6 +32,7 @@ from rait.train import (
     train,
 )
 from rait.training.config import LORA_TARGETS
+from rait.training.trainer import _trainer_class
 
 RECORDS = [
     (
@@ -399,7 +399,7 @@ def test_precision_option_is_checked(tmp_path):
 
 
 def test_system_prompt_is_trained_on_stored_and_reused_at_inference(workdir, tmp_path):
-    from rait.inference.predict import PredictConfig, load_predictor
+    from rait.inference import PredictConfig, load_predictor
 
     _, tok = tiny_model_and_tokenizer()
     system = encode_system(tok, "Be brief.")

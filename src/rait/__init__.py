@@ -1,6 +1,9 @@
 """rait: Retrieval-Augmented Instruction Tuning for open named entity recognition."""
 
+from rait import deprecated
 from rait.records import Conversation, Mention, QueryPrediction, Record, Turn
+
+deprecated.install()  # module paths from before the stage packages, with a DeprecationWarning
 
 __version__ = "0.1.0"
 

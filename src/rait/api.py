@@ -14,21 +14,29 @@ from pathlib import Path
 
 from rait.data.formats import detect_lang
 from rait.errors import RaitError
-from rait.inference.chunking import DEFAULT_MAX_CHUNK_TOKENS, ChunkedAnswerer, merge_chunk_entities
-from rait.inference.predict import (
+from rait.inference import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_CHUNK_TOKENS,
+    DEFAULT_MAX_NEW_TOKENS,
+    ChunkedAnswerer,
     PassageQuery,
     Predictor,
-    Retriever,
     VllmPredictor,
     check_decoding,
     entities_from_answers,
     load_predictor,
+    merge_chunk_entities,
 )
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.records import Record
-
-POOL_MODES = ("out-domain", "in-domain")
-
+from rait.retrieval import (
+    DEFAULT_BM25_THRESHOLD,
+    DEFAULT_NUM_EXAMPLES,
+    POOL_MODES,
+    ExamplePool,
+    check_mode,
+    example_retriever,
+    get_embedder,
+)
 
 EXAMPLES = ("none", "pool", *POOL_MODES)
 
@@ -53,12 +61,12 @@ class NER:
     """Open NER with a RA-IT model: each entity type is asked as its own question about the passage.
 
     ``pool`` (optional) holds labelled examples to retrieve in-context examples from when a call passes
-    ``examples="pool"``, ``"out-domain"`` or ``"in-domain"``: an :class:`rait.retrieval.pool.ExamplePool`, a
+    ``examples="pool"``, ``"out-domain"`` or ``"in-domain"``: an :class:`rait.retrieval.ExamplePool`, a
     list of :class:`Record`, or a training file / registered training source. Out-domain keeps the ``k``
     nearest examples whose BM25 score reaches ``bm25_threshold`` (the paper's setting for a general
     training pool); in-domain keeps the ``k`` nearest (a pool labelled for the target domain); ``"pool"``
     uses ``pool_mode``. ``lang`` fixes the template language; ``None`` detects it per passage (Chinese when
-    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.retrieval.embed.get_embedder` or an Embedder)
+    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.retrieval.get_embedder` or an Embedder)
     embeds a pool given as records or a file (default: the offline model for its language).
 
     Texts longer than the model's context or ``max_chunk_tokens`` are split into sentence chunks
@@ -72,15 +80,14 @@ class NER:
         *,
         pool=None,
         pool_mode: str = "out-domain",
-        k: int = 2,
-        bm25_threshold: float = 20.0,
+        k: int = DEFAULT_NUM_EXAMPLES,
+        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         lang: str | None = None,
         embedder=None,
         seed: int = 42,
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
     ):
-        if pool_mode not in POOL_MODES:
-            raise RaitError(f"unknown pool_mode {pool_mode!r}; choose one of {', '.join(POOL_MODES)}")
+        check_mode(pool_mode, POOL_MODES, "pool_mode")
         self.predictor = predictor
         self.answerer = ChunkedAnswerer(predictor, max_chunk_tokens)
         self.lang = lang
@@ -101,12 +108,12 @@ class NER:
         adapter: str | None = None,
         pool=None,
         pool_mode: str = "out-domain",
-        k: int = 2,
-        bm25_threshold: float = 20.0,
+        k: int = DEFAULT_NUM_EXAMPLES,
+        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         lang: str | None = None,
         embedder=None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        batch_size: int = 128,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
         backend: str = "hf",
         precision: str = "auto",
@@ -231,8 +238,9 @@ class NER:
             if self.pool is None:
                 raise RaitError(f"examples={examples!r} needs a pool: NER.from_pretrained(..., pool=...)")
             mode = self.pool_mode if examples == "pool" else examples
-            threshold = self.bm25_threshold if mode == "out-domain" else None
-            retriever = Retriever(self.pool, k=self.k, bm25_threshold=threshold, seed=self.seed)
+            retriever = example_retriever(
+                mode, self.pool, k=self.k, bm25_threshold=self.bm25_threshold, seed=self.seed
+            )
             return retriever([Record(f"query-{i}", text) for i, text in enumerate(texts)])
         return [list(examples) for _ in texts]
 
@@ -279,9 +287,6 @@ def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:
 
 def _as_pool(pool, lang: str | None, embedder=None):
     """An ExamplePool from a pool, a list of records, or a training file / registered source name."""
-    from rait.retrieval.embed import get_embedder
-    from rait.retrieval.pool import ExamplePool
-
     if isinstance(embedder, str):
         embedder = get_embedder(embedder, lang or "en")
 

@@ -18,13 +18,23 @@ from pathlib import Path
 import numpy as np
 
 import rait
+from rait.console import progress
 from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, check_output_file, write_json
 from rait.locks import output_lock
 from rait.records import Conversation, Record
-from rait.retrieval.embed import Embedder, get_embedder, progress
-from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, ExamplePool, check_options
+from rait.retrieval import (
+    DEFAULT_BM25_THRESHOLD,
+    DEFAULT_K,
+    DEFAULT_MIXED_RATIO,
+    DEFAULT_NUM_EXAMPLES,
+    INDEXES,
+    Embedder,
+    ExamplePool,
+    check_options,
+    get_embedder,
+)
 from rait.templates import NegativeTypeSampler, training_conversation
 
 METHODS = ("vanilla", "ra-it")
@@ -46,11 +56,11 @@ class BuildConfig:
     source: str
     output: str | Path
     method: str = "ra-it"
-    k: int = 2
+    k: int = DEFAULT_NUM_EXAMPLES
     strategy: str = "nn"
     K: int = DEFAULT_K
     bm25_threshold: float = DEFAULT_BM25_THRESHOLD
-    mixed_ratio: float = 0.5
+    mixed_ratio: float = DEFAULT_MIXED_RATIO
     size: int | None = None
     lang: str | None = None
     format: str = "sharegpt"

@@ -1,12 +1,22 @@
-"""The rich console every command prints with."""
+"""The rich console every command prints with, and the progress bar of long jobs."""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape as _escape_markup
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 LOG_WIDTH = 160  # columns when output goes to a file or pipe; rich's own fallback of 80 cuts tables short
 
@@ -23,3 +33,27 @@ def escape(text: object) -> str:
     """``text`` (any object, as ``str``) with rich markup escaped, so that data text such as ``[/b]`` or
     ``[red]`` prints as it is. Every message or table cell that shows text from data files goes through it."""
     return _escape_markup(str(text))
+
+
+def progress_bar(enabled: bool = True, console: Console | None = None) -> Progress:
+    """The progress bar of every long job: description, bar, done/total, elapsed and remaining time.
+    Disabled (draws nothing) when ``enabled`` is false."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=console, disable=not enabled)
+
+
+@contextmanager
+def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """One task on a :func:`progress_bar`; yields ``advance(n)``. A no-op when ``enabled`` is false."""
+    if not enabled:
+        yield lambda n: None
+        return
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

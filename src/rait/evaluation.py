@@ -32,7 +32,6 @@ as whatever they parse to.
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,16 +40,13 @@ from pathlib import Path
 
 from rich.table import Table
 
+from rait.answers import FINISH_REASONS, check_protocol, parse_answer_items
 from rait.console import escape
 from rait.errors import DataError
 from rait.fileio import read_jsonl
-from rait.inference.stopping import FINISH_REASONS
 from rait.records import QueryPrediction
 
 _EPS = 1e-10
-_LIST = re.compile(r"\[(.*?)\]")  # upstream: non-greedy, '.' does not cross newlines
-_DECODER = json.JSONDecoder()
-PROTOCOLS = ("uniner", "ra-it")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 _COUNTS = ("n_queries", "n_gold", "n_pred", "n_correct", "n_unparseable")
@@ -61,35 +57,6 @@ def normalize_answer(text: str) -> str:
     """SQuAD normalisation: lowercase, drop ASCII punctuation, drop articles a/an/the, collapse whitespace."""
     text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def check_protocol(protocol: str) -> str:
-    """``protocol`` if it is one of ``PROTOCOLS``; otherwise a ValueError naming them."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown scoring protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    return protocol
-
-
-def parse_answer_items(text: str, protocol: str = "uniner") -> list[str] | None:
-    """The strings of one answer's list exactly as the model wrote them, or ``None`` when it does not parse.
-
-    The list starts the answer (after stripping whitespace) under ``uniner``, or at the first ``[`` followed
-    by a ``]`` on its line under ``ra-it``; from there it must be a JSON list of strings on one line.
-    (Upstream also turns nested lists into tuples, but its regex stops at the first ``]``, so a nested list
-    never parses there either.)"""
-    text = text.strip()
-    match = _LIST.match(text) if check_protocol(protocol) == "uniner" else _LIST.search(text)
-    if match is None:
-        return None
-    try:
-        items, end = _DECODER.raw_decode(text, match.start())
-    except (ValueError, RecursionError):  # RecursionError: a degenerate "[[[[...]" answer
-        return None
-    if not isinstance(items, list) or "\n" in text[match.start() : end]:
-        return None
-    if not all(isinstance(item, str) for item in items):
-        return None
-    return items
 
 
 def parse_answer(text: str, protocol: str = "uniner") -> tuple[list[str], bool]:

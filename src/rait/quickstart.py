@@ -20,7 +20,7 @@ from rait.data.benchmarks import sample_path
 from rait.errors import RaitError
 from rait.evaluation import EvalReport, evaluate_file, render_table
 from rait.fileio import read_jsonl, write_json
-from rait.inference.predict import PredictConfig, PredictStats, entities_from_answers, run_predict
+from rait.inference import PredictConfig, PredictStats, entities_from_answers, run_predict
 from rait.models import DEFAULT_MODEL
 
 QUICKSTART_STEPS = 12
@@ -58,7 +58,7 @@ def run_quickstart(
     etc. let tests and bigger machines change them. Outputs: ``data/train.jsonl`` (+ manifest),
     ``adapter/`` (LoRA adapter, training log), ``predictions.jsonl``, ``metrics.json``."""
     from rait.build_data import BuildConfig, build_data
-    from rait.train import SUMMARY_FILE, TrainConfig, train
+    from rait.training import SUMMARY_FILE, TrainConfig, train
 
     console = console or make_console()
     workdir = Path(workdir)
@@ -76,7 +76,6 @@ def run_quickstart(
                 source=str(sample_path(lang, "train")),
                 output=data,
                 method="ra-it",
-                k=2,
                 lang=lang,
                 format="sharegpt",
                 embedder=embedder,

@@ -4,12 +4,12 @@ English strings follow UniversalNER; Chinese strings and the example turn follow
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rait.answers import format_answer
 from rait.records import Conversation, Record, Turn
 
 
@@ -50,11 +50,6 @@ def wording(lang: str) -> Wording:
         return WORDINGS[lang]
     except KeyError:
         raise ValueError(f"unknown language {lang!r}; choose one of {sorted(WORDINGS)}") from None
-
-
-def format_answer(mentions: Sequence[str]) -> str:
-    """The assistant's answer to one type question: a JSON list of mention strings."""
-    return json.dumps(list(mentions), ensure_ascii=False)
 
 
 def format_example_entities(record: Record) -> str:

@@ -112,13 +112,13 @@ def tiny_model_and_tokenizer(arch: str = "llama", seed: int = 0):
 
 
 def lookup_predictor(known: dict[str, list[str]], arch: str = "llama", **kwargs):
-    """A real :class:`rait.inference.predict.Predictor` over the tiny model whose decoding is replaced by a
+    """A real :class:`rait.inference.Predictor` over the tiny model whose decoding is replaced by a
     lookup: for the type asked, it answers the JSON list of the ``known[type]`` mentions present in the
     passage of the prompt (so the whole path -- templates, token ids, batching, parsing, locating -- runs for
     real, and each chunk's answer depends on that chunk only). ``iter_calls`` / ``passages`` record its
     use."""
     from rait.chat import stop_token_ids
-    from rait.inference.predict import Predictor
+    from rait.inference import Predictor
 
     questions = "|".join(re.escape(w.question).replace("%s", "(.+?)") for w in WORDINGS.values())
     passage_starts = "|".join(re.escape(w.passage.split("%s")[0]) for w in WORDINGS.values())

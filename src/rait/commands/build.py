@@ -10,7 +10,14 @@ import typer
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
 from rait.console import escape, make_console
 from rait.errors import RaitError
-from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, INDEXES, STRATEGIES
+from rait.retrieval import (
+    DEFAULT_BM25_THRESHOLD,
+    DEFAULT_K,
+    DEFAULT_MIXED_RATIO,
+    DEFAULT_NUM_EXAMPLES,
+    INDEXES,
+    STRATEGIES,
+)
 
 
 def build_data_command(
@@ -23,7 +30,8 @@ def build_data_command(
     ],
     method: Annotated[str, typer.Option(help=f"One of: {', '.join(METHODS)}.")] = "ra-it",
     k: Annotated[
-        int | None, typer.Option("-k", "--examples", help="Retrieved examples per sample [2].")
+        int | None,
+        typer.Option("-k", "--examples", help=f"Retrieved examples per sample [{DEFAULT_NUM_EXAMPLES}]."),
     ] = None,
     strategy: Annotated[str | None, typer.Option(help=f"One of: {', '.join(STRATEGIES)} [nn].")] = None,
     K: Annotated[
@@ -34,7 +42,7 @@ def build_data_command(
     ] = DEFAULT_BM25_THRESHOLD,
     mixed_ratio: Annotated[
         float, typer.Option(help="Fraction of samples given NN examples (mixed_nn).")
-    ] = 0.5,
+    ] = DEFAULT_MIXED_RATIO,
     size: Annotated[
         int | None,
         typer.Option(help="Seeded subsample of the source (also the retrieval pool) [default: all]."),
@@ -78,7 +86,7 @@ def build_data_command(
         source=source,
         output=output,
         method=method,
-        k=2 if k is None else k,
+        k=DEFAULT_NUM_EXAMPLES if k is None else k,
         strategy=strategy or "nn",
         K=K,
         bm25_threshold=bm25_threshold,

@@ -5,9 +5,10 @@ from typing import Annotated
 
 import typer
 
+from rait.answers import PROTOCOLS
 from rait.console import escape, make_console
 from rait.errors import RaitError
-from rait.evaluation import PROTOCOLS, evaluate_files, render_table
+from rait.evaluation import evaluate_files, render_table
 from rait.fileio import check_output_file, write_json
 
 

@@ -12,17 +12,18 @@ from rait.data.formats import parse_columns
 from rait.data.labels import BUILTIN_MAPS
 from rait.errors import RaitError
 from rait.fileio import write_json
-from rait.inference.predict import (
+from rait.inference import (
     BACKENDS,
     DECODINGS,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_CHUNK_TOKENS,
-    EXAMPLE_MODES,
+    DEFAULT_MAX_NEW_TOKENS,
     PredictConfig,
     run_predict,
 )
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.models import DEFAULT_MODEL
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES, EXAMPLE_MODES
 
 
 def predict_command(
@@ -86,9 +87,12 @@ def predict_command(
     pool_size: Annotated[
         int | None, typer.Option(help="In-domain: N labelled train examples per benchmark [default: all].")
     ] = None,
-    k: Annotated[int | None, typer.Option("-k", help="Examples per passage [2].")] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", help=f"Examples per passage [{DEFAULT_NUM_EXAMPLES}].")
+    ] = None,
     bm25_threshold: Annotated[
-        float | None, typer.Option(help="Out-domain: drop examples below this BM25 score [20].")
+        float | None,
+        typer.Option(help=f"Out-domain: drop examples below this BM25 score [{DEFAULT_BM25_THRESHOLD:g}]."),
     ] = None,
     stopwords: Annotated[
         str | None, typer.Option(help="BM25 stopwords: en, zh or a file [default: none].")
@@ -112,7 +116,7 @@ def predict_command(
             "--stop-repetition/--no-stop-repetition", help="End an answer once it repeats itself [on]."
         ),
     ] = True,
-    batch_size: Annotated[int, typer.Option(help="Type questions decoded together.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Type questions decoded together.")] = DEFAULT_BATCH_SIZE,
     max_chunk_tokens: Annotated[
         int,
         typer.Option(
@@ -174,8 +178,8 @@ def predict_command(
         examples=examples,
         pool=pool,
         pool_size=pool_size,
-        k=2 if k is None else k,
-        bm25_threshold=20.0 if bm25_threshold is None else bm25_threshold,
+        k=DEFAULT_NUM_EXAMPLES if k is None else k,
+        bm25_threshold=DEFAULT_BM25_THRESHOLD if bm25_threshold is None else bm25_threshold,
         stopwords=stopwords,
         allow_identical_examples=allow_identical_examples,
         embedder=embedder,

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from rait.console import make_console
-from rait.inference.predict import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
+from rait.inference import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS, DEFAULT_MAX_NEW_TOKENS
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES
 
 
 def serve_command(
@@ -28,8 +28,10 @@ def serve_command(
     pool_mode: Annotated[str, typer.Option(help="What examples='pool' means: out-domain or in-domain.")] = (
         "out-domain"
     ),
-    k: Annotated[int, typer.Option("-k", help="Examples per text.")] = 2,
-    bm25_threshold: Annotated[float, typer.Option(help="Out-domain: drop examples below this BM25.")] = 20.0,
+    k: Annotated[int, typer.Option("-k", help="Examples per text.")] = DEFAULT_NUM_EXAMPLES,
+    bm25_threshold: Annotated[
+        float, typer.Option(help="Out-domain: drop examples below this BM25.")
+    ] = DEFAULT_BM25_THRESHOLD,
     embedder: Annotated[str | None, typer.Option(help="Pool embedder [default: by language].")] = None,
     lang: Annotated[str | None, typer.Option(help="Template language en/zh [default: detected].")] = None,
     max_new_tokens: Annotated[

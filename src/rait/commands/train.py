@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 
 from rait.console import escape, make_console
-from rait.train import LENGTH_RULES, merge_adapter, resolve_config, train
+from rait.training import LENGTH_RULES, merge_adapter, resolve_config, train
 
 _DEFAULTS = "[default: the config file's, else the paper's]"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from rait.console import make_console
+from rait.console import make_console, progress_bar
 from rait.data.formats import write_records
 from rait.distill.cache import ResponseCache, request_key
 from rait.distill.corpus import (
@@ -415,7 +415,7 @@ def _distill(config: DistillConfig, teachers, tokenizer, console) -> dict:
     budget = Budget(config.max_requests, config.max_tokens)
     policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max)
     console = console or make_console(stderr=True)
-    with Progress(console=console, disable=not config.show_progress) as progress:
+    with progress_bar(config.show_progress, console) as progress:
         task = progress.add_task("chunking", total=len(files))
         chunk_iter = iter_chunks(
             files,

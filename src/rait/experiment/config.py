@@ -10,17 +10,16 @@ from pathlib import Path
 
 import yaml
 
+from rait.answers import PROTOCOLS
 from rait.build_data import METHODS
 from rait.data.file_benchmarks import FileSource, benchmark_name
 from rait.errors import DataError, RaitError
-from rait.evaluation import PROTOCOLS
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
 from rait.fileio import read_text
-from rait.inference.predict import DECODINGS
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
+from rait.inference import DECODINGS, DEFAULT_MAX_NEW_TOKENS
 from rait.precision import PRECISIONS
-from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, STRATEGIES
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, DEFAULT_MIXED_RATIO, STRATEGIES
 
 MODE_KINDS = ("none", "out-domain", "in-domain")
 LANGS = ("en", "zh")
@@ -49,7 +48,7 @@ class EvaluationSpec:
     max_examples: int = 2000
     seed: int = 42
     predict: dict = field(default_factory=dict)
-    protocol: str = "uniner"  # rait.evaluation.PROTOCOLS: where an answer's list is looked for
+    protocol: str = "uniner"  # rait.answers.PROTOCOLS: where an answer's list is looked for
     files: dict[str, FileSource] = field(default_factory=dict)  # benchmarks given as data files, by name
 
 
@@ -138,7 +137,7 @@ PREDICT_DEFAULTS = {
     "backend": "hf",
     "bm25_threshold": DEFAULT_BM25_THRESHOLD,
     "K": DEFAULT_K,
-    "mixed_ratio": 0.5,
+    "mixed_ratio": DEFAULT_MIXED_RATIO,
     "chunk_size": 32,
     "precision": "auto",
     "allow_identical_examples": False,
@@ -381,7 +380,7 @@ def _build_options(r: _Reader, value) -> dict:
 def _train_options(r: _Reader, value) -> dict:
     if not value:
         return r.options(value, "training.hyper", set())
-    from rait.train import TrainConfig
+    from rait.training import TrainConfig
 
     options = r.options(
         value, "training.hyper", {f.name for f in dataclasses.fields(TrainConfig)} - _SET_BY_RUNNER

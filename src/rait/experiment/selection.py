@@ -3,9 +3,9 @@ by validation loss on conversations held out of the cell's own training data
 (``training.hyper.validation_fraction``).
 
 Every candidate is a full training run that keeps its best checkpoint by validation loss
-(:func:`rait.train.train`); the cell's model is the candidate with the lowest best validation loss (ties: the
-first in search order). The held-out conversations are the same passages for a vanilla and an RA-IT cell of
-the same size and seed (same sample, same seeded split), and the same rule picks both models.
+(:func:`rait.training.train`); the cell's model is the candidate with the lowest best validation loss
+(ties: the first in search order). The held-out conversations are the same passages for a vanilla and an
+RA-IT cell of the same size and seed (same sample, same seeded split), and the same rule picks both models.
 
 With ``sizes`` the search runs only at those training-set sizes; a cell of another size is trained once with
 the hyper-parameters chosen for its donor, the searched cell of the same method, strategy, k and seed at the
@@ -55,7 +55,7 @@ def candidate_name(hyper: dict) -> str:
 
 def validation_loss(model_dir: Path) -> float | None:
     """The best validation loss of a finished training run (None when it held nothing out)."""
-    from rait.train import read_validation
+    from rait.training import read_validation
 
     validation = read_validation(model_dir)
     return None if validation is None else validation.get("best_eval_loss")

@@ -53,8 +53,8 @@ def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
 
 
 def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> Path:
-    """:func:`rait.train.train` (LoRA) on one cell's data; resumes from the cell's last checkpoint."""
-    from rait.train import TrainConfig, train
+    """:func:`rait.training.train` (LoRA) on one cell's data; resumes from the cell's last checkpoint."""
+    from rait.training import TrainConfig, train
 
     options = {
         **config.training.hyper,
@@ -81,7 +81,7 @@ def _answerer(
     decoding: str = "free",
 ):
     """The last model loaded, kept for the next eval cells (they come grouped by model and decoding)."""
-    from rait.inference.predict import load_predictor
+    from rait.inference import load_predictor
 
     return load_predictor(
         model,
@@ -99,8 +99,7 @@ def _answerer(
 
 @lru_cache(maxsize=2)
 def _out_domain_pool(source: str, fmt: str | None, lang: str, embedder: str | None, size: int, seed: int):
-    from rait.retrieval.embed import get_embedder
-    from rait.retrieval.pool import ExamplePool
+    from rait.retrieval import ExamplePool, get_embedder
 
     return ExamplePool.from_source(source, get_embedder(embedder, lang), lang, fmt=fmt, size=size, seed=seed)
 
@@ -118,9 +117,8 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
     """Answer every (passage, type) query of the cell's benchmark into ``predictions.jsonl`` (resumable),
     with the mode's retrieved examples; ``model`` is the trained adapter, None for the base model.
     What this run did (passages resumed, predicted, given examples) goes to ``predict_stats.json``."""
-    from rait.inference.predict import predict_records
-    from rait.retrieval.embed import get_embedder
-    from rait.retrieval.pool import ExamplePool
+    from rait.inference import predict_records
+    from rait.retrieval import ExamplePool, Retriever, get_embedder
 
     options = {**PREDICT_DEFAULTS, **config.evaluation.predict}
     records = _benchmark_records(config, cell.benchmark)
@@ -154,19 +152,17 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
                 seed=config.evaluation.seed,
                 embedder=get_embedder(config.embedder, config.lang),
             )
-
-        def examples(batch: list) -> list:
-            return pool.retrieve(
-                [r.text for r in batch],
-                mode.k,
-                mode.strategy,
-                K=options["K"],
-                bm25_threshold=options["bm25_threshold"],
-                mixed_ratio=options["mixed_ratio"],
-                seed=config.evaluation.seed,
-                query_ids=[r.id for r in batch],
-                exclude_identical=not options["allow_identical_examples"],
-            )
+        examples = Retriever(
+            pool,
+            mode.k,
+            options["bm25_threshold"],
+            config.evaluation.seed,
+            options["allow_identical_examples"],
+            strategy=mode.strategy,
+            K=options["K"],
+            mixed_ratio=options["mixed_ratio"],
+            by_id=True,
+        )
 
     output = out_dir / "predictions.jsonl"
     stats = predict_records(

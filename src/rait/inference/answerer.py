@@ -22,6 +22,7 @@ from rait.templates import prompt_turns, question_turn
 # (rait.inference.constrained); constrained-words: the same, with strings starting and ending only at word
 # boundaries
 DECODINGS = ("free", "constrained", "constrained-words")
+DEFAULT_BATCH_SIZE = 128  # type questions decoded together
 
 
 def check_decoding(decoding: str, max_new_tokens: int | None = None) -> None:

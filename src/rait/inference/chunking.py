@@ -7,25 +7,27 @@ long. Sentences are packed greedily; a sentence longer than the budget is cut at
 (preferably before a space) into windows that overlap by ``overlap_tokens``, so a mention cut at one
 window's edge is whole in the next. A passage that fits is one chunk and is answered exactly as before.
 
-:class:`ChunkedAnswerer` wraps any :class:`rait.inference.predict.Answerer` with a tokenizer: it yields, per
+:class:`ChunkedAnswerer` wraps any :class:`rait.inference.answerer.Answerer` with a tokenizer: it yields, per
 passage, one answer per type (for a chunked passage, the JSON list of the mentions of all chunks whose answer
 parsed). :func:`merge_chunk_entities` merges entities located in each chunk, with offsets in the passage.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from rait.answers import format_answer
 from rait.errors import RaitError
-from rait.inference.predict import DEFAULT_MAX_CHUNK_TOKENS, Answerer, PassageQuery, answer_mentions
+from rait.inference.answerer import Answerer, PassageQuery
+from rait.inference.entities import answer_mentions
 from rait.inference.stopping import with_finish_reason
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_MAX_CHUNK_TOKENS = 1024
 DEFAULT_OVERLAP_TOKENS = 32
 MIN_CHUNK_TOKENS = 16
 
@@ -253,7 +255,7 @@ def merge_chunk_answers(answers: list[list[str]], n_types: int) -> list[str]:
             found, ok = answer_mentions(chunk[t])
             parsed |= ok
             mentions.update(dict.fromkeys(found))
-        text = json.dumps(list(mentions), ensure_ascii=False) if parsed else answers[0][t]
+        text = format_answer(mentions) if parsed else answers[0][t]
         merged.append(with_finish_reason(text, [chunk[t] for chunk in answers]))
     return merged
 
@@ -262,7 +264,7 @@ def merge_chunk_entities(chunk_entities: list[tuple[int, list[dict]]]) -> list[d
     """Entities of a passage from ``(chunk start, entities located in that chunk)`` pairs: offsets shifted
     into the passage, the same span of a type kept once, a span inside a longer span of the same type
     dropped (a mention cut at a window edge), a not-found mention kept once per type. Sorted like
-    :func:`rait.inference.predict.entities_from_answers`."""
+    :func:`rait.inference.entities.entities_from_answers`."""
     spans: dict[tuple[str, int, int], dict] = {}
     missing: dict[tuple[str, str], dict] = {}
     for offset, entities in chunk_entities:

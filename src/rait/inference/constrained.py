@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rait.evaluation import parse_answer_items
+from rait.answers import parse_answer_items
 from rait.inference.entities import is_word_char
 
 # grammar states

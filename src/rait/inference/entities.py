@@ -1,6 +1,6 @@
 """Answers -> located entities.
 
-Answers are parsed with :func:`rait.evaluation.parse_answer_items` (a malformed answer counts as empty and is
+Answers are parsed with :func:`rait.answers.parse_answer_items` (a malformed answer counts as empty and is
 counted) and each mention is located in the passage: **all** its occurrences are returned with character
 offsets; a mention not found verbatim is kept with ``start``/``end`` ``None`` and ``found`` ``False``.
 """
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from rait.evaluation import parse_answer_items
+from rait.answers import parse_answer_items
 
 
 def answer_mentions(answer: str) -> tuple[list[str], bool]:
     """The mention strings of one answer as the model wrote them (de-duplicated, first-seen order) and
-    whether it parsed (:func:`rait.evaluation.parse_answer_items`); a malformed answer gives ``[]``."""
+    whether it parsed (:func:`rait.answers.parse_answer_items`); a malformed answer gives ``[]``."""
     items = parse_answer_items(answer)
     if items is None:
         return [], False

@@ -1,11 +1,6 @@
 """Prediction runs: answer every (passage, type) query of a benchmark or input file and write the
 predictions (:func:`predict_records`, :func:`run_predict` with a :class:`PredictConfig`), with in-context
-examples from a :class:`Retriever`.
-
-The rest of inference lives in its own modules and is re-exported here: :mod:`rait.inference.answerer` (the
-:class:`Answerer` interface, :class:`PassageQuery`), :mod:`rait.inference.transformers` (the transformers
-:class:`Predictor`, :func:`load_predictor`), :mod:`rait.inference.vllm` (:class:`VllmPredictor`) and
-:mod:`rait.inference.entities` (answers -> located entities).
+examples from a :class:`rait.retrieval.Retriever`.
 """
 
 from __future__ import annotations
@@ -14,77 +9,40 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
+from rait.answers import finish_reason
+from rait.console import progress_bar
 from rait.data.formats import detect_lang
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
-from rait.inference.answerer import DECODINGS, Answerer, PassageQuery, check_decoding
-from rait.inference.entities import answer_mentions, entities_from_answers, locate, located_entities
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, finish_reason
-from rait.inference.transformers import BACKENDS, Predictor, load_predictor
-from rait.inference.vllm import VllmPredictor
+from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
+from rait.inference.backends import BACKENDS, load_predictor
+from rait.inference.chunking import DEFAULT_MAX_CHUNK_TOKENS, with_chunking
+from rait.inference.entities import answer_mentions, located_entities
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.locks import output_lock
 from rait.records import QueryPrediction, Record
+from rait.retrieval import (
+    DEFAULT_BM25_THRESHOLD,
+    DEFAULT_NUM_EXAMPLES,
+    EXAMPLE_MODES,
+    ExamplePool,
+    example_retriever,
+    get_embedder,
+)
 
 __all__ = [
-    "BACKENDS",
-    "DECODINGS",
-    "DEFAULT_MAX_CHUNK_TOKENS",
-    "EXAMPLE_MODES",
-    "Answerer",
     "ExampleSource",
-    "PassageQuery",
     "PredictConfig",
     "PredictStats",
-    "Predictor",
-    "Retriever",
-    "VllmPredictor",
-    "answer_mentions",
-    "check_decoding",
-    "entities_from_answers",
-    "load_predictor",
-    "locate",
-    "located_entities",
     "meta_path",
     "predict_records",
     "query_rows",
     "run_predict",
 ]
 
-EXAMPLE_MODES = ("none", "out-domain", "in-domain")
-DEFAULT_MAX_CHUNK_TOKENS = 1024
 
 ExampleSource = Callable[[list[Record]], list[list[Record]]]
-"""Given passages, the in-context examples for each (e.g. a :class:`Retriever`)."""
-
-
-@dataclass(slots=True)
-class Retriever:
-    """Examples for passages from an :class:`rait.retrieval.pool.ExamplePool`: nearest neighbours, filtered by
-    BM25 score against the passage when ``bm25_threshold`` is set (the paper's out-domain setting);
-    ``None`` keeps plain nearest neighbours (in-domain). ``allow_identical``: pool passages with exactly
-    the passage's text may be examples (the reference's behaviour; rait excludes them by default)."""
-
-    pool: object
-    k: int = 2
-    bm25_threshold: float | None = None
-    seed: int = 42
-    allow_identical: bool = False
-
-    def __call__(self, records: list[Record]) -> list[list[Record]]:
-        texts = [r.text for r in records]
-        options = {"k": self.k, "seed": self.seed, "exclude_identical": not self.allow_identical}
-        if self.bm25_threshold is None:
-            return self.pool.retrieve(texts, strategy="nn", **options)
-        return self.pool.retrieve(texts, strategy="nn_bm25", bm25_threshold=self.bm25_threshold, **options)
+"""Given passages, the in-context examples for each (e.g. a :class:`rait.retrieval.Retriever`)."""
 
 
 @dataclass(slots=True)
@@ -106,17 +64,6 @@ class PredictStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _progress_bar(enabled: bool = True) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
-    )
 
 
 def query_rows(record: Record, types: Sequence[str], answers: Sequence[str]) -> list[QueryPrediction]:
@@ -166,8 +113,6 @@ def predict_records(
     Passages go to ``examples`` (retrieval) and the model ``chunk_size`` at a time. A passage longer than
     the model's context or ``max_chunk_tokens`` is answered in sentence chunks
     (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks."""
-    from rait.inference.chunking import with_chunking
-
     answerer = with_chunking(answerer, max_chunk_tokens)
     chunked_before = getattr(answerer, "n_chunked", 0)
     seen: set[tuple[str, str]] = set()
@@ -189,7 +134,7 @@ def predict_records(
                 todo.append((record, missing))
             else:
                 stats.n_resumed += 1
-        with _progress_bar(progress) as bar:
+        with progress_bar(progress) as bar:
             task = bar.add_task("predicting", total=len(records), completed=stats.n_resumed)
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start : start + chunk_size]
@@ -244,15 +189,15 @@ class PredictConfig:
     examples: str = "none"
     pool: str | None = None
     pool_size: int | None = None
-    k: int = 2
-    bm25_threshold: float = 20.0
+    k: int = DEFAULT_NUM_EXAMPLES
+    bm25_threshold: float = DEFAULT_BM25_THRESHOLD
     stopwords: str | None = None
     allow_identical_examples: bool = False
     embedder: str | None = None
     lang: str | None = None
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     stop_repetition: bool = True
-    batch_size: int = 128
+    batch_size: int = DEFAULT_BATCH_SIZE
     backend: str = "hf"
     precision: str = "auto"
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
@@ -422,9 +367,6 @@ def _predict_jobs(
     progress: bool,
     answerer: Answerer | None,
 ) -> PredictStats:
-    from rait.retrieval.embed import get_embedder
-    from rait.retrieval.pool import ExamplePool
-
     answerer = answerer or load_predictor(
         config.model,
         adapter=config.adapter,
@@ -461,11 +403,11 @@ def _predict_jobs(
                         stopwords=config.stopwords,
                     )
                 pool = file_pool
-            threshold = config.bm25_threshold if config.examples == "out-domain" else None
-            source = Retriever(
+            source = example_retriever(
+                config.examples,
                 pool,
                 k=config.k,
-                bm25_threshold=threshold,
+                bm25_threshold=config.bm25_threshold,
                 seed=config.seed,
                 allow_identical=config.allow_identical_examples,
             )

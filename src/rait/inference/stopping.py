@@ -1,9 +1,10 @@
-"""When an answer's generation ends: the length caps, the repetition rule, and the finish reasons.
+"""When an answer's generation ends: the length caps and the repetition rule.
 
-Every answer ends for one of ``FINISH_REASONS``: ``stop`` (the model wrote its end-of-turn token),
-``length`` (it reached ``max_new_tokens``: the answer may be cut) or ``repetition`` (it was caught in a loop,
-:func:`repeats_itself`). Predictors return answers as :class:`Answer` strings carrying their reason, and
-prediction stats, ``rait evaluate`` and ``rait report`` count the ``length`` and ``repetition`` ones.
+Every answer ends for one of :data:`rait.answers.FINISH_REASONS`: ``stop`` (the model wrote its end-of-turn
+token), ``length`` (it reached ``max_new_tokens``: the answer may be cut) or ``repetition`` (it was caught in
+a loop, :func:`repeats_itself`). Predictors return answers as :class:`rait.answers.Answer` strings carrying
+their reason, and prediction stats, ``rait evaluate`` and ``rait report`` count the ``length`` and
+``repetition`` ones.
 
 ``DEFAULT_MAX_NEW_TOKENS`` (256) cuts at most 0.5% of any registered benchmark's gold answers with
 SmolLM2's tokenizer (the most needed: 195 tokens, Yidu; measured by ``benchmarks/gold_answer_lengths.py``,
@@ -14,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rait.answers import Answer, finish_reason
+
 DEFAULT_MAX_NEW_TOKENS = 256
 PAPER_MAX_NEW_TOKENS = 1024
-FINISH_REASONS = ("stop", "length", "repetition")
 
 REPEAT_MIN_TOKENS = 32
 REPEAT_MIN_COUNT = 3
@@ -65,22 +67,6 @@ class Continuation(list):
     def __init__(self, ids=(), finish_reason: str = "stop"):
         super().__init__(ids)
         self.finish_reason = finish_reason
-
-
-class Answer(str):
-    """A decoded answer (a string) with the reason its generation ended (``finish_reason``)."""
-
-    finish_reason: str = "stop"
-
-    def __new__(cls, text: str, finish_reason: str = "stop"):
-        answer = super().__new__(cls, text)
-        answer.finish_reason = finish_reason
-        return answer
-
-
-def finish_reason(answer: str) -> str | None:
-    """An answer's finish reason; None for a plain string (an answerer that does not report one)."""
-    return getattr(answer, "finish_reason", None)
 
 
 def with_finish_reason(text: str, parts: Sequence[str]) -> str:

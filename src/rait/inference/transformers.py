@@ -1,4 +1,4 @@
-"""Greedy transformers inference (:class:`Predictor`) and :func:`load_predictor`, which picks a backend.
+"""Greedy transformers inference: the ``hf`` backend (:class:`Predictor`).
 
 A passage's prompt is the same for all of its types up to the question (optional RA-IT examples turn,
 passage turn, acknowledgement), so :class:`Predictor` runs that prefix once, copies its KV cache to one
@@ -10,23 +10,18 @@ prompt for every type: the reference the fast path must match token for token.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import torch
 
+from rait.answers import Answer
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
-from rait.inference.answerer import Answerer, PassageQuery, check_decoding
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, Continuation, repeats_itself
-from rait.inference.vllm import VllmPredictor
+from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation, repeats_itself
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
-
-BACKENDS = ("hf", "vllm")
-
-logger = logging.getLogger(__name__)
 
 
 class Predictor(Answerer):
@@ -49,7 +44,7 @@ class Predictor(Answerer):
         tokenizer,
         lang: str = "en",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        batch_size: int = 128,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         system_prompt: str | None = "none",
         decoding: str = "free",
         stop_repetition: bool = True,
@@ -260,64 +255,3 @@ def _group_units(units: list, batch_size: int) -> Iterator[list]:
         rows += len(unit[2])
     if group:
         yield group
-
-
-def load_predictor(
-    model: str | None = None,
-    *,
-    adapter: str | None = None,
-    backend: str = "hf",
-    lang: str = "en",
-    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: int = 128,
-    device: str | None = None,
-    precision: str = "auto",
-    system_prompt: str | None = None,
-    decoding: str = "free",
-    stop_repetition: bool = True,
-) -> Predictor | VllmPredictor:
-    """A predictor (``hf`` or ``vllm`` backend) for a model name, dir or Hub id, or a LoRA adapter dir;
-    ``decoding``: one of :data:`DECODINGS` (:mod:`rait.inference.constrained`). ``model`` and ``adapter`` may
-    be built-in model names; neither given: the built-in model when packaged, else the untuned default model
-    (:mod:`rait.builtin`).
-
-    ``precision`` (``hf``): ``auto``, ``fp32`` or ``bf16`` (see :mod:`rait.precision`). ``system_prompt``
-    (``none``, ``default`` or a text; see :mod:`rait.chat`): None uses the one the adapter or model was
-    trained with (its ``rait_train_config.json``), else ``none``. ``stop_repetition``: end a row once it
-    repeats itself (:func:`rait.inference.stopping.repeats_itself`)."""
-    from rait.builtin import default_model, resolve_builtin
-    from rait.models import trained_system_prompt
-
-    check_decoding(decoding, max_new_tokens)
-    model, adapter = resolve_builtin(default_model(model, adapter)), resolve_builtin(adapter)
-    if system_prompt is None:
-        system_prompt = trained_system_prompt(adapter, model) or "none"
-    if backend == "vllm":
-        return VllmPredictor(
-            model,
-            adapter=adapter,
-            lang=lang,
-            max_new_tokens=max_new_tokens,
-            system_prompt=system_prompt,
-            decoding=decoding,
-            stop_repetition=stop_repetition,
-        )
-    if backend != "hf":
-        raise RaitError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    from rait.models import default_device, load_model
-    from rait.precision import precision_dtype, resolve_precision
-
-    device = device or default_device()
-    resolved = resolve_precision(precision, device)
-    loaded, tokenizer = load_model(model, adapter=adapter, device=device, dtype=precision_dtype(resolved))
-    logger.info("inference precision %s (%s on %s)", resolved, precision, device)
-    return Predictor(
-        loaded,
-        tokenizer,
-        lang=lang,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        system_prompt=system_prompt,
-        decoding=decoding,
-        stop_repetition=stop_repetition,
-    )

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from rait.answers import Answer
 from rait.chat import encode_system, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.fileio import read_json
 from rait.inference.answerer import Answerer, PassageQuery, check_decoding
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Answer, loop_end
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, loop_end
 
 
 class VllmPredictor(Answerer):

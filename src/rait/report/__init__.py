@@ -21,21 +21,8 @@ from pathlib import Path
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED
 from rait.fileio import atomic_write, write_json
 from rait.report.export import SCORES_JSON, _scores_json, scores_json
-from rait.report.plots import _bars as _bars
-from rait.report.plots import _difference_plot as _difference_plot
-from rait.report.plots import _figure as _figure
-from rait.report.plots import _save as _save
-from rait.report.plots import _yerr as _yerr
-from rait.report.results import _ROW_KEYS as _ROW_KEYS
-from rait.report.results import _check_sentences as _check_sentences
 from rait.report.results import load_results
 from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
-from rait.report.scores import _model_order as _model_order
-from rait.report.scores import _strategy as _strategy
-from rait.report.scores import _vanilla_of as _vanilla_of
-from rait.report.tables import _fmt as _fmt
-from rait.report.tables import _row_best_table as _row_best_table
-from rait.report.tables import _value as _value
 from rait.report.tables import markdown_table, results_markdown, stop_counts
 from rait.report.views import (
     View,
@@ -51,7 +38,6 @@ from rait.report.views import (
     strategy_bars,
     strategy_differences,
 )
-from rait.report.views import _p as _p
 
 __all__ = [
     "REPORT_MD",

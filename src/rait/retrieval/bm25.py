@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from rait.console import progress
 from rait.errors import RaitError
 from rait.fileio import read_text
-from rait.retrieval.embed import progress
 
 
 def load_stopwords(spec: str | Path | Iterable[str] | None) -> frozenset[str]:

@@ -11,13 +11,12 @@ import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rait.console import progress
 from rait.errors import RaitError
 
 MINILM = "minilm"
@@ -31,18 +30,6 @@ ALIASES = {
     "usem3": USE_MULTILINGUAL,
     HASHING: HASHING,
 }
-
-
-@contextmanager
-def progress(description: str, total: int, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar; yields ``advance(n)``. Disabled (a no-op) when ``enabled`` is false."""
-    if not enabled:
-        yield lambda n: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def default_cache_dir() -> Path:

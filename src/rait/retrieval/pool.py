@@ -26,19 +26,24 @@ import faiss
 import numpy as np
 import scipy.sparse as sp
 
+from rait.console import progress
 from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import RaitError
 from rait.records import Record
-from rait.retrieval.bm25 import BM25Index, load_stopwords, tokenize  # noqa: F401 (also public here, as before)
-from rait.retrieval.embed import Embedder, get_embedder, l2_normalise, progress
+from rait.retrieval.bm25 import BM25Index
+from rait.retrieval.embed import Embedder, get_embedder, l2_normalise
 
 STRATEGIES = ("nn", "nn_bm25", "dnn", "dnn_bm25", "random", "mixed_nn")
 INDEXES = ("flat", "hnsw", "ivf")
-DEFAULT_K = 128
+DEFAULT_NUM_EXAMPLES = 2  # k, the examples per passage
+DEFAULT_K = 128  # K, the nearest neighbours the diverse strategies sample k from
 DEFAULT_BM25_THRESHOLD = 20.0
+DEFAULT_MIXED_RATIO = 0.5
 
 
-def check_options(k: int, strategy: str, K: int = DEFAULT_K, mixed_ratio: float = 0.5) -> None:
+def check_options(
+    k: int, strategy: str, K: int = DEFAULT_K, mixed_ratio: float = DEFAULT_MIXED_RATIO
+) -> None:
     """Raise RaitError for an unknown strategy or out-of-range k / K / ratio."""
     if strategy not in STRATEGIES:
         raise RaitError(f"unknown retrieval strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -387,12 +392,12 @@ class ExamplePool:
 
     def self_retrieve(
         self,
-        k: int = 2,
+        k: int = DEFAULT_NUM_EXAMPLES,
         strategy: str = "nn",
         *,
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
-        mixed_ratio: float = 0.5,
+        mixed_ratio: float = DEFAULT_MIXED_RATIO,
         seed: int = 42,
     ) -> list[list[int]]:
         """Examples for every pool record from the other records (RA-IT training data): row i holds
@@ -414,12 +419,12 @@ class ExamplePool:
     def retrieve_indices(
         self,
         texts: Sequence[str],
-        k: int = 2,
+        k: int = DEFAULT_NUM_EXAMPLES,
         strategy: str = "nn",
         *,
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
-        mixed_ratio: float = 0.5,
+        mixed_ratio: float = DEFAULT_MIXED_RATIO,
         seed: int = 42,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,
@@ -449,12 +454,12 @@ class ExamplePool:
     def retrieve(
         self,
         texts: Sequence[str],
-        k: int = 2,
+        k: int = DEFAULT_NUM_EXAMPLES,
         strategy: str = "nn",
         *,
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
-        mixed_ratio: float = 0.5,
+        mixed_ratio: float = DEFAULT_MIXED_RATIO,
         seed: int = 42,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,

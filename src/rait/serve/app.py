@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 import rait
 from rait.api import EXAMPLES, NER
 from rait.errors import RaitError
-from rait.inference.predict import DECODINGS, Predictor
+from rait.inference import DECODINGS, Predictor
 from rait.serve.batcher import Batcher, QueueFull
 from rait.templates import WORDINGS
 

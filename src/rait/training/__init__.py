@@ -13,8 +13,7 @@ effective batch (per-device batch x gradient accumulation x number of processes)
 Modules: :mod:`.config` (:class:`TrainConfig`, config files), :mod:`.data` (conversation files, validation
 hold-out, encoding with the length rule), :mod:`.trainer` (collation, length-grouped sampler, the Trainer
 subclass), :mod:`.log` (callbacks, ``train_log.jsonl``, loss plot), :mod:`.checkpoints` (resume),
-:mod:`.loop` (:func:`train`) and :mod:`.merge` (:func:`merge_adapter`); :mod:`rait.train` re-exports
-them all."""
+:mod:`.loop` (:func:`train`) and :mod:`.merge` (:func:`merge_adapter`)."""
 
 import warnings
 

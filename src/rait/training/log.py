@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rait.console import progress_bar
 from rait.fileio import JsonlAppender, read_jsonl, write_jsonl
 
 LOG_FILE = "train_log.jsonl"
@@ -12,7 +13,6 @@ LOSS_PLOT = "loss_curve.png"
 
 
 def _callbacks(log_path: Path, resume_step: int | None):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import TrainerCallback
 
     class JsonlLog(TrainerCallback):
@@ -43,15 +43,11 @@ def _callbacks(log_path: Path, resume_step: int | None):
     class RichProgress(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self.progress = Progress(
-                    TextColumn("training"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    TextColumn("{task.description}"),
-                )
+                self.progress = progress_bar()
                 self.progress.start()
-                self.task = self.progress.add_task("", total=state.max_steps, completed=state.global_step)
+                self.task = self.progress.add_task(
+                    "training", total=state.max_steps, completed=state.global_step
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
@@ -59,7 +55,7 @@ def _callbacks(log_path: Path, resume_step: int | None):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs and "loss" in logs:
-                self.progress.update(self.task, description=f"loss {logs['loss']:.4f}")
+                self.progress.update(self.task, description=f"training, loss {logs['loss']:.4f}")
 
         def on_train_end(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
