@@ -15,7 +15,6 @@ model to ship, across cells, by loss on a hold-out common to them)."""
 from rait.experiment.cells import EvalCell, Grid, InferenceMode, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.config import (
     LANGS,
-    MODE_KINDS,
     PREDICT_DEFAULTS,
     EvaluationSpec,
     ExperimentConfig,
@@ -48,7 +47,6 @@ __all__ = [
     "DONE_NAME",
     "EXECUTION_SETTINGS",
     "LANGS",
-    "MODE_KINDS",
     "PREDICT_DEFAULTS",
     "RESULTS_JSON",
     "RESULTS_MD",

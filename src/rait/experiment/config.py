@@ -19,9 +19,8 @@ from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
 from rait.fileio import read_text
 from rait.inference import DECODINGS, DEFAULT_MAX_NEW_TOKENS
 from rait.precision import PRECISIONS
-from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, DEFAULT_MIXED_RATIO, STRATEGIES
+from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, DEFAULT_MIXED_RATIO, EXAMPLE_MODES, STRATEGIES
 
-MODE_KINDS = ("none", "out-domain", "in-domain")
 LANGS = ("en", "zh")
 
 
@@ -531,7 +530,7 @@ def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
     if isinstance(data, str):
         data = {"kind": data}
     data = r.mapping(data, key, _MODE_KEYS, required=("kind",))
-    kind = r.choice(data["kind"], f"{key}.kind", MODE_KINDS)
+    kind = r.choice(data["kind"], f"{key}.kind", EXAMPLE_MODES)
     if kind == "none":
         for name in ("strategies", "k", "pool_sizes"):
             if name in data:
