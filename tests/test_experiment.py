@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -555,3 +556,46 @@ def test_allow_identical_examples_is_a_bool_predict_option(tmp_path):
     )
     with pytest.raises(DataError, match="must be a bool"):
         load_config(bad, output_dir=tmp_path / "o")
+
+
+def test_train_seeds_train_one_sample_several_times(tmp_path):
+    """``train_seeds``: the same data (one build step) trained once per seed; modes can select by seed."""
+    text = CONFIG.replace("  seeds: [1]\n", "  seeds: [1]\n  train_seeds: [1, 7]\n").replace(
+        "models: {sizes: [20]}", "models: {sizes: [20], seeds: [7], base: false}"
+    )
+    path = tmp_path / "seeds.yaml"
+    path.write_text(text)
+    config = load_config(path, output_dir=tmp_path / "out")
+    names = [c.name for c in config.train_cells()]
+    assert names[:4] == ["n10-vanilla-s1", "n10-vanilla-s1-t7", "n10-ra-it-nn-k2-s1", "n10-ra-it-nn-k2-s1-t7"]
+    assert TrainCell(10, "vanilla", seed=1, train_seed=7).training_seed == 7
+    assert TrainCell(10, "vanilla", seed=1).training_seed == 1
+    out_models = {c.model_name for c in config.eval_cells() if c.mode.kind == "out-domain"}
+    assert out_models == {"n20-vanilla-s1-t7", "n20-ra-it-nn-k2-s1-t7"}
+
+    class Recording(FakeStages):
+        def train(self, config, cell: TrainCell, data: Path, out_dir: Path) -> Path:
+            self._call("train", cell.name, out_dir)
+            assert data.read_text() == dataclasses.replace(cell, train_seed=None).name  # the sample's data
+            (out_dir / "adapter").mkdir(exist_ok=True)
+            return out_dir / "adapter"
+
+    fake = Recording()
+    results = run_experiment(config, stages=fake.stages())
+    assert fake.count("build") == 4 and fake.count("train") == 8
+    seeded = [r for r in results["rows"] if r["model"] == "n10-vanilla-s1-t7"]
+    assert seeded and all(r["seed"] == 1 and r["train_seed"] == 7 for r in seeded)
+
+
+def test_run_train_keeps_the_sample_hold_out_for_another_training_seed(tmp_path, monkeypatch):
+    from rait.experiment import stages
+
+    seen = []
+    monkeypatch.setattr("rait.train.train", lambda config: seen.append(config) or Path(config.output_dir))
+    path = tmp_path / "fake.yaml"
+    path.write_text(CONFIG)
+    config = load_config(path, output_dir=tmp_path / "out")
+    stages.run_train(config, TrainCell(10, "vanilla", seed=1, train_seed=7), tmp_path / "d.jsonl", tmp_path)
+    stages.run_train(config, TrainCell(10, "vanilla", seed=1), tmp_path / "d.jsonl", tmp_path)
+    assert (seen[0].seed, seen[0].split_seed) == (7, 1)
+    assert (seen[1].seed, seen[1].split_seed) == (1, None)

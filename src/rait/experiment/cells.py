@@ -9,28 +9,40 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class TrainCell:
-    """One fine-tuned model: training-set size, method, retrieval strategy and k (RA-IT only), seed."""
+    """One fine-tuned model: training-set size, method, retrieval strategy and k (RA-IT only), seed (of the
+    training sample, its retrieval and hold-out, and of training) and ``train_seed``, set only when training
+    (data order and initialisation) takes another seed than the sample: the same data, another run."""
 
     size: int
     method: str
     strategy: str | None = None
     k: int = 0
     seed: int = 42
+    train_seed: int | None = None
 
     @property
     def name(self) -> str:
+        suffix = "" if self.train_seed is None else f"-t{self.train_seed}"
         if self.method == "vanilla":
-            return f"n{self.size}-vanilla-s{self.seed}"
-        return f"n{self.size}-ra-it-{self.strategy}-k{self.k}-s{self.seed}"
+            return f"n{self.size}-vanilla-s{self.seed}{suffix}"
+        return f"n{self.size}-ra-it-{self.strategy}-k{self.k}-s{self.seed}{suffix}"
+
+    @property
+    def training_seed(self) -> int:
+        """The seed of training: data order and initialisation."""
+        return self.seed if self.train_seed is None else self.train_seed
 
     def describe(self) -> dict:
-        return {
+        described = {
             "size": self.size,
             "method": self.method,
             "strategy": self.strategy,
             "k": self.k,
             "seed": self.seed,
         }
+        if self.train_seed is not None:  # only when set: cells finished before train seeds existed stay done
+            described["train_seed"] = self.train_seed
+        return described
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,42 +106,51 @@ class EvalCell:
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """A product of training-cell factors; vanilla cells ignore ``strategies`` and ``k``."""
+    """A product of training-cell factors; vanilla cells ignore ``strategies`` and ``k``. ``train_seeds``
+    (``None``: each sample's own seed) trains every sample once per training seed."""
 
     sizes: tuple[int, ...]
     methods: tuple[str, ...]
     strategies: tuple[str, ...]
     k: tuple[int, ...]
+    train_seeds: tuple[int, ...] | None = None
 
     def cells(self, seeds: Sequence[int]) -> list[TrainCell]:
         cells = []
         for size in self.sizes:
             for method in self.methods:
                 for seed in seeds:
-                    if method == "vanilla":
-                        cells.append(TrainCell(size, method, seed=seed))
-                    else:
-                        cells += [
-                            TrainCell(size, method, s, k, seed) for s in self.strategies for k in self.k
-                        ]
+                    for t in self.train_seeds or (seed,):
+                        t = None if t == seed else t
+                        if method == "vanilla":
+                            cells.append(TrainCell(size, method, seed=seed, train_seed=t))
+                        else:
+                            cells += [
+                                TrainCell(size, method, s, k, seed, t)
+                                for s in self.strategies
+                                for k in self.k
+                            ]
         return cells
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSelector:
     """Which models an inference mode is applied to; ``None`` = no restriction on that factor.
-    ``strategies`` and ``k`` restrict RA-IT models only."""
+    ``strategies`` and ``k`` restrict RA-IT models only; ``seeds`` match the training seed."""
 
     base: bool = True
     sizes: tuple[int, ...] | None = None
     methods: tuple[str, ...] | None = None
     strategies: tuple[str, ...] | None = None
     k: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = None
 
     def matches(self, cell: TrainCell | None) -> bool:
         if cell is None:
             return self.base
         if self.sizes is not None and cell.size not in self.sizes:
+            return False
+        if self.seeds is not None and cell.training_seed not in self.seeds:
             return False
         if self.methods is not None and cell.method not in self.methods:
             return False

@@ -103,15 +103,16 @@ _TRAINING_KEYS = (
     "strategies",
     "k",
     "seeds",
+    "train_seeds",
     "extra_grids",
     "build",
     "hyper",
     "search",
 )
-_GRID_KEYS = ("sizes", "methods", "strategies", "k")
+_GRID_KEYS = ("sizes", "methods", "strategies", "k", "train_seeds")
 _EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
 _MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models", "decodings")
-_SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k")
+_SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k", "seeds")
 _SET_BY_RUNNER = {
     "source",
     "output",
@@ -122,6 +123,7 @@ _SET_BY_RUNNER = {
     "lang",
     "embedder",
     "seed",
+    "split_seed",
     "source_format",
     "show_progress",
     "data",
@@ -294,6 +296,9 @@ def _grid(r: _Reader, data: dict, key: str, defaults: Grid) -> Grid:
         if "strategies" in data
         else defaults.strategies,
         k=r.integers(data["k"], f"{key}.k", 1) if "k" in data else defaults.k,
+        train_seeds=r.integers(data["train_seeds"], f"{key}.train_seeds")
+        if "train_seeds" in data
+        else defaults.train_seeds,
     )
 
 
@@ -551,6 +556,7 @@ def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
             if "strategies" in sel
             else None,
             k=r.integers(sel["k"], f"{k}.k", 1) if "k" in sel else None,
+            seeds=r.integers(sel["seeds"], f"{k}.seeds") if "seeds" in sel else None,
         )
     decodings = r.choices(data.get("decodings", ["free"]), f"{key}.decodings", DECODINGS)
     if kind == "none":

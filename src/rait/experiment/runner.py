@@ -130,6 +130,7 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
     root = config.output_dir
     steps: list[Step] = []
     trained: dict[TrainCell, Step] = {}
+    built: dict[TrainCell, Step] = {}
 
     def result_path(step: Step) -> Path:
         marker = step.read_marker()
@@ -137,32 +138,38 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             raise ExperimentError(f"{step.stage} step {step.name} has not finished ({step.marker} missing)")
         return root / marker["result"]["path"]
 
-    def train_step(cell: TrainCell) -> Step:
-        if cell not in trained:
-            data_dir, model_dir = root / "data" / cell.name, root / "train" / cell.name
-            data_params = {
+    def build_step(cell: TrainCell) -> Step:
+        """The dataset of ``cell``'s sample, shared by the cells that differ only in the training seed."""
+        sample = dataclasses.replace(cell, train_seed=None)
+        if sample not in built:
+            data_dir = root / "data" / sample.name
+            params = {
                 "lang": config.lang,
                 "source": config.training.source,
                 "format": config.training.format,
-                **cell.describe(),
+                **sample.describe(),
                 "build": config.training.build,
                 "embedder": config.embedder if cell.method == "ra-it" else None,
             }
-            data = Step(
-                "build",
-                cell.name,
-                data_dir,
-                data_params,
-                lambda: {"path": _store_path(stages.build(config, cell, data_dir), root)},
-                cell,
-            )
+
+            def action() -> dict:
+                return {"path": _store_path(stages.build(config, sample, data_dir), root)}
+
+            built[sample] = Step("build", sample.name, data_dir, params, action, sample)
+            steps.append(built[sample])
+        return built[sample]
+
+    def train_step(cell: TrainCell) -> Step:
+        if cell not in trained:
+            model_dir = root / "train" / cell.name
+            data = build_step(cell)
             model_params = {
-                **data_params,
+                **data.params,
+                **cell.describe(),
                 "model": config.model,
                 "hyper": config.training.hyper,
                 **_precision_param(config.training.hyper.get("precision")),
             }
-            steps.append(data)
             if config.training.search is None:
                 model = training(cell, data, model_dir, config, model_params, cell.name)
             elif (donor := config.search_donor(cell)) is not None:

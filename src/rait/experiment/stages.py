@@ -61,9 +61,11 @@ def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Pa
         "data": [str(data)],
         "output_dir": str(out_dir),
         "model": config.model,
-        "seed": cell.seed,
+        "seed": cell.training_seed,
         "resume": True,
     }
+    if cell.train_seed is not None:  # another run on the same data: the sample's hold-out
+        options["split_seed"] = cell.seed
     return train(TrainConfig.from_dict(options, source=config.path or "experiment"))
 
 

@@ -50,6 +50,7 @@ class TrainConfig:
     validation_fraction: float = (
         0.0  # > 0: hold out this share of conversations (seeded), keep best by val loss
     )
+    split_seed: int | None = None  # seed of the hold-out (None: ``seed``), so runs of several seeds share it
     resume: bool = False  # continue from the last checkpoint in output_dir
 
     def to_dict(self) -> dict:

@@ -57,7 +57,9 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     accumulation = config.gradient_accumulation_steps(world_size)
     conversations, held_out = split_validation(
-        load_conversations(config.data), config.validation_fraction, config.seed
+        load_conversations(config.data),
+        config.validation_fraction,
+        config.seed if config.split_seed is None else config.split_seed,
     )
     resume_from = _check_resume(config, output_dir)
     finished = None
