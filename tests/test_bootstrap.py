@@ -68,13 +68,30 @@ def test_a_clear_difference_is_significant_and_paired():
     assert (boot.replicates["ra", "b"] >= boot.replicates["v", "b"]).all()
 
 
-def test_seeds_are_averaged_on_shared_resamples():
+def test_seeds_are_averaged_and_resampled_on_shared_sentence_resamples():
+    """A model of two seeds: its point is their mean; each replicate draws the seeds with replacement (both
+    the first, both the second, or one of each) on the same resampled sentences, the same draw on every
+    benchmark; so its interval also carries the spread between seeds."""
     one, two = bernoulli(HALF), bernoulli(set(range(100)))
-    boot = BootstrapF1({"s1": {"b": [one]}, "s2": {"b": [two]}, "both": {"b": [one, two]}}, samples=300)
+    runs = {
+        "s1": {"b": [one], "c": [one]},
+        "s2": {"b": [two], "c": [two]},
+        "both": {"b": [one, two], "c": [one, two]},
+    }
+    boot = BootstrapF1(runs, samples=300)
     assert boot.point["both", "b"] == pytest.approx((50.0 + 25.0) / 2)
-    np.testing.assert_allclose(
-        boot.replicates["both", "b"], (boot.replicates["s1", "b"] + boot.replicates["s2", "b"]) / 2
-    )
+    kinds = []
+    for bench in ("b", "c"):
+        s1, s2, both = (boot.replicates[key, bench] for key in ("s1", "s2", "both"))
+        options = np.stack([s1, s2, (s1 + s2) / 2])
+        matches = np.isclose(options, both)
+        assert matches.any(axis=0).all()
+        kinds.append(matches.argmax(axis=0))
+    np.testing.assert_array_equal(kinds[0], kinds[1])  # one draw of seeds per replicate for all benchmarks
+    assert set(kinds[0]) == {0, 1, 2}
+    mean_only = (boot.replicates["s1", "b"] + boot.replicates["s2", "b"]) / 2
+    both = boot.interval("both", "b")
+    assert both.high - both.low > np.percentile(mean_only, 97.5) - np.percentile(mean_only, 2.5) + 10
 
 
 def test_average_over_benchmarks_resamples_each_benchmark():

@@ -91,7 +91,8 @@ def test_views_without_data_are_skipped_with_a_note(results, tmp_path):
     report = build_report(results, tmp_path).read_text()
     assert report.count("_Skipped:") == 5
     assert "_Skipped: no results with in-domain examples at inference._" in report
-    assert not list(tmp_path.glob("*.png"))
+    # the 500-passage models of two seeds still have their spread; no other plot has data
+    assert [p.name for p in tmp_path.glob("*.png")] == ["fig_seed_spread.png"]
     # the base model lacks one benchmark: its average is left out, not computed from the rest
     assert "| no fine-tuning | Base model | 5.00 | — | — |" in section(report, "Main results")
 
@@ -460,3 +461,28 @@ def test_strategy_differences(paired_results, tmp_path):
     assert found[1]["average"]["difference"] == pytest.approx(12.625)
     alone = build_report(paired_results | {"rows": paired_results["rows"][:4]}, tmp_path / "one").read_text()
     assert "One retrieval strategy" not in alone
+
+
+def test_seed_spread(paired_results, tmp_path):
+    """FABRICATED: RA-IT trained three times (average F1 62.5, 50 and 37.5: mean 50, SD 12.5); vanilla once.
+    The view lists each run, the mean, the SD and an interval that resamples runs and sentences, wider than
+    the single run's; scores.json carries the same numbers."""
+    half = set(range(0, 400, 2))
+    rows = [r for r in paired_results["rows"] if r["model"] == "v"]
+    for model, extra in (("r1", set(range(1, 200, 2))), ("r2", set()), ("r3", None)):
+        right = half | extra if extra is not None else set(range(0, 200, 2))
+        for benchmark in ("a", "b"):
+            row = _row(model, "ra-it", benchmark, _sentences(right if benchmark == "a" else half))
+            rows.append(row | {"train_seed": int(model[1])})
+    results = {**paired_results, "rows": rows}
+    report = build_report(results, tmp_path, samples=2000, seed=1).read_text()
+    spread = section(report, "Spread between training runs")
+    line = next(line for line in spread.splitlines() if "RA-IT" in line)
+    assert "| 3 | 62.50, 50.00, 37.50 | 50.00 | 12.50 | [" in line
+    low, high = _numbers(line.split("| 12.50 |")[1])
+    assert low < 40 and high > 57  # the run-to-run spread is in the interval, not sentences alone (+-3.5)
+    assert "Vanilla" not in spread and (tmp_path / "fig_seed_spread.png").read_bytes().startswith(PNG_HEADER)
+    found = json.loads((tmp_path / SCORES_JSON).read_text())["seed_spread"]
+    assert [entry["runs"] for entry in found] == [{"r1": 62.5, "r2": 50.0, "r3": 37.5}]
+    assert (found[0]["mean"], found[0]["sd"]) == (50.0, 12.5)
+    assert "seed_spread" not in scores_json(paired_results, samples=100)

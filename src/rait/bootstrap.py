@@ -3,7 +3,9 @@
 A benchmark's score is micro-F1 of its sentences' summed counts (correct, predicted, gold), as in
 :mod:`rait.evaluation`. One bootstrap replicate draws the benchmark's n sentences with replacement — the same
 draw for every model, so differences between models are paired — and recomputes each model's F1 from the
-drawn sentences; a model trained with several seeds gets the mean of its seeds' F1s. The average over
+drawn sentences; a model trained with several seeds gets the mean of its seeds' F1s, and its replicates
+also draw its seeds with replacement (a two-level bootstrap: training runs and sentences), one draw per
+replicate shared by all benchmarks, since a seed's model answers every benchmark. The average over
 benchmarks draws every benchmark independently (a stratified bootstrap) and takes the mean of the replicate
 F1s. Intervals are percentile intervals. The p-value of a difference ``d`` is two-sided: the share of
 replicates with ``|d* - d| >= |d|``, i.e. the bootstrap distribution shifted to the null hypothesis of no
@@ -69,6 +71,7 @@ class BootstrapF1:
         self.samples, self.seed = samples, seed
         self.point: dict[tuple[Hashable, str], float] = {}
         self.replicates: dict[tuple[Hashable, str], np.ndarray] = {}
+        self._draws: dict[tuple[Hashable, int], np.ndarray] = {}
         benchmarks = list(dict.fromkeys(b for per in runs.values() for b in per))
         for benchmark in benchmarks:
             self._benchmark(benchmark, {key: per[benchmark] for key, per in runs.items() if benchmark in per})
@@ -91,12 +94,23 @@ class BootstrapF1:
         chunk = max(1, _CHUNK // n)
         parts: dict[Hashable, list[np.ndarray]] = {key: [] for key in arrays}
         for start in range(0, self.samples, chunk):
-            weights = rng.multinomial(n, np.full(n, 1 / n), size=min(chunk, self.samples - start))
+            size = min(chunk, self.samples - start)
+            weights = rng.multinomial(n, np.full(n, 1 / n), size=size)
             for key, counts in arrays.items():
-                drawn = np.einsum("bn,snc->sbc", weights, counts)  # (seeds, replicates, 3)
-                parts[key].append(micro_f1(drawn).mean(axis=0))
+                f1 = micro_f1(np.einsum("bn,snc->sbc", weights, counts))  # (seeds, replicates)
+                if len(f1) > 1:
+                    f1 = np.take_along_axis(f1, self._seed_draws(key, len(f1))[:, start : start + size], 0)
+                parts[key].append(f1.mean(axis=0))
         for key, chunks in parts.items():
             self.replicates[key, benchmark] = np.concatenate(chunks)
+
+    def _seed_draws(self, key: Hashable, seeds: int) -> np.ndarray:
+        """(seeds, samples) seed indices drawn with replacement for ``key``'s replicates, the same for every
+        benchmark of ``key``."""
+        if (key, seeds) not in self._draws:
+            rng = np.random.default_rng([self.seed, zlib.crc32(repr(key).encode()), seeds])
+            self._draws[key, seeds] = rng.integers(0, seeds, size=(seeds, self.samples))
+        return self._draws[key, seeds]
 
     def _average(self, key: Hashable, benchmarks: Sequence[str]) -> tuple[float, np.ndarray] | None:
         if not benchmarks or any((key, b) not in self.replicates for b in benchmarks):

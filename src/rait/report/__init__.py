@@ -33,6 +33,7 @@ from rait.report.views import (
     out_domain_bars,
     paired_differences,
     pool_size_curve,
+    seed_spread,
     selection_table,
     size_curve,
     strategy_bars,
@@ -59,6 +60,7 @@ __all__ = [
     "pool_size_curve",
     "results_markdown",
     "scores_json",
+    "seed_spread",
     "selection_table",
     "size_curve",
     "stop_counts",
@@ -96,6 +98,7 @@ def build_report(
         decoding_differences(scores),
         strategy_differences(scores),
         example_differences(scores),
+        seed_spread(scores, output_dir),
         selection_table(results),
     )
     views += [view for view in optional if view]

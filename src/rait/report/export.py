@@ -42,7 +42,7 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         if bootstrap is None
         else {"method": INTERVAL_METHOD, "level": LEVEL, "samples": bootstrap.samples, "seed": bootstrap.seed}
     )
-    return {
+    found = {
         "experiment": results.get("experiment", ""),
         "protocol": results.get("protocol"),
         "max_examples": results.get("max_examples"),
@@ -55,6 +55,18 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "strategy_differences": [_differences(scores, a, b) for a, b in scores.strategy_pairs()],
         "example_differences": [_differences(scores, a, b) for a, b in scores.example_pairs()],
     }
+    if spread := scores.seed_spread():  # only for models trained more than once
+        found["seed_spread"] = [
+            {
+                **_describe(s),
+                "runs": runs,
+                "mean": average,
+                "sd": sd,
+                "average": _interval(average, scores.interval(s)),
+            }
+            for s, runs, average, sd in spread
+        ]
+    return found
 
 
 def _order(setting: Setting) -> tuple:

@@ -5,7 +5,7 @@ per-sentence counts (:class:`Scores`)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from statistics import mean
+from statistics import mean, stdev
 from typing import NamedTuple
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate
@@ -234,3 +234,24 @@ class Scores:
             for s in with_examples
         ]
         return [(s, none) for s, none in pairs if none in self.f1]
+
+    def seed_runs(self, setting: Setting) -> dict[str, float] | None:
+        """Average F1 over benchmarks of each training run (results model name) of ``setting``, where it has
+        two runs or more, each scored on every benchmark; else None."""
+        per_model: dict[str, dict[str, float]] = defaultdict(dict)
+        for benchmark, runs in self.rows.get(setting, {}).items():
+            for row in runs:
+                per_model[row["model"]][benchmark] = float(row["f1"])
+        complete = {m: f for m, f in per_model.items() if all(b in f for b in self.benchmarks)}
+        if len(complete) < 2 or len(complete) != len(per_model) or not self.benchmarks:
+            return None
+        return {m: mean(f[b] for b in self.benchmarks) for m, f in complete.items()}
+
+    def seed_spread(self) -> list[tuple[Setting, dict[str, float], float, float]]:
+        """Settings trained more than once: (setting, each run's average F1, their mean, their standard
+        deviation), in model and inference order."""
+        found = []
+        for setting in sorted(self.f1, key=lambda s: (_decoding_order(s.decoding), _model_order(s))):
+            if (runs := self.seed_runs(setting)) is not None:
+                found.append((setting, runs, mean(runs.values()), stdev(runs.values())))
+        return found

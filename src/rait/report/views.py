@@ -337,6 +337,38 @@ def example_differences(scores: Scores) -> View | None:
     )
 
 
+def seed_spread(scores: Scores, output_dir: Path) -> View | None:
+    """Models trained with several seeds: each run's average F1, their mean and standard deviation, and the
+    interval that resamples both the runs and the test sentences (:mod:`rait.bootstrap`); None without a
+    model trained more than once."""
+    spread = scores.seed_spread()
+    if not spread:
+        return None
+    view = View("seeds", "Spread between training runs (seeds): average F1 over benchmarks")
+    header = ["Training data", "Model", "Inference", "Runs", "Each run", "Mean", "SD", "Interval"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    figure = _figure()
+    axes = figure.add_subplot()
+    for index, (s, runs, average, sd) in enumerate(spread):
+        estimate = scores.interval(s)
+        interval = "—" if estimate is None else f"[{estimate.low:.2f}, {estimate.high:.2f}]"
+        each = ", ".join(f"{value:.2f}" for value in runs.values())
+        cells = [_training_data(s), s.model_label, s.inference_label, str(len(runs)), each]
+        lines.append("| " + " | ".join([*cells, f"{average:.2f}", f"{sd:.2f}", interval]) + " |")
+        axes.scatter([index] * len(runs), list(runs.values()), color="grey", s=14, zorder=3)
+        error = _yerr([estimate]) if estimate is not None else None
+        axes.errorbar([index], [average], yerr=error, fmt="o", color="black", capsize=4)
+    lines.append(
+        "\nEach run: one training seed (or training sample); the interval resamples runs and test sentences."
+    )
+    axes.set_xticks(range(len(spread)), [f"{s.sized_label}\n{s.inference_label}" for s, *_ in spread])
+    axes.tick_params(axis="x", labelsize="x-small")
+    axes.set_ylabel("average micro-F1 (%)")
+    view.markdown = "\n".join(lines) + "\n"
+    view.plot = _save(figure, output_dir / "fig_seed_spread.png")
+    return view
+
+
 def selection_table(results: dict) -> View | None:
     """The model selection of ``training.search``: per training cell, every candidate's validation loss,
     the chosen one in bold (a cell outside ``search.sizes``: its one run, named with its donor); None
