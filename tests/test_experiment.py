@@ -570,6 +570,15 @@ def test_train_seeds_train_one_sample_several_times(tmp_path):
     assert names[:4] == ["n10-vanilla-s1", "n10-vanilla-s1-t7", "n10-ra-it-nn-k2-s1", "n10-ra-it-nn-k2-s1-t7"]
     assert TrainCell(10, "vanilla", seed=1, train_seed=7).training_seed == 7
     assert TrainCell(10, "vanilla", seed=1).training_seed == 1
+    extra = text.replace(
+        "  seeds: [1]\n", "  seeds: [1]\n  extra_grids: [{sizes: [10], methods: [vanilla], seeds: [2]}]\n"
+    )
+    path.write_text(extra)
+    assert [c.name for c in load_config(path).train_cells()[-2:]] == [
+        "n10-vanilla-s2-t1",
+        "n10-vanilla-s2-t7",
+    ]
+    path.write_text(text)
     out_models = {c.model_name for c in config.eval_cells() if c.mode.kind == "out-domain"}
     assert out_models == {"n20-vanilla-s1-t7", "n20-ra-it-nn-k2-s1-t7"}
 

@@ -106,20 +106,22 @@ class EvalCell:
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """A product of training-cell factors; vanilla cells ignore ``strategies`` and ``k``. ``train_seeds``
-    (``None``: each sample's own seed) trains every sample once per training seed."""
+    """A product of training-cell factors; vanilla cells ignore ``strategies`` and ``k``. ``seeds`` (``None``:
+    the experiment's) sample the training sets; ``train_seeds`` (``None``: each sample's own seed) train
+    every sample once per training seed."""
 
     sizes: tuple[int, ...]
     methods: tuple[str, ...]
     strategies: tuple[str, ...]
     k: tuple[int, ...]
     train_seeds: tuple[int, ...] | None = None
+    seeds: tuple[int, ...] | None = None
 
     def cells(self, seeds: Sequence[int]) -> list[TrainCell]:
         cells = []
         for size in self.sizes:
             for method in self.methods:
-                for seed in seeds:
+                for seed in self.seeds or seeds:
                     for t in self.train_seeds or (seed,):
                         t = None if t == seed else t
                         if method == "vanilla":

@@ -109,7 +109,7 @@ _TRAINING_KEYS = (
     "hyper",
     "search",
 )
-_GRID_KEYS = ("sizes", "methods", "strategies", "k", "train_seeds")
+_GRID_KEYS = ("sizes", "methods", "strategies", "k", "train_seeds", "seeds")
 _EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
 _MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models", "decodings")
 _SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k", "seeds")
@@ -299,6 +299,7 @@ def _grid(r: _Reader, data: dict, key: str, defaults: Grid) -> Grid:
         train_seeds=r.integers(data["train_seeds"], f"{key}.train_seeds")
         if "train_seeds" in data
         else defaults.train_seeds,
+        seeds=r.integers(data["seeds"], f"{key}.seeds") if "seeds" in data and key != "training" else None,
     )
 
 
