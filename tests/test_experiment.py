@@ -295,7 +295,7 @@ def test_collect_writes_the_finished_cells_while_the_experiment_runs(config, tmp
     (config.output_dir / "results.md").unlink()
     done = len(collect_results(config)["rows"])
     assert 0 < done < 16
-    fd = os.open(lock_path(config.output_dir, directory=True), os.O_RDWR)
+    fd = os.open(lock_path(config.output_dir, directory=True), os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running experiment holds it
         with pytest.raises(RaitError, match="in use by another rait process"):

@@ -49,10 +49,11 @@ def free_socket() -> socket.socket:
 
 
 @contextlib.contextmanager
-def running_server(ner: NER, limits: ServeLimits = LIMITS):
+def running_server(ner: NER, limits: ServeLimits = LIMITS, allowed_hosts: tuple[str, ...] | None = None):
     """The app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
     sock = free_socket()
-    server = uvicorn.Server(uvicorn.Config(create_app(ner, limits, {"model": "lookup"}), log_level="warning"))
+    app = create_app(ner, limits, {"model": "lookup"}, allowed_hosts)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -114,7 +115,7 @@ def test_extract_one_text(server):
         ("Nobel Prize in Physics", "award", 53, 75),
     ]
     assert result["chunks"] == [[0, len(TEXT)]] and result["malformed"] == 0
-    assert set(data["timing"]) == {"queue_ms", "predict_ms", "total_ms", "batch_texts"}
+    assert set(data["timing"]) == {"queue_ms", "predict_ms", "total_ms", "batch_texts", "batches"}
 
 
 def test_extract_a_list_with_per_text_types_and_chinese(server):
@@ -283,7 +284,7 @@ def test_a_full_queue_answers_503_at_once():
     assert after.status_code == 200
 
 
-def test_a_failing_prediction_is_a_500_json_error_and_the_server_keeps_serving():
+def test_a_failing_prediction_is_a_500_json_error_and_the_server_keeps_serving(caplog):
     predictor = lookup_predictor(KNOWN, max_new_tokens=16)
     real = predictor.iter_answers
     calls = []
@@ -298,8 +299,132 @@ def test_a_failing_prediction_is_a_500_json_error_and_the_server_keeps_serving()
     with running_server(NER(predictor)) as base:
         failed = post(base, {"text": "Paris.", "types": ["location"]})
         ok = post(base, {"text": "Paris.", "types": ["location"]})
-    assert failed.status_code == 500 and "out of memory" in failed.json()["error"]
+    assert failed.status_code == 500 and "out of memory" not in failed.text  # internals stay in the log
+    error_id = failed.json()["error_id"]
+    assert error_id in failed.json()["error"]
+    [record] = [r for r in caplog.records if error_id in r.getMessage()]
+    assert "out of memory" in str(record.exc_info[1])
     assert ok.status_code == 200
+
+
+class Recorder:
+    """Records the texts of each predictor call; raises on texts containing ``poison``."""
+
+    def __init__(self, predictor, poison: str | None = None):
+        self.calls: list[list[str]] = []
+        inner = predictor.iter_answers
+
+        def recorded(queries):
+            queries = list(queries)
+            self.calls.append([q.text for q in queries])
+            if poison is not None and any(poison in q.text for q in queries):
+                raise ValueError(f"cannot tokenize {poison}")
+            yield from inner(queries)
+
+        predictor.iter_answers = recorded
+
+
+def test_a_bad_request_never_fails_the_good_requests_batched_with_it():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    recorder = Recorder(predictor, poison="POISON")
+    gate = Gate(predictor)
+    with running_server(NER(predictor)) as base:
+        responses: dict[str, httpx.Response] = {}
+        bodies = {
+            "first": {"text": "Paris.", "types": ["location"]},
+            "surrogate": '{"text": "Marie \\ud800 Curie", "types": ["person"]}',
+            "surrogate type": '{"text": "Marie Curie", "types": ["per\\udfffson"]}',
+            "poison": {"text": "POISON Paris.", "types": ["location"]},
+            **{f"good {i}": {"text": f"Barack Obama in Paris ({i}).", "types": ["person"]} for i in range(3)},
+        }
+
+        def client(name: str) -> None:
+            responses[name] = post(base, bodies[name])
+
+        first = threading.Thread(target=client, args=("first",))
+        first.start()  # holds the worker at the gate while the rest arrive together
+        wait_until(lambda: _pending(base) == 1, "first request not running")
+        others = [threading.Thread(target=client, args=(name,)) for name in bodies if name != "first"]
+        for thread in others:
+            thread.start()
+        wait_until(lambda: _pending(base) == 5 and len(responses) == 2, "requests did not queue")
+        gate.event.set()
+        for thread in [first, *others]:
+            thread.join(DEADLINE_S)
+    for name in ("surrogate", "surrogate type"):  # refused before they reach a batch
+        assert responses[name].status_code == 422, responses[name].text
+        field = "types" if "type" in name else "text"
+        answer = responses[name].json()
+        assert answer["field"] == field and "not valid Unicode (a lone surrogate" in answer["error"], answer
+    assert responses["poison"].status_code == 500 and "error_id" in responses["poison"].json()
+    for i in range(3):
+        response = responses[f"good {i}"]
+        assert response.status_code == 200, response.text
+        assert [e["text"] for e in response.json()["results"][0]["entities"]] == ["Barack Obama"]
+    assert len(recorder.calls[1]) == 4  # the poison and the three good texts did share one batch
+
+
+def test_a_big_request_is_served_in_pieces_and_a_small_one_goes_between():
+    big = {"text": " ".join([TEXT] * 12), "types": ["person", "location", "award", "date"]}
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    with running_server(NER(predictor)) as base:
+        whole = post(base, big).json()
+    assert whole["timing"]["batches"] == 1
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    gate = Gate(predictor)
+    recorder = Recorder(predictor)  # records each call before the gate holds it
+    limits = ServeLimits(max_batch_chars=len(big["text"]) + 100, max_wait_ms=0)  # one type of it per batch
+    with running_server(NER(predictor), limits) as base:
+        responses: dict[str, httpx.Response] = {}
+
+        def client(name: str, body: dict) -> None:
+            responses[name] = post(base, body)
+
+        threads = [threading.Thread(target=client, args=("big", big))]
+        threads[0].start()
+        wait_until(lambda: len(recorder.calls) == 1, "the big request did not start")
+        threads.append(
+            threading.Thread(target=client, args=("small", {"text": "Paris.", "types": ["location"]}))
+        )
+        threads[1].start()
+        wait_until(lambda: _pending(base) == 2, "the small request did not queue")
+        gate.event.set()
+        for thread in threads:
+            thread.join(DEADLINE_S)
+    pieces = responses["big"].json()
+    assert pieces["timing"]["batches"] == 4 and pieces["results"] == whole["results"]  # same entities
+    assert responses["small"].json()["timing"]["batches"] == 1
+    assert recorder.calls[1] == [big["text"], "Paris."]  # served beside the big one's second piece
+
+
+def test_bodies_that_are_not_utf8_or_nested_too_deeply_are_422(server):
+    base, _ = server
+    for content, words in (
+        (b'{"text": "Jos\xe9", "types": ["person"]}', "not UTF-8"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ):
+        response = httpx.post(
+            f"{base}/v1/extract", content=content, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert response.status_code == 422 and response.json()["field"] == "body", response.text
+        assert words in response.json()["error"]
+
+
+def test_no_cdn_docs_page_and_a_loopback_server_checks_the_host_header():
+    from rait.serve import default_allowed_hosts
+
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    with running_server(NER(predictor), allowed_hosts=default_allowed_hosts("127.0.0.1")) as base:
+        port = base.rsplit(":", 1)[1]
+        docs = httpx.get(f"{base}/docs")
+        schema = httpx.get(f"{base}/openapi.json")
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost"):
+            assert httpx.get(f"{base}/health", headers={"host": host}).status_code == 200, host
+        rebound = httpx.get(f"{base}/health", headers={"host": f"attacker.example:{port}"})
+    assert docs.status_code == 404 and "/v1/extract" in schema.json()["paths"]
+    assert rebound.status_code == 400 and rebound.json()["field"] == "host"
+    assert "attacker.example" in rebound.json()["error"]
+    assert default_allowed_hosts("0.0.0.0") is None
 
 
 def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path):
@@ -327,7 +452,7 @@ def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path)
         wait_until(
             lambda: process.poll() is None and httpx.get(f"{base}/health").status_code == 200, "no server"
         )
-        assert httpx.get(f"{base}/v1/info").json()["model"] == str(model)
+        assert httpx.get(f"{base}/v1/info").json()["model"] == model.name  # not the server's folders
         outcome: dict = {}
 
         def slow_request() -> None:
@@ -359,15 +484,22 @@ def test_cli_serves_a_tiny_model_and_sigterm_drains_in_flight_requests(tmp_path)
         (["--max-batch", "0"], ["--max-batch must be at least 1"]),
         (["--max-wait-ms", "-1"], ["--max-wait-ms"]),
         ([], ["/nonexistent/model"]),
+        (["--port", "99999"], ["--port must be 1 to 65535"]),  # checked before the model is loaded
+        (["--port", "{busy}"], ["cannot listen on 127.0.0.1:{busy}"]),
     ],
 )
 def test_cli_bad_options_are_one_line_errors(monkeypatch, capsys, args, words):
     from rait.cli import main
 
+    busy = free_socket()  # bound: a port in use
+    busy.listen()
+    args = [arg.format(busy=busy.getsockname()[1]) for arg in args]
+    words = [word.format(busy=busy.getsockname()[1]) for word in words]
     monkeypatch.setattr(sys, "argv", ["rait", "serve", "/nonexistent/model", *args])
     monkeypatch.setenv("COLUMNS", "400")
     with pytest.raises(SystemExit) as exc:
         main()
+    busy.close()
     output = capsys.readouterr()
     lines = [line for line in (output.out + output.err).splitlines() if line.strip()]
     assert exc.value.code == 1 and len(lines) == 1 and lines[0].startswith("error: "), lines

@@ -1,9 +1,15 @@
-"""Atomic, resumable file I/O helpers used by every long job."""
+"""Atomic, resumable file I/O helpers used by every long job.
+
+Outputs: a regular file is written to a temporary file beside it and renamed into place; ``-`` is standard
+output, and a character device (``/dev/null``) or a named pipe is written through, never replaced; a
+symbolic link is followed, so its target is replaced and the link stays."""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,20 +21,71 @@ from rait.errors import DataError, RaitError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+STDOUT = "-"  # the output path that means standard output
+
+
+def is_stream(path: str | Path) -> bool:
+    """Whether ``path`` is written through rather than replaced: ``-``, or (following symbolic links) an
+    existing character device, named pipe or socket."""
+    if str(path) == STDOUT:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+
+
+@contextmanager
+def _naming(path: Path):
+    """Re-raise an OSError of the block that names no path, or a temporary file, as one naming ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or ".tmp" in str(exc.filename):
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
+
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8"):
-    """Write to a temporary file beside ``path`` and rename it into place only on success."""
+    """Write to a temporary file beside ``path`` and rename it into place only on success; ``-`` and
+    special files are written through (see the module docs). An OSError (a full disk, a full device)
+    names ``path``."""
+    text_encoding = None if "b" in mode else encoding
+    if str(path) == STDOUT:
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        with _naming(Path("<stdout>")):
+            yield stream
+            stream.flush()
+        return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+    if is_stream(path):
+        with _naming(path), open(path, mode, encoding=text_encoding) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        return
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with _naming(path):
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            with os.fdopen(fd, mode, encoding=text_encoding) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -40,9 +97,15 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_output_file(path: str | Path) -> Path:
+def check_output_file(path: str | Path, *, resumable: bool = False) -> Path:
     """Refuse, before any work, an output file path that is a directory, read-only, or in a folder that
-    cannot be written (RaitError)."""
+    cannot be written (RaitError). ``-`` and special files (see the module docs) are accepted, except as
+    the output of a ``resumable`` job, which reads its output back."""
+    if is_stream(path):
+        if resumable:
+            what = "standard output" if str(path) == STDOUT else _kind(os.stat(path).st_mode)
+            raise RaitError(f"output {path} is {what}; this job resumes from its output: give a regular file")
+        return Path(path)
     path = Path(path)
     if path.is_dir():
         raise RaitError(f"output {path} is a directory; give a file path")
@@ -85,10 +148,16 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
 def check_input_file(path: str | Path) -> Path:
     """``path`` as a Path; DataError when it does not exist or is not a regular file."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataError(path, "file does not exist") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise DataError(path, "is a directory, not a file")
-    if not path.is_file():
-        raise DataError(path, "file does not exist")
+    if not stat.S_ISREG(mode):
+        raise DataError(path, f"is {_kind(mode)}, not a regular file; save the input to a file first")
     return path
 
 

@@ -3,7 +3,9 @@
 A lock is an ``flock`` on a hidden file beside the output (``.<name>.lock``) or inside an output directory
 (``.rait.lock``), holding the owner's pid: the kernel releases it when the process ends, even on
 ``kill -9``, so a stale lock never blocks a resume. Holding the lock, the owner removes the hidden ``.tmp``
-files that an interrupted atomic write left behind."""
+files that an interrupted atomic write left behind, and it removes the lock file when it is done (a
+process that locked a lock file already removed retries on the new one). Standard output and special
+files (:func:`rait.fileio.is_stream`) are not locked."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rait.errors import RaitError
+from rait.fileio import is_stream
 
 _HELD: dict[Path, int] = {}  # lock files this process holds (a nested lock on the same output is a no-op)
 
@@ -38,9 +41,14 @@ def clean_tmp_files(output: str | Path, directory: bool = False) -> list[Path]:
 
 
 @contextmanager
-def output_lock(output: str | Path, *, directory: bool = False, what: str = "output") -> Iterator[Path]:
+def output_lock(
+    output: str | Path, *, directory: bool = False, what: str = "output"
+) -> Iterator[Path | None]:
     """Hold the lock of ``output`` for the ``with`` block; RaitError naming the other process's pid when
     another process holds it. Leftover ``.tmp`` files of the output are removed once it is held."""
+    if not directory and is_stream(output):
+        yield None
+        return
     path = lock_path(output, directory).absolute()
     if path in _HELD:
         _HELD[path] += 1
@@ -50,16 +58,8 @@ def output_lock(output: str | Path, *, directory: bool = False, what: str = "out
             _HELD[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _lock(path, output, what)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
-            raise RaitError(
-                f"{what} {output} is in use by another rait process (pid {owner}); wait for it to finish, "
-                "stop it, or use another output"
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         _HELD[path] = 1
@@ -68,6 +68,27 @@ def output_lock(output: str | Path, *, directory: bool = False, what: str = "out
             yield path
         finally:
             del _HELD[path]
-            os.ftruncate(fd, 0)
+            path.unlink(missing_ok=True)  # still holding it: a waiting process retries on a new file
     finally:
         os.close(fd)
+
+
+def _lock(path: Path, output: str | Path, what: str) -> int:
+    """An open descriptor of the lock file ``path``, locked; RaitError when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RaitError(
+                f"{what} {output} is in use by another rait process (pid {owner}); wait for it to finish, "
+                "stop it, or use another output"
+            ) from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its owner removed it after we opened it: lock the new one

@@ -12,13 +12,19 @@ from rait.console import escape, make_console
 from rait.data.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
 from rait.data.formats import LOAD_FORMATS, WRITE_FORMATS, convert, parse_columns
 from rait.errors import RaitError
-from rait.fileio import check_output_file
+from rait.fileio import STDOUT, check_output_file
 from rait.templates import WORDINGS
 
 
 def convert_command(
     input: Annotated[Path, typer.Argument(help="Data file to read.")],
-    output: Annotated[Path, typer.Argument(help="File to write.")],
+    output: Annotated[
+        Path,
+        typer.Argument(
+            help="File to write; - for standard output. A device or named pipe is written through, a "
+            "symbolic link's target is replaced."
+        ),
+    ],
     from_fmt: Annotated[
         str | None,
         typer.Option("--from", help=f"Input format [default: detected]: {', '.join(LOAD_FORMATS)}."),
@@ -57,12 +63,14 @@ def convert_command(
         columns=None if columns is None else parse_columns(columns),
         tag_names=None if tag_names is None else [t.strip() for t in tag_names.split(",")],
     )
-    console = make_console()
+    to_stdout = str(output) == STDOUT
+    where = "standard output" if to_stdout else output
+    console = make_console(stderr=to_stdout)  # the data alone on standard output
     for message in stats.skipped:
         console.print(f"[yellow]skipped[/] {escape(message)}", highlight=False)
     console.print(
         escape(
-            f"{stats.records} records, {stats.mentions} mentions written to {output}; "
+            f"{stats.records} records, {stats.mentions} mentions written to {where}; "
             f"{len(stats.skipped)} skipped, {len(stats.repaired)} repaired"
         ),
         highlight=False,

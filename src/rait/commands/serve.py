@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -9,6 +10,7 @@ import typer
 from rait.console import make_console
 from rait.inference import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS, DEFAULT_MAX_NEW_TOKENS
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES
+from rait.serve import DEFAULT_MAX_BATCH_CHARS
 
 
 def serve_command(
@@ -55,12 +57,26 @@ def serve_command(
     max_text_chars: Annotated[int, typer.Option(help="Longest text accepted (413 past it).")] = 20_000,
     max_texts: Annotated[int, typer.Option(help="Most texts in one request (413 past it).")] = 64,
     max_types: Annotated[int, typer.Option(help="Most entity types per text (422 past it).")] = 32,
+    max_batch_chars: Annotated[
+        int,
+        typer.Option(
+            help="Most characters x types in one predictor batch; bigger requests are predicted in pieces, "
+            "taking turns with the others."
+        ),
+    ] = DEFAULT_MAX_BATCH_CHARS,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host header name to accept (repeatable; * for any) [default: bound to a loopback "
+            "address, only 127.0.0.1, localhost and ::1; else any]."
+        ),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP: POST /v1/extract, GET /v1/info, GET /health, and a web page at /."""
     from rait.api import NER
     from rait.builtin import default_model
     from rait.models import DEFAULT_MODEL
-    from rait.serve import _require_extra, run_server
+    from rait.serve import _require_extra, bind, run_server
     from rait.serve.app import ServeLimits
 
     _require_extra()
@@ -71,27 +87,43 @@ def serve_command(
         max_queue=max_queue,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
+        max_batch_chars=max_batch_chars,
     )
-    ner = NER.from_pretrained(
-        model,
-        adapter=adapter,
-        pool=pool,
-        pool_mode=pool_mode,
-        k=k,
-        bm25_threshold=bm25_threshold,
-        lang=lang,
-        embedder=embedder,
-        max_new_tokens=max_new_tokens,
-        backend=backend,
-        precision=precision,
-        system_prompt=system_prompt,
-        decoding=decoding,
-        max_chunk_tokens=max_chunk_tokens or None,
-    )
+    sock = bind(host, port)  # before loading the model: a port in use fails at once
+    try:
+        ner = NER.from_pretrained(
+            model,
+            adapter=adapter,
+            pool=pool,
+            pool_mode=pool_mode,
+            k=k,
+            bm25_threshold=bm25_threshold,
+            lang=lang,
+            embedder=embedder,
+            max_new_tokens=max_new_tokens,
+            backend=backend,
+            precision=precision,
+            system_prompt=system_prompt,
+            decoding=decoding,
+            max_chunk_tokens=max_chunk_tokens or None,
+        )
+    except BaseException:
+        sock.close()
+        raise
     name = default_model(model, adapter) or DEFAULT_MODEL
-    info = {"model": name, "adapter": adapter, "backend": backend, "pool": pool}
-    make_console(stderr=True).print(f"rait serve: http://{host}:{port}/  (Ctrl-C or SIGTERM to stop)")
-    run_server(ner, host=host, port=port, limits=limits, info=info)
+    info = {"model": _public(name), "adapter": _public(adapter), "backend": backend, "pool": _public(pool)}
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    make_console(stderr=True).print(f"rait serve: {url}  (Ctrl-C or SIGTERM to stop)", highlight=False)
+    allowed = tuple(allowed_host) if allowed_host else None
+    run_server(ner, host=host, port=port, limits=limits, info=info, sock=sock, allowed_hosts=allowed)
+
+
+def _public(name: str | None) -> str | None:
+    """What ``GET /v1/info`` shows of a model, adapter or pool: a local path's last part only (the
+    server's folders are nobody's business), a Hub id or a registered name as it is."""
+    if name is None or not Path(name).exists():
+        return name
+    return Path(name).resolve().name
 
 
 def register(app: typer.Typer) -> None:

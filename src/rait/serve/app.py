@@ -1,12 +1,17 @@
 """The HTTP API: ``POST /v1/extract``, ``GET /v1/info``, ``GET /health`` and the web page at ``/``.
 
-Every error is a JSON object ``{"error": message, "field": name or null}``: 422 for malformed JSON, wrong
-field types, empty or unknown fields and options; 413 for a text, or a list of texts, over the limits; 503
-(with ``Retry-After``) when the queue is full; 500 when prediction fails."""
+Every error is a JSON object ``{"error": message, "field": name or null}``: 422 for malformed JSON (also
+not UTF-8, or nested too deeply), wrong field types, texts or types that are not valid Unicode, empty or
+unknown fields and options; 413 for a text, or a list of texts, over the limits; 503 (with
+``Retry-After``) when the queue is full; 400 for a ``Host`` header not allowed; 500 when prediction fails,
+with an ``error_id`` that the server log gives the details under (internal details never reach the
+client). There is no Swagger page (it would load from a CDN); the schema is at ``/openapi.json``."""
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -22,9 +27,12 @@ import rait
 from rait.api import EXAMPLES, NER
 from rait.errors import RaitError
 from rait.inference import DECODINGS, Predictor
+from rait.serve import DEFAULT_MAX_BATCH_CHARS
 from rait.serve.batcher import Batcher, QueueFull
 from rait.templates import WORDINGS
 
+log = logging.getLogger(__name__)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")  # a server bound to one accepts only these Host names
 TypeName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -38,9 +46,10 @@ class ServeLimits:
     max_queue: int = 256
     max_batch: int = 16
     max_wait_ms: float = 10.0
+    max_batch_chars: int = DEFAULT_MAX_BATCH_CHARS
 
     def __post_init__(self):
-        for name in ("max_text_chars", "max_texts", "max_types", "max_queue", "max_batch"):
+        for name in ("max_text_chars", "max_texts", "max_types", "max_queue", "max_batch", "max_batch_chars"):
             if getattr(self, name) < 1:
                 raise RaitError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.max_wait_ms < 0:
@@ -72,6 +81,14 @@ def _error(status: int, message: str, field: str | None = None, headers: dict | 
     return JSONResponse({"error": message, "field": field}, status_code=status, headers=headers)
 
 
+def _crash(exc: Exception) -> JSONResponse:
+    """A 500 answer with an error id; the exception is logged under that id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("request failed, error id %s", error_id, exc_info=exc)
+    message = f"prediction failed (error id {error_id}; the details are in the server's log)"
+    return JSONResponse({"error": message, "field": None, "error_id": error_id}, status_code=500)
+
+
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     loc = [str(part) for part in first.get("loc", ()) if part != "body"]
@@ -85,10 +102,21 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
         return _error(422, f"{field}: field required", field)
     if field is None:
         return _error(422, f"body: {first['msg']}", "body")
+    where = ".".join(part for part in loc if not part.startswith(("str", "list[", "function")))
+    if first.get("type") == "string_unicode":
+        return _error(422, f"{where}: not valid Unicode (a lone surrogate)", field)
     if field == "text" and len(loc) <= 2:
         return _error(422, "text: must be a string or a list of strings", field)
-    where = ".".join(part for part in loc if not part.startswith(("str", "list[", "function")))
     return _error(422, f"{where}: {first['msg']}", field)
+
+
+def _check_unicode(text: str, where: str) -> None:
+    """ApiError 422 for a text the model's tokenizer cannot take (a lone UTF-16 surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = f"{where}: not valid Unicode (a lone surrogate at character {exc.start})"
+        raise ApiError(422, message, "text") from None
 
 
 def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[tuple[str, ...]]]:
@@ -98,6 +126,7 @@ def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[t
     if len(texts) > limits.max_texts:
         raise ApiError(413, f"text: {len(texts)} texts, more than the limit of {limits.max_texts}", "text")
     for i, text in enumerate(texts):
+        _check_unicode(text, "text" if isinstance(body.text, str) else f"text[{i}]")
         if len(text) > limits.max_text_chars:
             raise ApiError(
                 413,
@@ -107,7 +136,8 @@ def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[t
     per_text = isinstance(body.types[0], list)
     if per_text and len(body.types) != len(texts):
         raise ApiError(422, f"types: {len(body.types)} lists of types for {len(texts)} texts", "types")
-    types = [tuple(t) for t in body.types] if per_text else [tuple(body.types)] * len(texts)
+    types = [tuple(dict.fromkeys(t)) for t in body.types] if per_text else [tuple(dict.fromkeys(body.types))]
+    types = types if per_text else types * len(texts)  # type names with a lone surrogate: pydantic's 422
     for entry in types:
         if not entry:
             raise ApiError(422, "types: a list of types is empty", "types")
@@ -118,10 +148,27 @@ def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[t
     return texts, types
 
 
-def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None = None) -> FastAPI:
-    """The FastAPI app serving ``ner``; ``info`` adds to ``GET /v1/info`` (model name, adapter...)."""
+def _host_name(header: str) -> str:
+    """The host name of a ``Host`` header, without its port (``[::1]:8000`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def create_app(
+    ner: NER,
+    limits: ServeLimits = ServeLimits(),
+    info: dict | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
+) -> FastAPI:
+    """The FastAPI app serving ``ner``; ``info`` adds to ``GET /v1/info`` (model name, adapter...).
+    ``allowed_hosts``: the host names a request's ``Host`` header may give (``None``: any)."""
     batcher = Batcher(
-        ner, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms, max_queue=limits.max_queue
+        ner,
+        max_batch=limits.max_batch,
+        max_wait_ms=limits.max_wait_ms,
+        max_queue=limits.max_queue,
+        max_batch_chars=limits.max_batch_chars,
     )
 
     @asynccontextmanager
@@ -130,9 +177,19 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
         yield
         await batcher.stop()  # uvicorn has let in-flight requests finish (SIGTERM drains)
 
-    app = FastAPI(title="rait", version=rait.__version__, lifespan=lifespan)
+    # no /docs or /redoc: their pages load scripts from a CDN (blank offline, and third-party code)
+    app = FastAPI(title="rait", version=rait.__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
     page = resources.files("rait.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    allowed = None if allowed_hosts is None else {name.lower() for name in allowed_hosts}
+
+    @app.middleware("http")
+    async def check_host(request: Request, call_next):
+        host = _host_name(request.headers.get("host", "")).lower()
+        if allowed is not None and "*" not in allowed and host not in allowed:
+            # DNS rebinding: a web page's own host name pointed at this loopback server
+            return _error(400, f"Host {host!r} not allowed (rait serve --allowed-host)", "host")
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_request: Request, exc: RequestValidationError):
@@ -143,12 +200,18 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
         return _error(exc.status, exc.message, exc.field, exc.headers)
 
     @app.exception_handler(HTTPException)
-    async def on_http_error(_request: Request, exc: HTTPException):
+    async def on_http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 400 and request.method == "POST":  # a body FastAPI could not parse as JSON
+            try:
+                (await request.body()).decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return _error(422, f"malformed JSON: not UTF-8 (byte {bad.start})", "body")
+            return _error(422, "malformed JSON: nested too deeply", "body")
         return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def on_crash(_request: Request, exc: Exception):
-        return _error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+        return _crash(exc)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():
@@ -192,6 +255,8 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
             served = await batcher.submit(texts, types, body.examples, body.decoding)
         except QueueFull as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
+        except Exception as exc:  # noqa: BLE001 - this request's prediction failed; logged, not re-raised
+            return _crash(exc)
         results = [
             {
                 "entities": found.entities,
@@ -206,6 +271,7 @@ def create_app(ner: NER, limits: ServeLimits = ServeLimits(), info: dict | None 
             "predict_ms": round(served.predict_ms, 2),
             "total_ms": round((time.perf_counter() - started) * 1000, 2),
             "batch_texts": served.batch_texts,
+            "batches": served.batches,
         }
         return {"results": results, "timing": timing}
 
