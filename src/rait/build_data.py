@@ -19,6 +19,7 @@ import numpy as np
 
 import rait
 from rait.console import progress
+from rait.data.formats import LOAD_FORMATS
 from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, check_output_file, write_json
@@ -82,6 +83,9 @@ class BuildConfig:
             raise RaitError(f"unknown index {self.index!r}; choose one of {', '.join(INDEXES)}")
         if self.lang not in (None, "en", "zh"):
             raise RaitError(f"unknown language {self.lang!r}; choose en or zh")
+        if self.source_format is not None and self.source_format not in LOAD_FORMATS:
+            choices = ", ".join(LOAD_FORMATS)
+            raise RaitError(f"unknown --source-format {self.source_format!r}; choose one of {choices}")
         if self.size is not None and self.size <= 0:
             raise RaitError(f"size must be positive, got {self.size}")
         if not 0.0 <= self.negative_prob <= 1.0:

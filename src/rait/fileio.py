@@ -175,12 +175,17 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
+NESTED_TOO_DEEPLY = "invalid JSON: nested too deeply"
+
+
 def read_json(path: str | Path):
     path = Path(path)
     try:
         return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    except RecursionError:
+        raise DataError(path, NESTED_TOO_DEEPLY) from None
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
@@ -190,9 +195,12 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            yield number, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON: {exc.msg}", line=number) from None
+        except RecursionError:
+            raise DataError(path, NESTED_TOO_DEEPLY, line=number) from None
+        yield number, value
 
 
 class JsonlAppender:

@@ -60,6 +60,8 @@ def run_quickstart(
     from rait.build_data import BuildConfig, build_data
     from rait.training import SUMMARY_FILE, TrainConfig, train
 
+    if lang not in ("en", "zh"):
+        raise RaitError(f"unknown --lang {lang!r}; the quickstart has sample data for en and zh")
     console = console or make_console()
     workdir = Path(workdir)
     data = workdir / "data" / "train.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 from rait.data.formats.reading import _Bad, _json_items, _json_value, _lines, _read_text
@@ -19,20 +20,39 @@ def detect_lang(text: str) -> str:
     return "zh" if chars and len(_CJK.findall(text)) * 5 >= len(chars) else "en"
 
 
+_KEY_RULES = (  # keys of a JSON record -> its format, first match wins
+    (("id", "text", "mentions"), "rait"),
+    (("entity_list",), "entity-list-jsonl"),
+    (("sentence", "label"), "boson"),
+    (("tagName", "input"), "pile-qa"),
+    (("conversations",), "uniner"),
+    (("messages",), "uniner"),
+    (("sentence", "entities"), "gliner"),
+    (("text", "entities"), "skyner"),
+    (("tokens", "ner_tags"), "tokens-tags"),
+    (("tokens", "tags"), "tokens-tags"),
+)
+
+
 def _format_from_keys(keys: set[str]) -> str | None:
-    rules = [
-        ({"id", "text", "mentions"}, "rait"),
-        ({"entity_list"}, "entity-list-jsonl"),
-        ({"sentence", "label"}, "boson"),
-        ({"tagName", "input"}, "pile-qa"),
-        ({"conversations"}, "uniner"),
-        ({"messages"}, "uniner"),
-        ({"sentence", "entities"}, "gliner"),
-        ({"text", "entities"}, "skyner"),
-        ({"tokens", "ner_tags"}, "tokens-tags"),
-        ({"tokens", "tags"}, "tokens-tags"),
-    ]
-    return next((fmt for needed, fmt in rules if needed <= keys), None)
+    return next((fmt for needed, fmt in _KEY_RULES if set(needed) <= keys), None)
+
+
+def _unknown_shape(path: Path, value) -> DataError:
+    """The error for valid JSON that is no NER format rait reads."""
+    if isinstance(value, dict) and _format_from_keys(set(value)):
+        message = "cannot tell the format: valid JSON, but one record over several lines; give a JSON array"
+        return DataError(path, f"{message}, or one record per line (JSON lines)")
+    if isinstance(value, dict):
+        what = f"an object with keys {', '.join(sorted(value)[:8]) or '(none)'}"
+    else:
+        what = f"a JSON {type(value).__name__}"
+    shapes = "; ".join(f"{'+'.join(keys)} ({fmt})" for keys, fmt in _KEY_RULES)
+    return DataError(
+        path,
+        f"cannot tell the format: valid JSON, but its first record is {what}, not an NER format rait reads; "
+        f"give a JSON array or JSON lines of objects with the keys {shapes}",
+    )
 
 
 def detect_format(path: str | Path) -> str:
@@ -56,31 +76,41 @@ def guess_format(path: str | Path) -> str | None:
         return "bmes"
     text = _read_text(path)
     if path.suffix in (".json", ".jsonl"):
-        fmt = _detect_json(path)
-    elif text.lstrip()[:1] in ("[", "{"):  # JSON, or a tagged file whose first token starts with a bracket
+        return _detect_json(path)
+    if text.lstrip()[:1] in ("[", "{"):  # JSON, or a tagged file whose first token starts with a bracket
         try:
-            fmt = _detect_json(path)
+            return _detect_json(path)
         except DataError:
-            if (fmt := _detect_tagged(text)) is None:
+            if (fmt := _detect_tagged(text, path)) is None:
                 raise
-    else:
-        fmt = None
-    return fmt or _detect_tagged(text)
+            return fmt
+    return _detect_tagged(text, path)
 
 
-def _detect_json(path: Path) -> str | None:
+def _detect_json(path: Path) -> str:
     first = next(_json_items(path), None)
     if first is None:
         raise DataError(path, "file is empty: no records")
     try:
         obj = _json_value(first.raw)
     except _Bad as bad:
-        raise DataError(path, bad.message, line=first.line) from None
-    return _format_from_keys(set(obj)) if isinstance(obj, dict) else None
+        try:  # one JSON value over several lines (pretty-printed): valid, but not a record per line
+            obj = _json_value(_read_text(path))
+        except _Bad:
+            raise DataError(path, bad.message, line=first.line) from None
+        raise _unknown_shape(path, obj) from None
+    fmt = _format_from_keys(set(obj)) if isinstance(obj, dict) else None
+    if fmt is None:
+        raise _unknown_shape(path, obj)
+    return fmt
 
 
-def _detect_tagged(text: str) -> str | None:
-    lines = [line for line in _lines(text[:100_000])[:500] if line.strip() and not _is_docstart(line)][:100]
+def _detect_tagged(text: str, path: Path) -> str | None:
+    """The tagged format of the first 100 lines; None when they do not look tagged; DataError naming the
+    line when most look tagged (a token and a tag) but one does not, or one has other columns."""
+    numbered = [(n, line) for n, line in enumerate(_lines(text[:100_000])[:500], start=1)]
+    numbered = [(n, line) for n, line in numbered if line.strip() and not _is_docstart(line)][:100]
+    lines = [line for _, line in numbered]
     if not lines:
         return None
     if any("|||" in line for line in lines):
@@ -95,8 +125,18 @@ def _detect_tagged(text: str) -> str | None:
     if all(c and _TAG.match(c[1]) for c in chars):
         return "bmes" if any(c[1][0] in "MES" for c in chars) else "char-bio"
     columns = [line.split("\t") if "\t" in line else line.split() for line in lines]
-    if all(len(f) >= 2 for f in columns) and all(_TAG.match(f[-1]) for f in columns):
-        return "bio" if all(len(f) == 2 for f in columns) else "conll"
     if all(len(f) == 2 for f in columns) and all(_TAG.match(f[0]) for f in columns):
         return "bio-tagfirst"
+    tagged = [len(f) >= 2 and _TAG.match(f[-1]) is not None for f in columns]
+    if all(tagged):
+        width = Counter(len(f) for f in columns).most_common(1)[0][0]
+        for (number, line), fields in zip(numbered, columns, strict=True):
+            if len(fields) != width:
+                message = f"{len(fields)} columns where the other lines have {width}: {line[:80]!r}"
+                raise DataError(path, message, line=number)
+        return "bio" if width == 2 else "conll"
+    if sum(tagged) * 5 >= len(tagged) * 4:  # mostly "token tag" lines: a bad line, not plain text
+        number, line = next(item for item, ok in zip(numbered, tagged, strict=True) if not ok)
+        message = f"looks like a tagged file (a token and a tag per line) but this line is not: {line[:80]!r}"
+        raise DataError(path, message, line=number)
     return None

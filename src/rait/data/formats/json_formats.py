@@ -95,7 +95,7 @@ def _parse_conversation(obj: Any) -> _Parsed:
             )
         try:
             gold = json.loads(answer.content)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             gold = None
         if not isinstance(gold, list) or not all(isinstance(g, str) for g in gold):
             message = (

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rait.errors import DataError
-from rait.fileio import read_text
+from rait.fileio import NESTED_TOO_DEEPLY, read_text
 
 
 @dataclass(slots=True)
@@ -101,6 +101,8 @@ def _json_value(raw: Any) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise _Bad(f"invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise _Bad(NESTED_TOO_DEEPLY) from None
 
 
 def _read_text(path: Path) -> str:
@@ -131,6 +133,8 @@ def _json_items(path: Path) -> Iterator[_Item]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    except RecursionError:
+        raise DataError(path, NESTED_TOO_DEEPLY) from None
     if not isinstance(data, list):
         raise DataError(path, "expected a JSON array")
     return (_Item(None, i, obj) for i, obj in enumerate(data))
