@@ -220,20 +220,52 @@ def test_predict_records_writes_scorable_rows_and_counts_malformed(tmp_path):
     assert report.benchmarks["toy"].f1 == pytest.approx(100.0) and report.n_unparseable == 1
 
 
-def test_resume_after_a_crash_predicts_each_passage_once(tmp_path):
-    records = _records(7)
+def test_resume_after_a_crash_writes_each_query_once_and_redoes_the_torn_chunk_whole(tmp_path):
+    records = _records(12)
     out = tmp_path / "preds.jsonl"
-    first = ScriptedAnswerer(_script(records), crash_after=2 * 3)  # dies while answering the 4th passage
+    first = ScriptedAnswerer(_script(records), crash_after=7 * 2)  # dies while answering the 8th passage
     with pytest.raises(RuntimeError, match="simulated crash"):
         predict_records(records, first, out, lang="en", chunk_size=5, progress=False)
-    assert len(out.read_text().splitlines()) == 3 * 2
+    assert len(out.read_text().splitlines()) == 7 * 2
     second = ScriptedAnswerer(_script(records))
     stats = predict_records(records, second, out, lang="en", chunk_size=5, progress=False)
-    assert (stats.n_resumed, stats.n_predicted) == (3, 4)
-    assert first.calls + second.calls == Counter(
-        {(r.text, t): 1 for r in records for t in ("person", "organization")}
-    )
-    assert evaluate_file(out).n_queries == 14  # evaluate_file rejects duplicate queries
+    assert (stats.n_resumed, stats.n_predicted) == (7, 5)
+    # the first chunk (passages 0-4) is skipped; the torn one (5-9) is asked whole, as in an uninterrupted run
+    assert set(second.calls) == {(r.text, t) for r in records[5:] for t in ("person", "organization")}
+    assert evaluate_file(out).n_queries == 24  # evaluate_file rejects duplicate queries
+
+
+class BatchSensitiveAnswerer(Answerer):
+    """Answers that depend on the batch, as bf16 answers do: each names the first passage of its batch."""
+
+    def __init__(self, crash_after: int | None = None):
+        self.crash_after, self.lang, self.answered = crash_after, "en", 0
+
+    def iter_answers(self, queries):
+        first = queries[0].text.split()[0]
+        for index, query in enumerate(queries):
+            if self.crash_after is not None and self.answered >= self.crash_after:
+                raise RuntimeError("simulated crash")
+            self.answered += 1
+            yield index, [json.dumps([first])] * len(query.types)
+
+
+def test_a_resumed_run_writes_the_bytes_of_an_uninterrupted_one_though_answers_depend_on_the_batch(tmp_path):
+    records = _records(12)
+    whole = tmp_path / "whole.jsonl"
+    predict_records(records, BatchSensitiveAnswerer(), whole, lang="en", chunk_size=5, progress=False)
+    resumed = tmp_path / "resumed.jsonl"
+    for crash_after in (
+        3,
+        9,
+        2,
+    ):  # killed three times: in the first chunk, in the second, in the second again
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            predict_records(
+                records, BatchSensitiveAnswerer(crash_after), resumed, lang="en", chunk_size=5, progress=False
+            )
+    predict_records(records, BatchSensitiveAnswerer(), resumed, lang="en", chunk_size=5, progress=False)
+    assert resumed.read_bytes() == whole.read_bytes()
 
 
 def test_resume_completes_a_torn_passage(tmp_path):
@@ -244,13 +276,8 @@ def test_resume_completes_a_torn_passage(tmp_path):
     out.write_text(first_row + "\n" + '{"benchmark": "toy", "record_id": "r0", "ty')  # crash mid-write
     answerer = ScriptedAnswerer(_script(records))
     predict_records(records, answerer, out, lang="en", progress=False)
-    assert answerer.calls == Counter(
-        {
-            (records[0].text, "organization"): 1,
-            (records[1].text, "person"): 1,
-            (records[1].text, "organization"): 1,
-        }
-    )
+    # the torn chunk is asked whole (the batch of an uninterrupted run); only the missing rows are written
+    assert answerer.calls == Counter({(r.text, t): 1 for r in records for t in ("person", "organization")})
     assert evaluate_file(out).n_queries == 4
 
 

@@ -193,7 +193,7 @@ def build_data(config: BuildConfig) -> dict:
     """Load, subsample, retrieve, write the data file and its manifest; returns the manifest. The output
     is locked while it is built (:func:`rait.locks.output_lock`)."""
     config.validate()
-    check_output_file(config.output)
+    check_output_file(config.output, resumable=True)  # its manifest hashes the file written
     with output_lock(config.output, what="data file"):
         return _build_data(config)
 

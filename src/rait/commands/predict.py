@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rait.console import escape, make_console
+from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES
 from rait.data.formats import parse_columns
 from rait.data.labels import BUILTIN_MAPS
 from rait.errors import RaitError
@@ -75,7 +76,13 @@ def predict_command(
         str | None,
         typer.Option(help="tokens-tags --input with integer tags: the label list, comma-separated."),
     ] = None,
-    max_examples: Annotated[int, typer.Option(help="Test passages sampled per benchmark (0: all).")] = 2000,
+    max_examples: Annotated[
+        int | None,
+        typer.Option(
+            help="Passages sampled (seeded by --seed, kept in file order) from each benchmark and from the "
+            f"--input file; 0: all [default: {DEFAULT_MAX_EXAMPLES} of a benchmark, all of an --input file]."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of benchmark and pool sampling.")] = 42,
     examples: Annotated[str, typer.Option(help=f"In-context examples: {', '.join(EXAMPLE_MODES)}.")] = "none",
     pool: Annotated[
@@ -173,7 +180,8 @@ def predict_command(
         label_map=label_map,
         columns=None if columns is None else parse_columns(columns),
         tag_names=None if tag_names is None else [t.strip() for t in tag_names.split(",")],
-        max_examples=max_examples or None,
+        max_examples=DEFAULT_MAX_EXAMPLES if max_examples is None else max_examples or None,
+        input_max_examples=max_examples or None,
         seed=seed,
         examples=examples,
         pool=pool,

@@ -301,6 +301,7 @@ def _find_data_dir() -> Path | None:
     return shared if shared.is_dir() else None
 
 
+DEFAULT_MAX_EXAMPLES = 2000  # test passages sampled per benchmark
 HALF_SEED = 42
 
 
@@ -340,7 +341,7 @@ def load_benchmark(
     split: str = "test",
     *,
     data_dir: str | Path | None = None,
-    max_examples: int | None = 2000,
+    max_examples: int | None = DEFAULT_MAX_EXAMPLES,
     seed: int = 42,
     stats: LoadStats | None = None,
 ) -> list[Record]:
@@ -368,10 +369,16 @@ def load_benchmark(
         order = random.Random(HALF_SEED).sample(range(len(records)), len(records))
         half = order[: len(order) // 2] if spec.halves[split] == 0 else order[len(order) // 2 :]
         records = [records[i] for i in sorted(half)]
-    if max_examples is not None and len(records) > max_examples:
-        keep = sorted(random.Random(seed).sample(range(len(records)), max_examples))
-        records = [records[i] for i in keep]
-    return records
+    return sample_passages(records, max_examples, seed)
+
+
+def sample_passages(records: list[Record], size: int | None, seed: int) -> list[Record]:
+    """A seeded sample of at most ``size`` records (``None``: all), kept in file order: how every test
+    set, registered or a file, is cut to ``max_examples``."""
+    if size is None or len(records) <= size:
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), size))
+    return [records[i] for i in keep]
 
 
 def sample_path(lang: str, split: str) -> Path:

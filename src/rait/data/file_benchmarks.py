@@ -163,7 +163,7 @@ class FileSource:
     def load(self, max_examples: int, seed: int, lang: str | None = None) -> list[Record]:
         """The benchmark's records, a seeded sample of at most ``max_examples`` (this source's own size
         when set) kept in file order, as :func:`rait.data.benchmarks.load_benchmark` samples."""
-        import random
+        from rait.data.benchmarks import sample_passages
 
         records, _ = load_file_benchmark(
             self.path,
@@ -174,8 +174,4 @@ class FileSource:
             columns=self.columns,
             tag_names=self.tag_names,
         )
-        size = self.max_examples or max_examples
-        if len(records) > size:
-            keep = sorted(random.Random(seed).sample(range(len(records)), size))
-            records = [records[i] for i in keep]
-        return records
+        return sample_passages(records, self.max_examples or max_examples, seed)

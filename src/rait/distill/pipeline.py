@@ -395,7 +395,7 @@ def distill(
     ):
         if not ok:
             raise RaitError(message)
-    check_output_file(config.output)
+    check_output_file(config.output, resumable=True)
     with output_lock(config.output, what="distillation output"):
         return _distill(config, teachers, tokenizer, console)
 

@@ -12,6 +12,7 @@ import yaml
 
 from rait.answers import PROTOCOLS
 from rait.build_data import METHODS
+from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES
 from rait.data.file_benchmarks import FileSource, benchmark_name
 from rait.errors import DataError, RaitError
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
@@ -44,7 +45,7 @@ class EvaluationSpec:
     benchmarks: tuple[str, ...]
     modes: list[ModeSpec]
     base: bool = True
-    max_examples: int = 2000
+    max_examples: int = DEFAULT_MAX_EXAMPLES
     seed: int = 42
     predict: dict = field(default_factory=dict)
     protocol: str = "uniner"  # rait.answers.PROTOCOLS: where an answer's list is looked for
@@ -439,7 +440,7 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
         benchmarks=benchmarks,
         modes=modes,
         base=base,
-        max_examples=r.integer(data.get("max_examples", 2000), "evaluation.max_examples", 1),
+        max_examples=r.integer(data.get("max_examples", DEFAULT_MAX_EXAMPLES), "evaluation.max_examples", 1),
         seed=r.integer(data.get("seed", 42), "evaluation.seed"),
         predict=_predict_options(r, data.get("predict")),
         protocol=r.choice(data.get("protocol", "uniner"), "evaluation.protocol", PROTOCOLS),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rait.answers import finish_reason
 from rait.console import progress_bar
+from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES, sample_passages
 from rait.data.formats import detect_lang
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
@@ -107,11 +108,13 @@ def predict_records(
 ) -> PredictStats:
     """Answer every (record, type) query and append :class:`QueryPrediction` rows to ``output`` (jsonl).
 
-    Resumable: rows are flushed as each passage completes, and queries already in ``output`` (by benchmark
-    = ``record.source``, record id, type) are skipped, so after an interruption a re-run predicts only the
-    missing passages. Types are ``record.query_types()``; ``lang`` ``None`` detects each passage's language.
-    Passages go to ``examples`` (retrieval) and the model ``chunk_size`` at a time. A passage longer than
-    the model's context or ``max_chunk_tokens`` is answered in sentence chunks
+    Resumable: rows are flushed as each passage completes, and queries already in ``output`` (by benchmark =
+    ``record.source``, record id, type) are not written again. Passages go to ``examples`` (retrieval) and the
+    model ``chunk_size`` at a time, in chunks fixed by their position in ``records``: a re-run skips the
+    chunks done and predicts a partly written chunk whole (writing only its missing rows), so it forms the
+    batches an uninterrupted run forms and writes the same answers (bf16 answers depend on which passages
+    share a batch). Types are ``record.query_types()``; ``lang`` ``None`` detects each passage's language. A
+    passage longer than the model's context or ``max_chunk_tokens`` is answered in sentence chunks
     (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks."""
     answerer = with_chunking(answerer, max_chunk_tokens)
     chunked_before = getattr(answerer, "n_chunked", 0)
@@ -126,25 +129,25 @@ def predict_records(
     stats = PredictStats(n_passages=len(records))
     with output_lock(output, what="predictions file"), JsonlAppender(output) as appender:
         done = {(row.get("benchmark"), row.get("record_id"), row.get("type")) for row in appender.existing()}
-        todo: list[tuple[Record, list[str]]] = []
-        for record in records:
-            types = record.query_types()
-            missing = [t for t in types if (record.source, record.id, t) not in done]
-            if missing:
-                todo.append((record, missing))
-            else:
-                stats.n_resumed += 1
+        missing = [{t for t in r.query_types() if (r.source, r.id, t) not in done} for r in records]
+        stats.n_resumed = sum(not todo for todo in missing)
         with progress_bar(progress) as bar:
             task = bar.add_task("predicting", total=len(records), completed=stats.n_resumed)
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start : start + chunk_size]
-                chunk_examples = examples([r for r, _ in chunk]) if examples else [[] for _ in chunk]
+            for start in range(0, len(records), chunk_size):
+                chunk = records[start : start + chunk_size]
+                if not any(missing[start : start + chunk_size]):
+                    continue
+                chunk_examples = examples(list(chunk)) if examples else [[] for _ in chunk]
                 queries = [
-                    PassageQuery(r.text, tuple(types), tuple(ex), lang or detect_lang(r.text))
-                    for (r, types), ex in zip(chunk, chunk_examples, strict=True)
+                    PassageQuery(r.text, tuple(r.query_types()), tuple(ex), lang or detect_lang(r.text))
+                    for r, ex in zip(chunk, chunk_examples, strict=True)
                 ]
-                for index, answers in answerer.iter_answers(queries):
-                    record, types = chunk[index]
+                for index, all_answers in answerer.iter_answers(queries):
+                    record, todo = chunk[index], missing[start + index]
+                    if not todo:
+                        continue
+                    types = [t for t in record.query_types() if t in todo]
+                    answers = [a for t, a in zip(record.query_types(), all_answers, strict=True) if t in todo]
                     for row in query_rows(record, types, answers):
                         appender.append(row.to_dict())
                     stats.n_predicted += 1
@@ -162,16 +165,16 @@ def predict_records(
 class PredictConfig:
     """A ``rait predict`` job of ``model`` / ``adapter`` (:func:`load_predictor`; neither given: the built-in
     model when packaged, recorded by its name). Passages come from registry ``benchmarks`` (test split, at
-    most ``max_examples`` sampled with ``seed``) and/or an ``input`` file read by
+    most ``max_examples`` sampled with ``seed``) and/or an ``input`` file (at most ``input_max_examples``
+    passages, sampled the same way; ``None``: all) read by
     :func:`rait.data.file_benchmarks.load_file_benchmark` (a labelled file in any format is a benchmark named
     ``name``, its codes renamed by ``label_map``; a file of plain lines is passages), whose types ``types``
     sets or overrides; ``columns``/``tag_names``: layout options of :func:`rait.data.formats.load_records`.
     ``examples``: ``none``; ``out-domain`` (k nearest from the training ``pool`` -- a file or a registered
-    training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest
-    from ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file).
-    ``stopwords``: removed before BM25 (:func:`rait.retrieval.bm25.load_stopwords`).
-    ``allow_identical_examples``: pool passages identical to the test passage may be examples, as in the
-    reference (leaks gold)."""
+    training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest from
+    ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file). ``stopwords``:
+    removed before BM25 (:func:`rait.retrieval.bm25.load_stopwords`). ``allow_identical_examples``: pool
+    passages identical to the test passage may be examples, as in the reference (leaks gold)."""
 
     output: Path
     model: str | None = None
@@ -184,7 +187,8 @@ class PredictConfig:
     label_map: str | None = None
     columns: tuple[int, int] | None = None
     tag_names: list[str] | None = None
-    max_examples: int | None = 2000
+    max_examples: int | None = DEFAULT_MAX_EXAMPLES
+    input_max_examples: int | None = None
     seed: int = 42
     examples: str = "none"
     pool: str | None = None
@@ -231,6 +235,8 @@ class PredictConfig:
         )
         data |= {"seed": self.seed, "max_examples": self.max_examples if self.benchmarks else None}
         data |= {"input": self.input, "input_format": self.input_format, "types": self.types}
+        if self.input_max_examples is not None:  # recorded only when set, so older outputs still resume
+            data["input_max_examples"] = self.input_max_examples
         data |= {"label_map": self.label_map, "columns": list(self.columns) if self.columns else None}
         data |= {"tag_names": self.tag_names}
         if self.stopwords is not None:  # recorded only when set, so older outputs still resume
@@ -291,8 +297,9 @@ def _validate(config: PredictConfig) -> None:
         raise RaitError(f"unknown --lang {config.lang!r}; choose en or zh")
     if config.backend not in BACKENDS:
         raise RaitError(f"unknown --backend {config.backend!r}; choose one of {', '.join(BACKENDS)}")
-    if config.max_examples is not None and config.max_examples < 0:
-        raise RaitError(f"--max-examples must be 0 (all) or more, got {config.max_examples}")
+    for size in (config.max_examples, config.input_max_examples):
+        if size is not None and size < 0:
+            raise RaitError(f"--max-examples must be 0 (all) or more, got {size}")
     if config.pool_size is not None and config.pool_size < 1:
         raise RaitError(f"--pool-size must be at least 1, got {config.pool_size}")
     if config.max_new_tokens < 1 or config.batch_size < 1:
@@ -329,7 +336,7 @@ def run_predict(
     from rait.data.file_benchmarks import load_file_benchmark
 
     _validate(config)
-    check_output_file(config.output)
+    check_output_file(config.output, resumable=True)
     jobs: list[tuple[list[Record], str | None, str | None]] = []  # (records, lang, benchmark name)
     for name in config.benchmarks:
         spec = get_spec(name)
@@ -346,8 +353,11 @@ def run_predict(
             columns=config.columns,
             tag_names=config.tag_names,
         )
+        total = len(records)
+        records = sample_passages(records, config.input_max_examples, config.seed)
         if log is not None:
-            what = f"{len(records)} passages of {config.input} ({info.format})"
+            sampled = f"{len(records)} of {total}" if len(records) < total else str(total)
+            what = f"{sampled} passages of {config.input} ({info.format})"
             if info.labelled:
                 mapped = f"label map {info.label_map}" if info.label_map else "labels as in the file"
                 what += f" as benchmark {info.name!r}, {mapped}, types: {', '.join(records[0].query_types())}"
@@ -357,8 +367,15 @@ def run_predict(
         if overwrite:
             config.output.unlink(missing_ok=True)
             meta_path(config.output).unlink(missing_ok=True)
+        new = not config.output.exists()
         _check_settings(config)
-        return _predict_jobs(config, jobs, progress, answerer)
+        try:
+            return _predict_jobs(config, jobs, progress, answerer)
+        except BaseException:
+            if new and (not config.output.exists() or not config.output.stat().st_size):
+                config.output.unlink(missing_ok=True)  # failed before its first row: leave nothing behind
+                meta_path(config.output).unlink(missing_ok=True)
+            raise
 
 
 def _predict_jobs(
