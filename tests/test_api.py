@@ -186,3 +186,32 @@ def test_types_none_is_refused_and_repeated_types_are_asked_once(ner):
     assert ner.predict_entities("Ada met Bo.", ["person", "person"]) == once
     with pytest.raises(RaitError, match="not a string"):
         ner.batch_predict_entities(["Ada met Bo."], "person")
+
+
+@pytest.mark.parametrize(
+    ("texts", "error", "words"),
+    [
+        ("Marie Curie", TypeError, "not a string"),  # not eleven one-letter texts
+        (None, TypeError, "not NoneType"),
+        (b"Marie Curie", TypeError, "not bytes"),
+        (3, TypeError, "not int"),
+        (["Ada", None], TypeError, "texts[1] must be a string, not NoneType"),
+        (["Ada", b"Bo"], TypeError, "texts[1] must be a string, not bytes"),
+        (
+            ["Ada", "Marie \ud800 Curie"],
+            ValueError,
+            "texts[1] is not valid Unicode (a lone surrogate at character 6)",
+        ),
+    ],
+)
+def test_bad_texts_are_clear_type_and_value_errors(ner, texts, error, words):
+    with pytest.raises(error) as caught:
+        ner.batch_predict_entities(texts, ["person"])
+    assert words in str(caught.value)
+
+
+def test_bad_single_texts_and_types_are_clear_errors(ner):
+    with pytest.raises(TypeError, match="text must be a string, not int"):
+        ner.predict_entities(3, ["person"])
+    with pytest.raises(ValueError, match=r"type 'per\\\\udfffson' is not valid Unicode"):
+        ner.predict_entities("Ada met Bo.", ["per\udfffson"])

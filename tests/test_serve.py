@@ -581,6 +581,10 @@ def chromium_binary() -> str:
     return binary
 
 
+MARKS = "[...document.querySelectorAll('#passage mark')].map(m => [m.textContent, m.dataset.type])"
+EMOJI = "😀🎉 Marie Curie moved to Paris."
+
+
 def test_web_page_highlights_entities_in_chromium(server, tmp_path):
     base, _ = server
     browser = Chromium(chromium_binary(), tmp_path / "profile")
@@ -593,19 +597,22 @@ def test_web_page_highlights_entities_in_chromium(server, tmp_path):
             "document.getElementById('run').click();"
         )
         wait_until(lambda: browser.eval("document.querySelectorAll('#passage mark').length") == 3, "no marks")
-        marks = browser.eval(
-            "[...document.querySelectorAll('#passage mark')].map(m => [m.textContent, m.dataset.type])"
-        )
+        marks = browser.eval(MARKS)
         rows = browser.eval(
             "[...document.querySelectorAll('#entities tbody tr')].map(r => r.cells[2].textContent)"
         )
         passage = browser.eval("document.getElementById('passage').textContent")
         shot = browser.send("Page.captureScreenshot", {"format": "png"})["data"]
+        browser.eval(f"document.getElementById('text').value = {json.dumps(EMOJI)};")
+        browser.eval("document.getElementById('run').click();")
+        wait_until(lambda: browser.eval(MARKS) == [["Marie Curie", "person"], ["Paris", "location"]], "emoji")
+        emoji_passage = browser.eval("document.getElementById('passage').textContent")
     finally:
         browser.close()
     assert marks == [["Marie Curie", "person"], ["Paris", "location"], ["Nobel Prize in Physics", "award"]]
     assert rows == ["0", "21", "53"]
     assert passage == TEXT  # the highlighted passage is the text, unchanged
+    assert emoji_passage == EMOJI  # offsets count code points: the marks after the emoji are right
     target = Path(os.environ.get("RAIT_SCREENSHOT_DIR", tmp_path)) / "serve_page.png"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(base64.b64decode(shot))

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +173,8 @@ class NER:
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
         the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
         one of :data:`DECODINGS` for this call (transformers backend); ``None``: the model's."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a string, not {type(text).__name__}")
         return self.extract([text], [types], examples, decoding=decoding)[0].entities
 
     def batch_predict_entities(
@@ -198,9 +200,14 @@ class NER:
         batch_size: int = 32,
         decoding: str | None = None,
     ) -> list[Extraction]:
-        """An :class:`Extraction` per text (see :meth:`batch_predict_entities` for the arguments)."""
-        texts = list(texts)
+        """An :class:`Extraction` per text (see :meth:`batch_predict_entities` for the arguments).
+        TypeError for texts that are not a list of strings, ValueError for a text or type that is not valid
+        Unicode (a lone surrogate)."""
+        texts = _checked_texts(texts)
         per_text = _types_per_text(types, len(texts))
+        for entry in dict.fromkeys(per_text):
+            for name in entry:
+                check_unicode(name, f"type {name.encode('utf-8', 'backslashreplace').decode()!r}")
         if batch_size < 1:
             raise RaitError(f"batch_size must be at least 1, not {batch_size}")
         results: list[Extraction] = []
@@ -264,6 +271,28 @@ class NER:
             self.n_chunked += len(chunked.queries) > 1
             results.append(Extraction(entities, list(chunked.spans), malformed, len(query.examples)))
         return results
+
+
+def _checked_texts(texts) -> list[str]:
+    """``texts`` as a list of strings; TypeError or ValueError saying what is wrong with them."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not a string (predict_entities takes one text)")
+    if isinstance(texts, bytes | bytearray) or not isinstance(texts, Iterable):
+        raise TypeError(f"texts must be a list of strings, not {type(texts).__name__}")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a string, not {type(text).__name__}")
+        check_unicode(text, f"texts[{i}]")
+    return texts
+
+
+def check_unicode(value: str, what: str) -> None:
+    """ValueError for a string the tokenizer cannot take: a lone UTF-16 surrogate (from broken decoding)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate at character {exc.start})") from None
 
 
 def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:

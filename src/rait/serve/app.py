@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
 import rait
-from rait.api import EXAMPLES, NER
+from rait.api import EXAMPLES, NER, check_unicode
 from rait.errors import RaitError
 from rait.inference import DECODINGS, Predictor
 from rait.serve import DEFAULT_MAX_BATCH_CHARS
@@ -110,15 +110,6 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     return _error(422, f"{where}: {first['msg']}", field)
 
 
-def _check_unicode(text: str, where: str) -> None:
-    """ApiError 422 for a text the model's tokenizer cannot take (a lone UTF-16 surrogate)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        message = f"{where}: not valid Unicode (a lone surrogate at character {exc.start})"
-        raise ApiError(422, message, "text") from None
-
-
 def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[tuple[str, ...]]]:
     texts = [body.text] if isinstance(body.text, str) else body.text
     if not texts:
@@ -126,7 +117,10 @@ def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[t
     if len(texts) > limits.max_texts:
         raise ApiError(413, f"text: {len(texts)} texts, more than the limit of {limits.max_texts}", "text")
     for i, text in enumerate(texts):
-        _check_unicode(text, "text" if isinstance(body.text, str) else f"text[{i}]")
+        try:
+            check_unicode(text, "text" if isinstance(body.text, str) else f"text[{i}]")
+        except ValueError as exc:  # refused here, before it could share a batch with other requests
+            raise ApiError(422, str(exc), "text") from None
         if len(text) > limits.max_text_chars:
             raise ApiError(
                 413,
