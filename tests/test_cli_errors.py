@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -48,7 +50,22 @@ def files(tmp_path: Path) -> dict[str, Path]:
     empty.write_text("\n")
     bio = tmp_path / "ok.txt"
     bio.write_text("Ada\tB-PER\nmet\tO\n")
-    return {"latin": latin, "empty": empty, "bio": bio, "dir": tmp_path}
+    deep_json, deep_jsonl = tmp_path / "deep.json", tmp_path / "deep.jsonl"
+    deep_json.write_text("[" * 100_000 + "]" * 100_000)
+    deep_jsonl.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    bad_bio = tmp_path / "bad_bio.txt"
+    bad_bio.write_text("EU\tB-ORG\nrejects\tO\nJAPAN GET LUCKY WIN\n\nSOCCER\tO\n" + "to\tO\n" * 5)
+    three_columns = tmp_path / "three.txt"
+    three_columns.write_text("EU\tB-ORG\nGerman\tNNP\tB-MISC\ncall\tO\n")
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text('{\n  "a": 1,\n  "b": [1, 2]\n}\n')
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    return {
+        "latin": latin, "empty": empty, "bio": bio, "dir": tmp_path, "deep_json": deep_json,
+        "deep_jsonl": deep_jsonl, "bad_bio": bad_bio, "three_columns": three_columns, "pretty": pretty,
+        "fifo": fifo,
+    }  # fmt: skip
 
 
 PREDICT = ("predict", "-m", MISSING_MODEL, "-o", "{dir}/p.jsonl")
@@ -101,6 +118,50 @@ CASES = {  # arguments ({name} is a file of the fixture), words of the error lin
         ["no text to annotate"],
     ),
     "distill -n -4": (["distill", "{bio}", "-o", "{dir}/d.jsonl", "-n", "-4"], ["-n must be"]),
+    "build-data --source-format bogus": (
+        ["build-data", "{bio}", "-o", "{dir}/b.jsonl", "--source-format", "bogus"],
+        ["--source-format 'bogus'", "choose one of"],
+    ),
+    "quickstart --lang xx": (["quickstart", "{dir}/qs", "--lang", "xx"], ["--lang 'xx'"]),
+    "convert deeply nested JSON": (
+        ["convert", "{deep_json}", "{dir}/o.jsonl"],
+        ["deep.json", "nested too deeply"],
+    ),
+    "convert deeply nested JSON lines": (
+        ["convert", "{deep_jsonl}", "{dir}/o.jsonl"],
+        ["deep.jsonl, line 1", "nested too deeply"],
+    ),
+    "evaluate deeply nested JSON lines": (["evaluate", "{deep_jsonl}"], ["line 1", "nested too deeply"]),
+    "train deeply nested JSON": (["train", "{deep_json}", "-o", "{dir}/run"], ["nested too deeply"]),
+    "predict -i deeply nested JSON": (
+        [*PREDICT, "-i", "{deep_json}", "--types", "person"],
+        ["nested too deeply"],
+    ),
+    "predict -i a BIO file with a bad line": (
+        [*PREDICT, "-i", "{bad_bio}", "--types", "person"],
+        ["bad_bio.txt, line 3", "looks like a tagged file", "JAPAN GET LUCKY WIN"],
+    ),
+    "convert a 3-column line among 2-column lines": (
+        ["convert", "{three_columns}", "{dir}/o.jsonl"],
+        ["line 2", "3 columns where the other lines have 2"],
+    ),
+    "convert pretty-printed JSON of an unknown shape": (
+        ["convert", "{pretty}", "{dir}/o.jsonl"],
+        ["valid JSON", "an object with keys a, b", "id+text+mentions (rait)"],
+    ),
+    "predict --types not UTF-8": (
+        [*PREDICT, "-i", "{bio}", "--types", "per\udcffson"],
+        ["'per\\xffson' is not UTF-8 text"],
+    ),
+    "predict -i a file name not UTF-8": (
+        [*PREDICT, "-i", "{dir}/in\udcff.txt", "--types", "person"],
+        ["'", "in\\xff.txt' is not UTF-8 text"],
+    ),
+    "predict -o /dev/stdout": (
+        [*PREDICT, "-i", "{bio}", "--types", "person", "-o", "-"],
+        ["standard output"],
+    ),
+    "predict -i a FIFO": ([*PREDICT, "-i", "{fifo}", "--types", "person"], ["fifo", "named pipe (FIFO)"]),
     "build-data -k with vanilla": (
         ["build-data", "{bio}", "-o", "{dir}/b.jsonl", "--method", "vanilla", "-k", "3"],
         ["-k has no effect"],
@@ -117,6 +178,8 @@ def test_bad_input_is_one_line(monkeypatch, capsys, files, case):
     code, output = run(monkeypatch, capsys, *args)
     assert_one_line_error(code, output, *words)
     assert not (files["dir"] / "p.jsonl").exists() and not (files["dir"] / "o.jsonl").exists()
+    left = sorted(p.name for p in files["dir"].iterdir() if p.name.endswith((".lock", ".meta.json", ".tmp")))
+    assert not left, left  # no lock file, settings file or temporary file left behind
 
 
 def test_a_full_disk_is_one_line(monkeypatch, capsys, files):
@@ -215,3 +278,73 @@ def test_bracketed_data_text_prints_as_it_is_in_every_command(monkeypatch, capsy
     monkeypatch.setenv("RAIT_DATA_DIR", str(weird))
     code, output = run(monkeypatch, capsys, "benchmarks")
     assert code == 0 and "[red]data[b]" in output.replace("\n", "")
+
+
+# --------------------------------------------------------------------------------------- special outputs
+
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="making device files (mknod) needs root")
+
+
+@ROOT
+def test_convert_writes_through_a_character_device_and_keeps_it(monkeypatch, capsys, files):
+    null = files["dir"] / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the /dev/null device
+    code, output = run(monkeypatch, capsys, "convert", files["bio"], null)
+    assert code == 0, output
+    assert stat.S_ISCHR(null.stat().st_mode)  # still the device, not replaced by a regular file
+    assert sorted(p.name for p in files["dir"].iterdir() if p.name.startswith(".")) == []
+
+
+@ROOT
+def test_a_full_device_is_one_line_naming_it(monkeypatch, capsys, files):
+    full = files["dir"] / "full"
+    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # the /dev/full device
+    code, output = run(monkeypatch, capsys, "convert", files["bio"], full)
+    assert_one_line_error(code, output, f"{full}: No space left on device")
+    assert stat.S_ISCHR(full.stat().st_mode)
+
+
+@ROOT
+def test_a_character_device_as_input_is_named_as_such(monkeypatch, capsys, files):
+    zero = files["dir"] / "zero"
+    os.mknod(zero, stat.S_IFCHR | 0o666, os.makedev(1, 5))  # the /dev/zero device
+    code, output = run(monkeypatch, capsys, "convert", zero, files["dir"] / "o.jsonl")
+    assert_one_line_error(code, output, "zero", "is a character device, not a regular file")
+
+
+def test_convert_writes_through_a_fifo_to_its_reader(monkeypatch, capsys, files):
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(files["fifo"].read_bytes()))
+    reader.start()
+    code, output = run(monkeypatch, capsys, "convert", files["bio"], files["fifo"])
+    reader.join(30)
+    assert code == 0, output
+    assert json.loads(received[0])["text"] == "Ada met"
+    assert stat.S_ISFIFO(files["fifo"].stat().st_mode)
+
+
+def test_convert_to_standard_output_keeps_the_summary_off_it(monkeypatch, capsys, files):
+    monkeypatch.setattr(sys, "argv", ["rait", "convert", str(files["bio"]), "-"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    out = capsys.readouterr()
+    assert exc.value.code == 0, out
+    assert json.loads(out.out)["text"] == "Ada met"
+    assert "written to standard output" in out.err
+    assert not (files["dir"].parent / "-").exists() and not Path("-").exists()
+
+
+def test_a_symlinked_output_writes_its_target_and_stays_a_link(monkeypatch, capsys, files):
+    target = files["dir"] / "real.jsonl"
+    target.write_text("old\n")
+    link = files["dir"] / "link.jsonl"
+    link.symlink_to(target)
+    code, output = run(monkeypatch, capsys, "convert", files["bio"], link)
+    assert code == 0, output
+    assert link.is_symlink() and json.loads(target.read_text())["text"] == "Ada met"
+
+
+def test_an_unwritable_place_names_the_output_not_a_temporary_file(monkeypatch, capsys, files):
+    code, output = run(monkeypatch, capsys, "convert", files["bio"], "/proc/rait-test.jsonl")
+    assert_one_line_error(code, output, "/proc/rait-test.jsonl")
+    assert ".tmp" not in output

@@ -525,3 +525,28 @@ def test_vllm_completions_are_cut_where_the_transformers_path_stops():
     assert finish_reason(vllm_predictor._answer(completion)) == "length"
     done = SimpleNamespace(token_ids=[40, 41], text=" [] ", finish_reason="stop")
     assert vllm_predictor._answer(done) == "[]" and finish_reason(vllm_predictor._answer(done)) == "stop"
+
+
+def test_max_examples_samples_an_input_file_as_benchmarks_are_sampled(tmp_path):
+    from rait.data.benchmarks import sample_passages
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"Person{i} works at Company{i}.\n" for i in range(10)))
+    config = PredictConfig(
+        output=tmp_path / "p.jsonl", input=texts, types=["person"], input_max_examples=3, seed=7
+    )
+    answerer = ScriptedAnswerer({})
+    stats = run_predict(config, progress=False, answerer=answerer)
+    assert stats.n_passages == 3
+    expected = sample_passages([f"Person{i} works at Company{i}." for i in range(10)], 3, seed=7)
+    assert sorted(answerer.examples) == sorted(expected)
+    assert json.loads(meta_path(config.output).read_text())["settings"]["input_max_examples"] == 3
+
+
+def test_a_failure_before_the_first_row_leaves_no_settings_file(tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Ada met Bo.\n")
+    config = PredictConfig(output=tmp_path / "p.jsonl", input=texts, types=["person"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_predict(config, progress=False, answerer=ScriptedAnswerer({}, crash_after=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["texts.txt"]
