@@ -119,11 +119,9 @@ def serve_command(
 
 
 def _public(name: str | None) -> str | None:
-    """What ``GET /v1/info`` shows of a model, adapter or pool: a local path's last part only (the
-    server's folders are nobody's business), a Hub id or a registered name as it is."""
-    if name is None or not Path(name).exists():
-        return name
-    return Path(name).resolve().name
+    """What ``GET /v1/info`` shows of a model, adapter or pool: an absolute path's last part only (the
+    server's folders are nobody's business); a relative path, Hub id or registered name as given."""
+    return Path(name).name if name is not None and Path(name).is_absolute() else name
 
 
 def register(app: typer.Typer) -> None:

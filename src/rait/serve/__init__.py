@@ -21,15 +21,10 @@ def _require_extra() -> None:
         raise RaitError("rait serve needs FastAPI and uvicorn: pip install -e '.[serve]'") from None
 
 
-def check_port(port: int) -> None:
-    """RaitError for a port outside 1-65535."""
-    if not 1 <= port <= 65535:
-        raise RaitError(f"--port must be 1 to 65535, not {port}")
-
-
 def bind(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host``:``port`` (RaitError naming them when that fails)."""
-    check_port(port)
+    if not 1 <= port <= 65535:
+        raise RaitError(f"--port must be 1 to 65535, not {port}")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)

@@ -130,8 +130,11 @@ def _check(body: ExtractRequest, limits: ServeLimits) -> tuple[list[str], list[t
     per_text = isinstance(body.types[0], list)
     if per_text and len(body.types) != len(texts):
         raise ApiError(422, f"types: {len(body.types)} lists of types for {len(texts)} texts", "types")
-    types = [tuple(dict.fromkeys(t)) for t in body.types] if per_text else [tuple(dict.fromkeys(body.types))]
-    types = types if per_text else types * len(texts)  # type names with a lone surrogate: pydantic's 422
+    # a repeated type is asked once (type names with a lone surrogate got pydantic's 422 already)
+    if per_text:
+        types = [tuple(dict.fromkeys(entry)) for entry in body.types]
+    else:
+        types = [tuple(dict.fromkeys(body.types))] * len(texts)
     for entry in types:
         if not entry:
             raise ApiError(422, "types: a list of types is empty", "types")
