@@ -1,10 +1,10 @@
 """How often a text's answers depend on the other texts of its batch, per precision.
 
 Each of the bundled sample passages (``src/rait/resources/sample/en_{train,test}.jsonl``, with their own
-types) is asked once alone (``NER.predict_entities``) and once inside one batch of all of them
-(``NER.batch_predict_entities``); a text counts as batch-dependent when its entities differ. Prints the
-counts and writes ``results/serving/batch_dependence.json``. It counts answers, not time, so it needs no quiet
-machine.
+types: the file's, else its mentions') is asked once alone (``NER.predict_entities``) and once inside one
+batch of all of them (``NER.batch_predict_entities``); a text counts as batch-dependent when its entities
+differ. Prints the counts and writes ``results/serving/batch_dependence.json``. It counts answers, not time,
+so it needs no quiet machine.
 
     python benchmarks/bench_batch_dependence.py                 # the built-in model, bf16 and fp32
 """
@@ -20,6 +20,7 @@ import torch
 
 from rait.api import NER
 from rait.fileio import read_jsonl, write_json
+from rait.records import Record
 
 
 def sample_passages() -> list[dict]:
@@ -29,7 +30,8 @@ def sample_passages() -> list[dict]:
 
 def measure(model: str | None, precision: str, rows: list[dict]) -> dict:
     ner = NER.from_pretrained(model, precision=precision)
-    texts, types = [r["text"] for r in rows], [r["types"] for r in rows]
+    records = [Record.from_dict(row) for row in rows]
+    texts, types = [r.text for r in records], [r.query_types() for r in records]
     alone = [ner.predict_entities(text, text_types) for text, text_types in zip(texts, types, strict=True)]
     together = ner.batch_predict_entities(texts, types, batch_size=len(texts))
     differ = [i for i, (a, b) in enumerate(zip(alone, together, strict=True)) if a != b]

@@ -348,3 +348,22 @@ def test_an_unwritable_place_names_the_output_not_a_temporary_file(monkeypatch, 
     code, output = run(monkeypatch, capsys, "convert", files["bio"], "/proc/rait-test.jsonl")
     assert_one_line_error(code, output, "/proc/rait-test.jsonl")
     assert ".tmp" not in output
+
+
+def test_dev_stdout_writes_to_the_redirection_and_keeps_its_appending(files):
+    target = files["dir"] / "appended.jsonl"
+    target.write_text("first\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    with target.open("a") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "rait", "convert", str(files["bio"]), "/dev/stdout"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    first, row = target.read_text().splitlines()
+    assert first == "first" and json.loads(row)["text"] == "Ada met"  # not truncated, nor replaced
+    assert "written to standard output" in done.stderr

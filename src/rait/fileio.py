@@ -1,8 +1,9 @@
 """Atomic, resumable file I/O helpers used by every long job.
 
 Outputs: a regular file is written to a temporary file beside it and renamed into place; ``-`` is standard
-output, and a character device (``/dev/null``) or a named pipe is written through, never replaced; a
-symbolic link is followed, so its target is replaced and the link stays."""
+output, and ``/dev/stdout`` (or ``/dev/fd/N``), a character device (``/dev/null``) or a named pipe is
+written through, never replaced; a symbolic link is followed, so its target is replaced and the link
+stays."""
 
 from __future__ import annotations
 
@@ -22,12 +23,31 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 STDOUT = "-"  # the output path that means standard output
+_NAMED_DESCRIPTORS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_DESCRIPTOR_FOLDERS = ("/dev/fd/", "/proc/self/fd/")
+
+
+def _descriptor(path: str | Path) -> int | None:
+    """The open descriptor a path such as ``-``, ``/dev/stdout`` or ``/dev/fd/3`` names, else None."""
+    path = str(path)
+    if path == STDOUT:
+        return 1
+    if path in _NAMED_DESCRIPTORS:
+        return _NAMED_DESCRIPTORS[path]
+    folder = next((f for f in _DESCRIPTOR_FOLDERS if path.startswith(f)), None)
+    return int(path[len(folder) :]) if folder and path[len(folder) :].isdigit() else None
+
+
+def writes_stdout(path: str | Path) -> bool:
+    """Whether output ``path`` is this process's standard output (``-``, ``/dev/stdout``, ...)."""
+    return _descriptor(path) == 1
 
 
 def is_stream(path: str | Path) -> bool:
-    """Whether ``path`` is written through rather than replaced: ``-``, or (following symbolic links) an
-    existing character device, named pipe or socket."""
-    if str(path) == STDOUT:
+    """Whether ``path`` is written through rather than replaced: ``-`` or a path naming an open descriptor
+    (``/dev/stdout``, ``/dev/fd/N``: written to that descriptor, so a shell redirection keeps its file and
+    its appending), or (following symbolic links) an existing character device, named pipe or socket."""
+    if _descriptor(path) is not None:
         return True
     try:
         mode = os.stat(path).st_mode
@@ -63,11 +83,15 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
     special files are written through (see the module docs). An OSError (a full disk, a full device)
     names ``path``."""
     text_encoding = None if "b" in mode else encoding
-    if str(path) == STDOUT:
+    if writes_stdout(path):
         stream = sys.stdout.buffer if "b" in mode else sys.stdout
         with _naming(Path("<stdout>")):
             yield stream
             stream.flush()
+        return
+    if (fd := _descriptor(path)) is not None:  # os.dup: closing the handle leaves the descriptor open
+        with _naming(Path(path)), os.fdopen(os.dup(fd), mode, encoding=text_encoding) as handle:
+            yield handle
         return
     path = Path(path)
     if is_stream(path):
@@ -103,7 +127,8 @@ def check_output_file(path: str | Path, *, resumable: bool = False) -> Path:
     the output of a ``resumable`` job, which reads its output back."""
     if is_stream(path):
         if resumable:
-            what = "standard output" if str(path) == STDOUT else _kind(os.stat(path).st_mode)
+            what = "an open descriptor" if _descriptor(path) is not None else _kind(os.stat(path).st_mode)
+            what = "standard output" if writes_stdout(path) else what
             raise RaitError(f"output {path} is {what}; this job resumes from its output: give a regular file")
         return Path(path)
     path = Path(path)

@@ -12,7 +12,7 @@ from rait.console import escape, make_console
 from rait.data.benchmarks import BENCHMARKS, TRAINING_SOURCES, data_dir, is_available
 from rait.data.formats import LOAD_FORMATS, WRITE_FORMATS, convert, parse_columns
 from rait.errors import RaitError
-from rait.fileio import STDOUT, check_output_file
+from rait.fileio import check_output_file, writes_stdout
 from rait.templates import WORDINGS
 
 
@@ -63,7 +63,7 @@ def convert_command(
         columns=None if columns is None else parse_columns(columns),
         tag_names=None if tag_names is None else [t.strip() for t in tag_names.split(",")],
     )
-    to_stdout = str(output) == STDOUT
+    to_stdout = writes_stdout(output)
     where = "standard output" if to_stdout else output
     console = make_console(stderr=to_stdout)  # the data alone on standard output
     for message in stats.skipped:
