@@ -9,7 +9,7 @@ from rait.answers import PROTOCOLS
 from rait.console import escape, make_console
 from rait.errors import RaitError
 from rait.evaluation import evaluate_files, render_table
-from rait.fileio import check_output_file, write_json
+from rait.fileio import check_output_file, write_json, writes_stdout
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +51,6 @@ def evaluate_command(
     check_output_file(output)
     report = evaluate_files(predictions, strict_spans=strict_spans, protocol=protocol)
     write_json(output, report.to_dict())
-    console = make_console()
+    console = make_console(stderr=writes_stdout(output))  # the JSON alone on standard output
     console.print(render_table(report))
     console.print(f"Report written to {escape(output)}", highlight=False)
