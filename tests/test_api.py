@@ -213,5 +213,5 @@ def test_bad_texts_are_clear_type_and_value_errors(ner, texts, error, words):
 def test_bad_single_texts_and_types_are_clear_errors(ner):
     with pytest.raises(TypeError, match="text must be a string, not int"):
         ner.predict_entities(3, ["person"])
-    with pytest.raises(ValueError, match=r"type 'per\\\\udfffson' is not valid Unicode"):
+    with pytest.raises(ValueError, match=r"type 'per\\udfffson' is not valid Unicode"):
         ner.predict_entities("Ada met Bo.", ["per\udfffson"])

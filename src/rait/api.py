@@ -207,7 +207,7 @@ class NER:
         per_text = _types_per_text(types, len(texts))
         for entry in dict.fromkeys(per_text):
             for name in entry:
-                check_unicode(name, f"type {name.encode('utf-8', 'backslashreplace').decode()!r}")
+                check_unicode(name, f"type '{name.encode('utf-8', 'backslashreplace').decode()}'")
         if batch_size < 1:
             raise RaitError(f"batch_size must be at least 1, not {batch_size}")
         results: list[Extraction] = []
