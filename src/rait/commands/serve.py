@@ -67,8 +67,9 @@ def serve_command(
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="<name>",
             help="A Host header name to accept (repeatable; * for any) [default: bound to a loopback "
-            "address, only 127.0.0.1, localhost and ::1; else any]."
+            "address, only 127.0.0.1, localhost and ::1; else any].",
         ),
     ] = None,
 ) -> None:
