@@ -169,6 +169,8 @@ def test_the_factory_is_declared_as_a_spacy_entry_point():
 def test_the_builtin_model_in_a_blank_english_pipeline():
     nlp = spacy.blank("en")
     nlp.add_pipe(FACTORY, config={"types": ["person", "location"]})
-    doc = nlp("Barack Obama was born in Honolulu, Hawaii, and later served as President of the United States")
+    doc = nlp(
+        "Barack Obama was born in Honolulu, Hawaii, and later served as President of the United States."
+    )
     found = {(e.text, e.label_) for e in doc.ents}
     assert {("Barack Obama", "person"), ("Honolulu", "location"), ("Hawaii", "location")} <= found
