@@ -38,6 +38,8 @@ from rait.retrieval import (
     get_embedder,
 )
 
+DEFAULT_DECODING = "constrained-words"
+
 EXAMPLES = ("none", "pool", *POOL_MODES)
 
 
@@ -99,6 +101,7 @@ class NER:
         self.n_queries = 0
         self.n_malformed = 0
         self.n_chunked = 0
+        self.loaded_from: tuple[str | None, str | None] = (None, None)  # (model, adapter) of from_pretrained
 
     @classmethod
     def from_pretrained(
@@ -119,7 +122,7 @@ class NER:
         precision: str = "auto",
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         system_prompt: str | None = None,
-        decoding: str = "constrained-words",
+        decoding: str | None = None,
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id or
         a built-in model name (:mod:`rait.builtin`); ``None``: the built-in model ``smollm2-ner-en`` when
@@ -131,7 +134,16 @@ class NER:
         or a text; None uses the one the model was trained with. ``decoding="constrained-words"`` (default)
         lets the model answer only with distinct substrings of the passage that start and end at word
         boundaries (:mod:`rait.inference.constrained`), so every entity has offsets; ``"constrained"``: any
-        substring (for languages whose names take suffixes); ``"free"``: plain greedy decoding."""
+        substring (for languages whose names take suffixes); ``"free"``: plain greedy decoding. A directory
+        written by :meth:`save_pretrained` supplies its saved decoding, system prompt and language as the
+        defaults."""
+        from rait.builtin import default_model, resolve_builtin
+        from rait.hub import saved_settings
+
+        saved = saved_settings(path_or_id)
+        decoding = decoding or saved.get("decoding") or DEFAULT_DECODING
+        system_prompt = system_prompt or saved.get("system_prompt")
+        lang = lang or saved.get("lang")
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -144,7 +156,7 @@ class NER:
             system_prompt=system_prompt,
             decoding=decoding,
         )
-        return cls(
+        ner = cls(
             predictor,
             pool=pool,
             pool_mode=pool_mode,
@@ -154,6 +166,25 @@ class NER:
             embedder=embedder,
             max_chunk_tokens=max_chunk_tokens,
         )
+        model = resolve_builtin(default_model(path_or_id, adapter))
+        ner.loaded_from = (model, resolve_builtin(adapter)) if adapter else _split_adapter(model)
+        return ner
+
+    def save_pretrained(self, directory: str | Path, **card) -> Path:
+        """Write everything :meth:`from_pretrained` needs to load this model as it is to ``directory``: the
+        LoRA adapter it was loaded with (else the merged weights), the tokenizer, the inference settings
+        (``rait_config.json``) and a ``README.md`` model card (:mod:`rait.model_card`; ``card`` options:
+        ``scores`` (F1 by benchmark), ``license``, ``data_license``, ``title``). Returns the directory."""
+        from rait.hub import save_ner
+
+        return save_ner(self, directory, card=card)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | None = None, **card):
+        """:meth:`save_pretrained` to a temporary directory and upload it to the Hub model repo ``repo_id``
+        (created when missing) with ``huggingface_hub``; returns the upload's commit info."""
+        from rait.hub import push_ner
+
+        return push_ner(self, repo_id, card=card, private=private, token=token)
 
     def predict_entities(
         self,
@@ -293,6 +324,13 @@ def check_unicode(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"{what} is not valid Unicode (a lone surrogate at character {exc.start})") from None
+
+
+def _split_adapter(model: str | None) -> tuple[str | None, str | None]:
+    """``(base model, adapter dir)`` of a model argument that may be an adapter dir."""
+    from rait.models import adapter_base_model, is_adapter_dir
+
+    return (adapter_base_model(model), model) if is_adapter_dir(model) else (model, None)
 
 
 def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:

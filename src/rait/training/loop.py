@@ -15,7 +15,8 @@ from rait.errors import RaitError
 from rait.fileio import check_output_dir, read_json, write_json
 from rait.locks import output_lock
 from rait.lora_dropout import use_int16_dropout
-from rait.models import default_device, load_tokenizer, resolve_model_path
+from rait.model_card import write_model_card
+from rait.models import SUMMARY_FILE, default_device, load_tokenizer, resolve_model_path
 from rait.precision import resolve_precision
 from rait.training.checkpoints import CHECKPOINTS, _check_resume, _checkpoint_step, _rebase_state
 from rait.training.config import CONFIG_FILE, TrainConfig
@@ -24,8 +25,6 @@ from rait.training.log import LOG_FILE, LOSS_PLOT, _callbacks, plot_loss, run_lo
 from rait.training.trainer import PaddingCollator, _trainer_class
 
 logger = logging.getLogger("rait.train")  # the logger name of the module before the split
-
-SUMMARY_FILE = "train_summary.json"
 
 
 def _model_reference(model: str) -> str:
@@ -205,6 +204,7 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
                 "dtype": str(model.dtype).removeprefix("torch."),
             },
         )
+        write_model_card(output_dir)
     return output_dir
 
 
