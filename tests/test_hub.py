@@ -12,7 +12,7 @@ from rait.api import NER
 from rait.errors import RaitError
 from rait.model_card import render_model_card
 from rait.testing import save_tiny_model
-from rait.train import TrainConfig, train
+from rait.training import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

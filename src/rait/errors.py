@@ -9,6 +9,16 @@ class RaitError(Exception):
     """Base class for errors rait reports to the user as a one-line message."""
 
 
+def require(module: str, extra: str):
+    """Import ``module``, or raise one line naming the pip command of the rait extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RaitError(f"this needs {module.split('.')[0]}: pip install 'rait[{extra}]'") from None
+
+
 class DataError(RaitError):
     """Malformed input data; names the file, the line (1-based) and the field when known."""
 

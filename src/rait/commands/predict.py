@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rait.console import escape, make_console
+from rait.corpus.ray import DEFAULT_SHARD_SIZE
 from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES
 from rait.data.formats import parse_columns
 from rait.data.labels import BUILTIN_MAPS
@@ -25,6 +26,8 @@ from rait.inference import (
 from rait.models import DEFAULT_MODEL
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES, EXAMPLE_MODES
+
+ENGINES = ("local", "ray")
 
 
 def predict_command(
@@ -53,7 +56,11 @@ def predict_command(
         ),
     ] = None,
     input_format: Annotated[
-        str | None, typer.Option(help="Format of --input (text: plain passages) [default: detected].")
+        str | None,
+        typer.Option(
+            help="Format of --input (text: plain passages, one per line; passages: jsonl/parquet rows with "
+            "'text' and an optional 'id') [default: detected]."
+        ),
     ] = None,
     types: Annotated[
         str | None, typer.Option(help="Comma-separated entity types for --input (replace the file's).")
@@ -150,6 +157,29 @@ def predict_command(
             "constrained-words: substrings that start and end at word boundaries)."
         ),
     ] = "free",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help=f"{' or '.join(ENGINES)}: one process, or Ray actors writing --output as a directory of "
+            "shards (pip install 'rait[ray]')."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: the Ray cluster to join [default: a local Ray].")
+    ] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(help="--engine ray: actors, each holding one model [1].")
+    ] = None,
+    gpus_per_worker: Annotated[
+        float | None, typer.Option(help="--engine ray: GPUs per actor [1 with --backend vllm, else 0].")
+    ] = None,
+    cpus_per_worker: Annotated[float | None, typer.Option(help="--engine ray: CPUs per actor [1].")] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"--engine ray: passages per output shard, the unit of resuming [{DEFAULT_SHARD_SIZE}]."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over instead of resuming into --output.")] = False,
     evaluate: Annotated[
         bool,
@@ -168,6 +198,18 @@ def predict_command(
     for flag, value in unused.items():
         if value is not None:
             raise RaitError(f"{flag} has no effect with --examples {examples}; leave it out")
+    if engine not in ENGINES:
+        raise RaitError(f"unknown --engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    ray_flags = {
+        "--ray-address": ray_address,
+        "--num-workers": num_workers,
+        "--gpus-per-worker": gpus_per_worker,
+        "--cpus-per-worker": cpus_per_worker,
+        "--shard-size": shard_size,
+    }
+    for flag, value in ray_flags.items():
+        if engine == "local" and value is not None:
+            raise RaitError(f"{flag} applies to --engine ray only; leave it out")
     config = PredictConfig(
         output=output,
         model=model,
@@ -203,7 +245,21 @@ def predict_command(
     )
     console = make_console()
     log = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
-    stats = run_predict(config, progress=not quiet, log=log, overwrite=overwrite)
+    if engine == "ray":
+        from rait.corpus.ray import RayOptions, run_predict_ray, shard_files  # Ray itself loads only here
+
+        options = RayOptions(
+            address=ray_address,
+            num_workers=num_workers or 1,
+            cpus_per_worker=cpus_per_worker or 1.0,
+            gpus_per_worker=gpus_per_worker,
+            shard_size=shard_size or DEFAULT_SHARD_SIZE,
+        )
+        stats = run_predict_ray(config, options, log=log, overwrite=overwrite, progress=not quiet)
+        outputs = shard_files(output)
+    else:
+        stats = run_predict(config, progress=not quiet, log=log, overwrite=overwrite)
+        outputs = [output]
     log(
         f"{stats.n_predicted} passages predicted ({stats.n_queries} queries, {stats.n_malformed} malformed "
         f"answers, {stats.n_capped} hit the {max_new_tokens}-token cap, {stats.n_repetition} stopped "
@@ -214,7 +270,7 @@ def predict_command(
         from rait.commands.evaluation import default_report_path
         from rait.evaluation import evaluate_files, render_table
 
-        report = evaluate_files([output])
+        report = evaluate_files(outputs)
         write_json(default_report_path(output), report.to_dict())
         console.print(render_table(report))
         log(f"Report written to {default_report_path(output)}")

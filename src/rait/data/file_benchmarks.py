@@ -4,8 +4,8 @@ Every passage is asked about every type of the file (so passages without mention
 a passage, give the empty-gold queries that keep precision honest), with the codes renamed by a label map
 (:mod:`rait.data.labels`) in the questions and the gold alike. The benchmark's name is ``name``, else the file
 stem, or the parent folder when the stem is a split name (``conll2003/test.txt`` -> ``conll2003``);
-generated record ids carry that name. A file of unlabelled passages (one per line, no known format) needs
-``types``."""
+generated record ids carry that name. A file of unlabelled passages (one per line, no known format; or jsonl
+or parquet rows with a ``text`` field and an optional ``id``) needs ``types``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from pathlib import Path
 from rait.data.formats import LOAD_FORMATS, detect_lang, guess_format, load_records
 from rait.data.labels import LabelMap, detect_label_map, parse_label_map
 from rait.errors import DataError, RaitError
-from rait.fileio import read_text
+from rait.fileio import read_jsonl, read_text
 from rait.records import Record
 
 SPLIT_NAMES = frozenset({"train", "dev", "test", "valid", "validation", "val", "eval", "testa", "testb"})
 TEXT_FORMAT = "text"  # one unlabelled passage per non-blank line
+PASSAGES_FORMAT = "passages"  # unlabelled jsonl or parquet rows: a "text" field and an optional "id"
+PASSAGE_FORMATS = (TEXT_FORMAT, PASSAGES_FORMAT)
 
 
 def benchmark_name(path: str | Path) -> str:
@@ -60,6 +62,32 @@ def _passages(path: Path) -> list[Record]:
     return [Record(f"line-{n}", line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
 
 
+def _row_passages(path: Path) -> list[Record]:
+    """The passages of jsonl rows or a parquet table: ``text`` (a string) and ``id`` (else its row number)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(path, f"cannot read it as parquet ({str(exc).splitlines()[0]})") from None
+        if "text" not in table.column_names:
+            raise DataError(path, "no column 'text' (the passages)", field="text")
+        ids = table.column("id").to_pylist() if "id" in table.column_names else None
+        rows = [
+            (n, {"text": t} | ({"id": ids[n - 1]} if ids else {}))
+            for n, t in enumerate(table.column("text").to_pylist(), 1)
+        ]
+    else:
+        rows = list(read_jsonl(path))
+    records = []
+    for n, row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise DataError(path, "expected an object with a string 'text'", line=n, field="text")
+        records.append(Record(str(row["id"]) if row.get("id") is not None else f"row-{n}", row["text"]))
+    return records
+
+
 def load_file_benchmark(
     path: str | Path,
     fmt: str | None = None,
@@ -73,26 +101,31 @@ def load_file_benchmark(
 ) -> tuple[list[Record], FileBenchmark]:
     """The records of a data file set up as a benchmark (see the module docstring) and what was done.
 
-    ``fmt``: any of :data:`rait.data.formats.LOAD_FORMATS`, ``"text"`` (passages, one per line), or None to
-    detect (a file in no known format is read as passages). ``types`` replaces the questions (an error when
-    none of them is a gold type); ``label_map``: a :class:`LabelMap` or what :func:`parse_label_map` reads,
-    None to pick a built-in one whose codes equal the file's."""
+    ``fmt``: any of :data:`rait.data.formats.LOAD_FORMATS`, ``"text"`` (passages, one per line),
+    ``"passages"`` (jsonl or parquet rows with ``text``), or None to detect (a ``.parquet`` file, or a
+    ``.jsonl`` file in no known format, is read as passage rows; any other file in no known format as lines).
+    ``types`` replaces the questions (an error when none of them is a gold type); ``label_map``: a
+    :class:`LabelMap` or what :func:`parse_label_map` reads, None to pick a built-in one whose codes equal the
+    file's."""
     path = Path(path)
-    if fmt is not None and fmt not in (*LOAD_FORMATS, TEXT_FORMAT):
+    if fmt is not None and fmt not in (*LOAD_FORMATS, *PASSAGE_FORMATS):
         raise RaitError(
-            f"unknown input format {fmt!r}; choose one of {', '.join((*LOAD_FORMATS, TEXT_FORMAT))}"
+            f"unknown input format {fmt!r}; choose one of {', '.join((*LOAD_FORMATS, *PASSAGE_FORMATS))}"
         )
     types = dedupe_types(types)
-    if fmt is None and not path.is_dir():
-        fmt = guess_format(path) or TEXT_FORMAT
-    records = (
-        _passages(path)
-        if fmt == TEXT_FORMAT
-        else load_records(path, fmt, columns=columns, tag_names=tag_names)
-    )
+    if fmt is None and path.suffix == ".parquet":
+        fmt = PASSAGES_FORMAT
+    elif fmt is None and not path.is_dir():
+        fmt = guess_format(path) or (PASSAGES_FORMAT if path.suffix == ".jsonl" else TEXT_FORMAT)
+    if fmt == TEXT_FORMAT:
+        records = _passages(path)
+    elif fmt == PASSAGES_FORMAT:
+        records = _row_passages(path)
+    else:
+        records = load_records(path, fmt, columns=columns, tag_names=tag_names)
     if not records:
         raise DataError(path, "no passages in this file")
-    labelled = fmt != TEXT_FORMAT
+    labelled = fmt not in PASSAGE_FORMATS
     chosen: LabelMap | None = None
     if isinstance(label_map, LabelMap):
         chosen = label_map

@@ -95,6 +95,18 @@ def query_rows(record: Record, types: Sequence[str], answers: Sequence[str]) -> 
     return rows
 
 
+def check_unique_ids(records: Sequence[Record], output: str | Path) -> None:
+    """DataError (naming ``output``) when two records share a benchmark and id: their rows would collide."""
+    seen: set[tuple[str, str]] = set()
+    for record in records:
+        key = (record.source, record.id)
+        if key in seen:
+            raise DataError(
+                output, f"duplicate record id {record.id!r} in benchmark {record.source!r}", field="id"
+            )
+        seen.add(key)
+
+
 def predict_records(
     records: Sequence[Record],
     answerer: Answerer,
@@ -118,14 +130,7 @@ def predict_records(
     (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks."""
     answerer = with_chunking(answerer, max_chunk_tokens)
     chunked_before = getattr(answerer, "n_chunked", 0)
-    seen: set[tuple[str, str]] = set()
-    for record in records:
-        key = (record.source, record.id)
-        if key in seen:
-            raise DataError(
-                output, f"duplicate record id {record.id!r} in benchmark {record.source!r}", field="id"
-            )
-        seen.add(key)
+    check_unique_ids(records, output)
     stats = PredictStats(n_passages=len(records))
     with output_lock(output, what="predictions file"), JsonlAppender(output) as appender:
         done = {(row.get("benchmark"), row.get("record_id"), row.get("type")) for row in appender.existing()}
@@ -252,7 +257,7 @@ def meta_path(output: str | Path) -> Path:
     return output.with_name(f"{output.stem}.meta.json")
 
 
-def _check_settings(config: PredictConfig) -> None:
+def check_settings(config: PredictConfig) -> None:
     """Refuse to resume into an output written with other settings; record them for a new output."""
     path = meta_path(config.output)
     settings = config.settings()
@@ -275,10 +280,10 @@ def _check_settings(config: PredictConfig) -> None:
     write_json(path, {"settings": settings})
 
 
-def _validate(config: PredictConfig) -> None:
+def validate(config: PredictConfig) -> None:
     """Check every option before anything is loaded."""
     from rait.builtin import resolve_builtin
-    from rait.data.file_benchmarks import TEXT_FORMAT
+    from rait.data.file_benchmarks import PASSAGE_FORMATS
     from rait.data.formats import LOAD_FORMATS
 
     for name in (config.model, config.adapter):
@@ -290,7 +295,7 @@ def _validate(config: PredictConfig) -> None:
             if getattr(config, option) is not None:
                 flag = "--" + option.replace("_", "-")
                 raise RaitError(f"{flag} applies to --input files only (a registered benchmark has its own)")
-    formats = (*LOAD_FORMATS, TEXT_FORMAT)
+    formats = (*LOAD_FORMATS, *PASSAGE_FORMATS)
     if config.input_format is not None and config.input_format not in formats:
         raise RaitError(f"unknown --input-format {config.input_format!r}; choose one of {', '.join(formats)}")
     if config.lang not in (None, "en", "zh"):
@@ -332,12 +337,35 @@ def run_predict(
     ``answerer`` replaces the model the config names (tests, or a predictor already loaded); ``log`` gets
     a line saying how an input file is read (benchmark name, label map, types); ``overwrite`` starts
     ``config.output`` over instead of resuming into it."""
+    validate(config)
+    check_output_file(config.output, resumable=True)
+    jobs = load_jobs(config, log)
+    with output_lock(config.output, what="predictions file"):
+        if overwrite:
+            config.output.unlink(missing_ok=True)
+            meta_path(config.output).unlink(missing_ok=True)
+        new = not config.output.exists()
+        check_settings(config)
+        try:
+            return predict_jobs(config, jobs, progress, answerer)
+        except BaseException:
+            if new and (not config.output.exists() or not config.output.stat().st_size):
+                config.output.unlink(missing_ok=True)  # failed before its first row: leave nothing behind
+                meta_path(config.output).unlink(missing_ok=True)
+            raise
+
+
+Job = tuple[list[Record], str | None, str | None]
+"""A prediction job: its records, their language (None: detected per passage), the registry benchmark they
+come from (None: an input file)."""
+
+
+def load_jobs(config: PredictConfig, log: Callable[[str], None] | None = None) -> list[Job]:
+    """The records of a validated config: each registry benchmark's test sample, then the ``input`` file."""
     from rait.data.benchmarks import get_spec, load_benchmark
     from rait.data.file_benchmarks import load_file_benchmark
 
-    _validate(config)
-    check_output_file(config.output, resumable=True)
-    jobs: list[tuple[list[Record], str | None, str | None]] = []  # (records, lang, benchmark name)
+    jobs: list[Job] = []
     for name in config.benchmarks:
         spec = get_spec(name)
         records = load_benchmark(spec.name, "test", max_examples=config.max_examples, seed=config.seed)
@@ -363,28 +391,12 @@ def run_predict(
                 what += f" as benchmark {info.name!r}, {mapped}, types: {', '.join(records[0].query_types())}"
             log(what)
         jobs.append((records, config.lang, None))
-    with output_lock(config.output, what="predictions file"):
-        if overwrite:
-            config.output.unlink(missing_ok=True)
-            meta_path(config.output).unlink(missing_ok=True)
-        new = not config.output.exists()
-        _check_settings(config)
-        try:
-            return _predict_jobs(config, jobs, progress, answerer)
-        except BaseException:
-            if new and (not config.output.exists() or not config.output.stat().st_size):
-                config.output.unlink(missing_ok=True)  # failed before its first row: leave nothing behind
-                meta_path(config.output).unlink(missing_ok=True)
-            raise
+    return jobs
 
 
-def _predict_jobs(
-    config: PredictConfig,
-    jobs: list[tuple[list[Record], str | None, str | None]],
-    progress: bool,
-    answerer: Answerer | None,
-) -> PredictStats:
-    answerer = answerer or load_predictor(
+def config_predictor(config: PredictConfig) -> Answerer:
+    """The predictor of the model a config names, with its decoding options."""
+    return load_predictor(
         config.model,
         adapter=config.adapter,
         backend=config.backend,
@@ -396,30 +408,34 @@ def _predict_jobs(
         decoding=config.decoding,
         stop_repetition=config.stop_repetition,
     )
-    embedder = get_embedder(config.embedder) if config.embedder else None
-    file_pool = None
+
+
+def predict_jobs(
+    config: PredictConfig,
+    jobs: list[Job],
+    progress: bool,
+    answerer: Answerer | None,
+    pools: dict | None = None,
+) -> PredictStats:
+    """Predict ``jobs`` into ``config.output`` (resuming) with ``answerer``, else the config's model. The
+    example pools the config asks for are built here, into ``pools`` (by benchmark; None: the ``pool``
+    file) when given, so that later calls with the same dict reuse them."""
+    answerer = answerer or config_predictor(config)
+    pools = {} if pools is None else pools
     total = PredictStats()
     for records, lang, benchmark in jobs:
         source = None
         if config.examples != "none":
-            if config.pool is None:  # in-domain, from the benchmark's train split
-                pool = ExamplePool.from_benchmark(
-                    benchmark,
-                    config.pool_size,
-                    seed=config.seed,
-                    embedder=embedder,
-                    stopwords=config.stopwords,
+            key = benchmark if config.pool is None else None
+            if key not in pools:
+                embedder = get_embedder(config.embedder) if config.embedder else None
+                options = {"seed": config.seed, "stopwords": config.stopwords}
+                pools[key] = (
+                    ExamplePool.from_benchmark(benchmark, config.pool_size, embedder=embedder, **options)
+                    if config.pool is None  # in-domain, from the benchmark's train split
+                    else ExamplePool.from_source(config.pool, embedder, size=config.pool_size, **options)
                 )
-            else:
-                if file_pool is None:
-                    file_pool = ExamplePool.from_source(
-                        config.pool,
-                        embedder,
-                        size=config.pool_size,
-                        seed=config.seed,
-                        stopwords=config.stopwords,
-                    )
-                pool = file_pool
+            pool = pools[key]
             source = example_retriever(
                 config.examples,
                 pool,

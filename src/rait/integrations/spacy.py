@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from rait.errors import RaitError
-from rait.integrations import require
+from rait.errors import RaitError, require
 
 spacy = require("spacy", "spacy")
 from spacy.language import Language  # noqa: E402
