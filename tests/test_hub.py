@@ -149,7 +149,8 @@ def test_push_to_hub_creates_the_repo_and_uploads_the_saved_folder(run, monkeypa
         ("upload_folder", "me/tiny-ner", {"repo_type": "model", "commit_message": "Upload rait NER model"}),
     ]
     assert {"adapter_model.safetensors", "rait_config.json", "tokenizer.json"} <= set(api.uploaded)
-    assert api.uploaded["README.md"].decode().count("# me/tiny-ner") == 1
+    card = api.uploaded["README.md"].decode()
+    assert card.count("# me/tiny-ner") == 1 and 'from_pretrained(snapshot_download("me/tiny-ner"))' in card
     FakeHfApi.fail = "401 Client Error: Unauthorized for url\nmore detail"
     try:
         with pytest.raises(

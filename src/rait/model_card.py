@@ -100,7 +100,11 @@ def render_model_card(
     )
     lines += [f"An open NER model trained with rait (`pip install rait`): {weights}.", ""]
     lines += ["## Intended use", "", INTENDED_USE, "", "```python", "import rait", ""]
-    lines += [f'ner = rait.NER.from_pretrained("{title}")  # this directory, or its Hub id']
+    if "/" in title:  # a Hub repo id: rait loads local directories
+        lines += ["from huggingface_hub import snapshot_download", ""]
+        lines += [f'ner = rait.NER.from_pretrained(snapshot_download("{title}"))']
+    else:
+        lines += [f'ner = rait.NER.from_pretrained("{title}")  # this directory']
     lines += ['ner.predict_entities("Marie Curie won the Nobel Prize.", ["person", "award"])', "```", ""]
     if settings:
         lines += ["Inference settings saved with it (the defaults of `rait.NER.from_pretrained`):", ""]
