@@ -104,6 +104,24 @@ def test_parquet_passages_give_the_rows_of_the_same_jsonl(corpus):
     assert lines([corpus / "parquet.jsonl"]) == lines([corpus / "jsonl.jsonl"])
 
 
+def test_shards_with_retrieved_examples_equal_single_process_too(corpus, local_ray):
+    """Each actor builds the example pool once and retrieves per passage, as the single process does."""
+    pool = corpus / "pool.jsonl"
+    rows = [
+        {"id": "e1", "text": "Obama visited Paris.", "mentions": [{"text": "Obama", "type": "person"}]},
+        {"id": "e2", "text": "马云在杭州。", "mentions": [{"text": "杭州", "type": "location"}]},
+    ]
+    pool.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    examples = ["--examples", "in-domain", "--pool", pool, "-k", "1", "--embedder", "hashing"]
+    model, passages = corpus / "tiny", corpus / "passages.jsonl"
+    out = predict("-m", model, "-i", passages, "-o", corpus / "ex.jsonl", *OPTIONS, *examples)
+    assert "5 had examples" in out
+    ray_options = ["--engine", "ray", "--num-workers", "2", "--shard-size", "3"]
+    out = predict("-m", model, "-i", passages, "-o", corpus / "ex_shards", *OPTIONS, *examples, *ray_options)
+    assert "5 had examples" in out
+    assert lines(shard_files(corpus / "ex_shards")) == lines([corpus / "ex.jsonl"])
+
+
 def test_extract_dataset_adds_the_entities_of_each_row(corpus, local_ray):
     options = {"decoding": "constrained", "max_new_tokens": 6, "batch_size": 2}
     dataset = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(PASSAGES)])

@@ -146,6 +146,19 @@ def test_the_tiny_model_runs_for_real_through_the_component(tiny_dir):
     assert set(doc.ents) <= set(doc.spans["rait"])
 
 
+def test_a_saved_pipeline_loads_with_the_component(tiny_dir, tmp_path):
+    nlp = spacy.blank("zh")
+    _add(nlp, tiny_dir, types=["人物"], decoding="constrained")
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    component = loaded.get_pipe(FACTORY)
+    assert (component.types, component.ner.lang, component.ner.predictor.decoding) == (
+        ["人物"],
+        "zh",
+        "constrained",
+    )
+
+
 def test_bad_config_is_one_clear_error(tiny_dir):
     with pytest.raises(RaitError, match='"types" must be a non-empty list'):
         spacy.blank("en").add_pipe(FACTORY, config={"model": tiny_dir, "types": []})

@@ -77,11 +77,13 @@ def shard_files(output: str | Path) -> list[Path]:
 
 class ShardPredictor:
     """A Ray Data callable class: loads the config's model once per actor (``answerer_factory``, when given,
-    builds the answerer instead), then predicts each shard it is handed into its file."""
+    builds the answerer instead), then predicts each shard it is handed into its file (example pools built
+    once per actor too)."""
 
     def __init__(self, config: PredictConfig, answerer_factory: Callable | None = None):
         self.config = config
         self.answerer = answerer_factory() if answerer_factory else config_predictor(config)
+        self.pools: dict = {}  # example pools, built for the first shard that needs them
 
     def __call__(self, batch: dict) -> dict:
         stats = []
@@ -92,7 +94,7 @@ class ShardPredictor:
             partial = final.with_name(final.name + PARTIAL_SUFFIX)
             records = [Record.from_dict(row) for row in json.loads(rows)]
             job = [(records, lang or None, benchmark or None)]
-            done = predict_jobs(replace(self.config, output=partial), job, False, self.answerer)
+            done = predict_jobs(replace(self.config, output=partial), job, False, self.answerer, self.pools)
             os.replace(partial, final)
             lock_path(partial).unlink(missing_ok=True)
             stats.append(json.dumps(done.to_dict()))
