@@ -4,6 +4,7 @@ resumes by shard, reads jsonl and parquet passages; extract_dataset adds entitie
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -16,7 +17,10 @@ pytest.importorskip("ray.data")
 
 from rait.api import NER  # noqa: E402
 from rait.cli import app  # noqa: E402
-from rait.corpus.ray import extract_dataset, shard_files  # noqa: E402
+from rait.corpus.ray import extract_dataset, run_predict_ray, shard_files  # noqa: E402
+from rait.errors import RaitError  # noqa: E402
+from rait.inference import PredictConfig  # noqa: E402
+from rait.models import resolve_model_path  # noqa: E402
 from rait.testing import save_tiny_model  # noqa: E402
 
 PASSAGES = [
@@ -130,6 +134,15 @@ def test_extract_dataset_adds_the_entities_of_each_row(corpus, local_ray):
     expected = NER.from_pretrained(str(corpus / "tiny"), **options).batch_predict_entities(PASSAGES, TYPES)
     assert [row["text"] for row in found] == PASSAGES
     assert [json.loads(row["entities"]) for row in found] == expected
+
+
+def test_an_error_raised_in_an_actor_comes_back_as_one_rait_error(corpus, local_ray, tmp_path):
+    config = PredictConfig(
+        tmp_path / "out", str(corpus / "tiny"), input=corpus / "passages.jsonl", types=TYPES
+    )
+    fails = functools.partial(resolve_model_path, "/nonexistent/model")  # raises RaitError in the actor
+    with pytest.raises(RaitError, match="^model path /nonexistent/model does not exist$"):
+        run_predict_ray(config, progress=False, answerer_factory=fails)
 
 
 def test_ray_options_and_a_missing_extra_are_one_clear_error(corpus, monkeypatch):

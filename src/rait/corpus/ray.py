@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rait.builtin import resolve_builtin
 from rait.errors import RaitError, require
 from rait.inference.predict import (
     PredictConfig,
@@ -35,6 +37,7 @@ from rait.inference.predict import (
     validate,
 )
 from rait.locks import lock_path, output_lock
+from rait.models import adapter_base_model, is_adapter_dir, resolve_model_path
 from rait.records import Record
 
 DEFAULT_SHARD_SIZE = 1000  # passages per output shard: the unit of work and of resuming
@@ -103,25 +106,41 @@ class ShardPredictor:
 
 def _start_ray(address: str | None, progress: bool):
     """Ray, connected to ``address`` (None: a local Ray) unless this process already is; ``progress``: Ray
-    Data's progress reports."""
+    Data's progress reports and the actors' output."""
     ray = require("ray", "ray")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, configure_logging=False)
+        ray.init(address=address, include_dashboard=False, configure_logging=False, log_to_driver=progress)
     ray.data.DataContext.get_current().enable_progress_bars = progress
     if not progress:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors come back as the raised one
     return ray
 
 
-def _rait_error(exc: BaseException) -> RaitError | None:
-    """The RaitError an actor raised, from the chain of errors Ray wraps it in."""
+def _absolute(config: PredictConfig) -> PredictConfig:
+    """The config with its local paths made absolute, for actors whose working directory differs."""
+    local = {}
+    for name in ("output", "model", "adapter", "pool"):
+        value = getattr(config, name)
+        if value is not None and (name == "output" or Path(value).expanduser().exists()):
+            local[name] = type(value)(Path(value).expanduser().resolve())
+    return replace(config, **local)
+
+
+def _rait_error(exc: BaseException) -> str | None:
+    """The message of the RaitError an actor raised, from the errors Ray wraps it in (as an object, or only
+    in their text)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, RaitError):
-            return exc
+            return str(exc)
+        if found := _RAIT_ERROR_TEXT.findall(str(exc)):
+            return found[-1].strip()
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
+
+
+_RAIT_ERROR_TEXT = re.compile(r"^rait\.errors\.\w+: (.+)$", re.M)
 
 
 def run_predict_ray(
@@ -140,6 +159,11 @@ def run_predict_ray(
     options = options or RayOptions()
     options.check()
     validate(config)
+    for name in (config.model, config.adapter):  # a missing local path fails here, not in every actor
+        if name is not None:
+            path = resolve_model_path(resolve_builtin(name))
+            if is_adapter_dir(path):
+                resolve_model_path(adapter_base_model(path))
     output = Path(config.output)
     if output.exists() and not output.is_dir():
         raise RaitError(f"{output} is a file; --engine ray writes a directory of shards (part-NNNNN.jsonl)")
@@ -174,7 +198,7 @@ def run_predict_ray(
         dataset = ray.data.from_items(shards, override_num_blocks=len(shards))
         results = dataset.map_batches(
             ShardPredictor,
-            fn_constructor_kwargs={"config": config, "answerer_factory": answerer_factory},
+            fn_constructor_kwargs={"config": _absolute(config), "answerer_factory": answerer_factory},
             batch_size=1,
             compute=ray.data.ActorPoolStrategy(size=min(options.num_workers, len(shards))),
             num_cpus=options.cpus_per_worker,
@@ -188,10 +212,10 @@ def run_predict_ray(
                 if log is not None:
                     log(f"shard {row['shard']} done -> {shard_path(output, row['shard'])}")
         except Exception as exc:  # Ray wraps an actor's error in its own types
-            cause = _rait_error(exc)
-            if cause is None:
+            message = _rait_error(exc)
+            if message is None:
                 raise
-            raise RaitError(str(cause)) from None
+            raise RaitError(message) from None
     return total
 
 
