@@ -9,6 +9,7 @@ or parquet rows with a ``text`` field and an optional ``id``) needs ``types``.""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,20 @@ class FileBenchmark:
 def _passages(path: Path) -> list[Record]:
     lines = read_text(path).split("\n")
     return [Record(f"line-{n}", line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def _passage_rows(path: Path) -> bool:
+    """Whether ``path`` is a ``.jsonl`` file whose first row is an unlabelled passage: ``text`` (a string)
+    and at most an ``id`` besides."""
+    if path.suffix != ".jsonl" or not path.is_file():
+        return False
+    with path.open("rb") as handle:  # the first row only: corpora can be large
+        line = next((line for line in handle if line.strip()), b"")
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(row, dict) and isinstance(row.get("text"), str) and set(row) <= {"id", "text"}
 
 
 def _row_passages(path: Path) -> list[Record]:
@@ -115,8 +130,10 @@ def load_file_benchmark(
     types = dedupe_types(types)
     if fmt is None and path.suffix == ".parquet":
         fmt = PASSAGES_FORMAT
+    elif fmt is None and _passage_rows(path):
+        fmt = PASSAGES_FORMAT
     elif fmt is None and not path.is_dir():
-        fmt = guess_format(path) or (PASSAGES_FORMAT if path.suffix == ".jsonl" else TEXT_FORMAT)
+        fmt = guess_format(path) or TEXT_FORMAT
     if fmt == TEXT_FORMAT:
         records = _passages(path)
     elif fmt == PASSAGES_FORMAT:
