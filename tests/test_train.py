@@ -420,3 +420,41 @@ def test_system_prompt_is_trained_on_stored_and_reused_at_inference(workdir, tmp
     assert load_predictor(str(workdir / "model")).system_prompt == "none"
     with pytest.raises(RaitError, match="system_prompt is empty"):
         config(workdir, "x", system_prompt=" ").validate()
+
+
+def test_full_finetuning_saves_a_bf16_model_that_loads_and_predicts(workdir, tmp_path):
+    import rait
+    from rait.predict import load_predictor
+
+    out = train(config(workdir, "fullft", max_steps=4, finetuning="full", system_prompt="Be brief."))
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    weights = load_file(out / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    base = load_file(workdir / "model" / "model.safetensors")
+    assert any(
+        not torch.equal(weights[k], base[k].to(torch.bfloat16)) for k in weights
+    )  # every weight trains
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["optimizer_steps"] == 4 and summary["dtype"] == "bfloat16"
+    again = train(
+        config(workdir, "fullft", max_steps=4, finetuning="full", system_prompt="Be brief.", resume=True)
+    )
+    assert (again / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()  # finished
+    predictor = load_predictor(str(out))
+    assert predictor.system_prompt == "Be brief."
+    ner = rait.NER.from_pretrained(str(out))
+    assert len(ner.extract(["Barack Obama was born in Honolulu."], ["person"])) == 1
+    with pytest.raises(RaitError, match="finetuning must be one of"):
+        config(workdir, "x", finetuning="qlora").validate()
+
+
+def test_resume_of_a_run_saved_before_the_finetuning_option(workdir):
+    with pytest.raises(KeyboardInterrupt):
+        train(config(workdir, "legacy-ft"), callbacks=[Crash()])
+    saved = json.loads((workdir / "legacy-ft" / CONFIG_FILE).read_text())
+    del saved["finetuning"]  # what rait wrote before the option existed (LoRA)
+    (workdir / "legacy-ft" / CONFIG_FILE).write_text(json.dumps(saved))
+    with pytest.raises(RaitError, match="finetuning"):
+        train(config(workdir, "legacy-ft", resume=True, finetuning="full"))
+    train(config(workdir, "legacy-ft", resume=True))
+    assert (workdir / "legacy-ft" / "adapter_model.safetensors").is_file()

@@ -11,7 +11,7 @@ import typer
 from rich.logging import RichHandler
 
 from rait.console import escape, make_console
-from rait.training import LENGTH_RULES, merge_adapter, resolve_config, train
+from rait.training import FINETUNING, LENGTH_RULES, merge_adapter, resolve_config, train
 
 _DEFAULTS = "[default: the config file's, else the paper's]"
 
@@ -61,6 +61,10 @@ def train_command(
         float | None, typer.Option(help="Fraction of steps for linear warmup [0.04].")
     ] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0].")] = None,
+    finetuning: Annotated[
+        str | None,
+        typer.Option(help=f"{' or '.join(FINETUNING)}: an adapter, or every weight (a bf16 model) [lora]."),
+    ] = None,
     lora_r: Annotated[int | None, typer.Option(help="LoRA rank [16].")] = None,
     lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha [32].")] = None,
     lora_dropout: Annotated[float | None, typer.Option(help="LoRA dropout [0.05].")] = None,
@@ -108,7 +112,7 @@ def train_command(
         bool, typer.Option("--resume", help="Continue from the last checkpoint in the output dir.")
     ] = False,
 ) -> None:
-    """LoRA-tune a causal LM on instruction conversations (loss on assistant turns only)."""
+    """LoRA-tune (or fully fine-tune) a causal LM on instruction conversations (loss on answers only)."""
     _setup_logging()
     cfg = resolve_config(
         config,
@@ -123,6 +127,7 @@ def train_command(
         lr_scheduler=lr_scheduler,
         warmup_ratio=warmup_ratio,
         weight_decay=weight_decay,
+        finetuning=finetuning,
         lora_r=lora_r,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,

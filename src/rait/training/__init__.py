@@ -26,6 +26,7 @@ warnings.filterwarnings("ignore", message="Could not find a config file in", mod
 from rait.training.checkpoints import CHECKPOINTS  # noqa: E402
 from rait.training.config import (  # noqa: E402
     CONFIG_FILE,
+    FINETUNING,
     LENGTH_RULES,
     LORA_TARGETS,
     TrainConfig,
@@ -46,6 +47,7 @@ from rait.training.trainer import LengthGroupedSampler, PaddingCollator  # noqa:
 __all__ = [
     "CHECKPOINTS",
     "CONFIG_FILE",
+    "FINETUNING",
     "LENGTH_RULES",
     "LOG_FILE",
     "LORA_TARGETS",

@@ -52,6 +52,9 @@ def _rebase_state(checkpoint: Path, output_dir: Path) -> dict:
     return state
 
 
+# The weights a finished run leaves in its output directory, by ``TrainConfig.finetuning``.
+WEIGHTS_FILES = {"lora": "adapter_model.safetensors", "full": "model.safetensors"}
+
 # What a run saved before ``precision`` existed trained with: fp32 on CPU, the GPU's best choice on CUDA.
 _LEGACY_PRECISION = {"cpu": "fp32", "cuda": "auto"}
 
@@ -60,8 +63,8 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
     """The checkpoint to resume from (None: fresh start); refuses to mix runs with different configs."""
     checkpoint = _last_checkpoint(output_dir)
     if checkpoint is None:
-        if (output_dir / "adapter_model.safetensors").exists():
-            raise RaitError(f"{output_dir} already holds a trained adapter; use a new output dir")
+        if any((output_dir / name).exists() for name in WEIGHTS_FILES.values()):
+            raise RaitError(f"{output_dir} already holds a trained model; use a new output dir")
         if config.resume:
             logger.info("no checkpoint in %s; starting from scratch", output_dir / CHECKPOINTS)
         return None
@@ -71,6 +74,7 @@ def _check_resume(config: TrainConfig, output_dir: Path) -> Path | None:
         )
     saved = read_json(output_dir / CONFIG_FILE) if (output_dir / CONFIG_FILE).exists() else {}
     saved.setdefault("precision", _LEGACY_PRECISION[default_device()])  # runs saved before the option
+    saved.setdefault("finetuning", "lora")  # runs saved before full fine-tuning existed
     current = config.to_dict()
     ignored = ("resume", "output_dir")  # a moved run directory resumes
     changed = sorted(k for k in current if k not in ignored and saved.get(k) != current[k])

@@ -12,13 +12,15 @@ from rait.precision import PRECISIONS
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LENGTH_RULES = ("truncate", "drop")
+FINETUNING = ("lora", "full")  # LLaMA-Factory's finetuning_type names
 CONFIG_FILE = TRAIN_CONFIG_FILE
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a training run. Defaults follow the RA-IT paper (3 epochs, effective batch 8,
-    learning rate 5e-5, cosine schedule, LoRA on every attention and MLP projection)."""
+    learning rate 5e-5, cosine schedule, LoRA on every attention and MLP projection). ``finetuning="full"``
+    trains every weight instead (the ``lora_*`` options are then unused)."""
 
     data: list[str] = field(default_factory=list)  # conversation files (JSON list or JSONL)
     output_dir: str = ""
@@ -32,6 +34,7 @@ class TrainConfig:
     warmup_ratio: float = 0.04
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    finetuning: str = "lora"  # lora (an adapter) | full (every weight; saved as a bf16 model)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -76,6 +79,7 @@ class TrainConfig:
         if not self.output_dir:
             raise RaitError("no output directory given")
         checks = [
+            (self.finetuning in FINETUNING, f"finetuning must be one of {', '.join(FINETUNING)}"),
             (self.length_rule in LENGTH_RULES, f"length_rule must be one of {', '.join(LENGTH_RULES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
             (self.batch_size > 0 and self.per_device_batch_size > 0, "batch sizes must be positive"),

@@ -18,7 +18,13 @@ from rait.lora_dropout import use_int16_dropout
 from rait.model_card import write_model_card
 from rait.models import SUMMARY_FILE, default_device, load_tokenizer, resolve_model_path
 from rait.precision import resolve_precision
-from rait.training.checkpoints import CHECKPOINTS, _check_resume, _checkpoint_step, _rebase_state
+from rait.training.checkpoints import (
+    CHECKPOINTS,
+    WEIGHTS_FILES,
+    _check_resume,
+    _checkpoint_step,
+    _rebase_state,
+)
 from rait.training.config import CONFIG_FILE, TrainConfig
 from rait.training.data import EncodedData, encode_conversations, load_conversations, split_validation
 from rait.training.log import LOG_FILE, LOSS_PLOT, _callbacks, plot_loss, run_loss
@@ -34,7 +40,9 @@ def _model_reference(model: str) -> str:
 
 
 def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
-    """Train a LoRA adapter; returns the output directory. Bad input fails before any training step.
+    """Train a LoRA adapter (``finetuning="lora"``) or every weight (``"full"``: the output directory is then
+    a bf16 model, loadable like a merged one); returns the output directory. Bad input fails before any
+    training step.
 
     The output directory is locked (:func:`rait.locks.output_lock`) for the run: a second ``rait train``
     into it stops with the first one's pid. A finished run stays finished: resuming it trains nothing.
@@ -48,8 +56,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> Path:
 
 
 def _train(config: TrainConfig, callbacks: Sequence) -> Path:
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, TrainingArguments, set_seed
+    from transformers import TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     output_dir = Path(config.output_dir)
@@ -65,7 +72,8 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
     if resume_from is not None:
         state = _rebase_state(resume_from, output_dir)
         if state["global_step"] >= state.get("max_steps", 0) > 0:
-            if (output_dir / SUMMARY_FILE).is_file() and (output_dir / "adapter_model.safetensors").is_file():
+            weights = output_dir / WEIGHTS_FILES[config.finetuning]
+            if (output_dir / SUMMARY_FILE).is_file() and weights.is_file():
                 logger.info(
                     "%s is a finished run (%d steps); nothing to do", output_dir, state["global_step"]
                 )
@@ -128,36 +136,7 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
         write_json(output_dir / CONFIG_FILE, config.to_dict())
 
     set_seed(config.seed)
-    # Frozen base weights in bf16 under bf16 autocast (peft keeps the LoRA weights fp32); fp16 keeps fp32
-    # weights under fp16 autocast.
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=torch.bfloat16 if args.bf16 else torch.float32
-        )
-    except (OSError, ValueError) as exc:
-        raise RaitError(f"cannot load model {config.model}: {str(exc).strip().splitlines()[0]}") from None
-    model.config.use_cache = False
-    lora = LoraConfig(
-        task_type="CAUSAL_LM",
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules),
-    )
-    try:
-        model = get_peft_model(model, lora)
-    except ValueError as exc:
-        raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
-    peft_config = model.peft_config["default"]
-    peft_config.base_model_name_or_path = _model_reference(config.model)
-    peft_config.target_modules = sorted(peft_config.target_modules)  # saved in a stable order, not a set's
-    use_int16_dropout(model)  # the same dropout with cheaper random numbers (rait.lora_dropout)
-    if precision in ("bf16", "fp16"):  # autocast runs LoRA's matmuls in half precision: skip peft's fp32 copy
-        for module in model.modules():
-            if hasattr(module, "cast_input_dtype_enabled"):
-                module.cast_input_dtype_enabled = False
-    if config.gradient_checkpointing:
-        model.enable_input_require_grads()
+    model = _trainable_model(config, model_path, precision)
 
     trainer = _trainer_class(config.group_by_length)(
         model=model,
@@ -181,7 +160,12 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
         trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
         best = trainer.state.best_model_checkpoint if args.load_best_model_at_end else None
         trainer._load_from_checkpoint(best if best and Path(best).is_dir() else str(resume_from))
-    trainer.save_model(str(output_dir))
+    if config.finetuning == "full":  # fp32 master weights trained; saved in bf16 (half the size)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            trainer.accelerator.unwrap_model(trainer.model).to(torch.bfloat16).save_pretrained(output_dir)
+    else:
+        trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(output_dir)
         plot_loss(output_dir / LOG_FILE, output_dir / LOSS_PLOT)
@@ -206,6 +190,48 @@ def _train(config: TrainConfig, callbacks: Sequence) -> Path:
         )
         write_model_card(output_dir)
     return output_dir
+
+
+def _trainable_model(config: TrainConfig, model_path: str, precision: str):
+    """The model to train: the base model with LoRA adapters (frozen base weights in bf16 under bf16
+    autocast; peft keeps the LoRA weights fp32), or for full fine-tuning every weight trainable in fp32
+    (under bf16/fp16 autocast when the precision says so)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    full = config.finetuning == "full"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.bfloat16 if precision == "bf16" and not full else torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise RaitError(f"cannot load model {config.model}: {str(exc).strip().splitlines()[0]}") from None
+    model.config.use_cache = False
+    if full:
+        model.config.name_or_path = _model_reference(config.model)
+        return model
+    lora = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+    )
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as exc:
+        raise RaitError(f"cannot apply LoRA to {config.model}: {str(exc).splitlines()[0]}") from None
+    peft_config = model.peft_config["default"]
+    peft_config.base_model_name_or_path = _model_reference(config.model)
+    peft_config.target_modules = sorted(peft_config.target_modules)  # saved in a stable order, not a set's
+    use_int16_dropout(model)  # the same dropout with cheaper random numbers (rait.lora_dropout)
+    if precision in ("bf16", "fp16"):  # autocast runs LoRA's matmuls in half precision: skip peft's fp32 copy
+        for module in model.modules():
+            if hasattr(module, "cast_input_dtype_enabled"):
+                module.cast_input_dtype_enabled = False
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
 
 
 def _validation_args(config: TrainConfig, enabled: bool) -> dict:
