@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,7 @@ def test_ra_it_conversations(source, tmp_path):
         "samples": 12,
         "conversations": 12,
         "questions": sum((len(c.turns) - 4) // 2 for c in conversations),
+        "empty_answers": sum(t.content == "[]" for c in conversations for t in c.turns),
         "examples_per_sample": {"2": 12},
         "fallback_vanilla": 0,
     }
@@ -221,7 +223,8 @@ def test_registered_source(shared_data, tmp_path):
     out = tmp_path / "pile.json"
     manifest = build_data(config(Path("pile_ner_subset"), out, method="vanilla", size=20))
     assert manifest["counts"] == {"source_records": 2217, "samples": 20, "conversations": 20,
-                                  "questions": manifest["counts"]["questions"]}  # fmt: skip
+                                  "questions": manifest["counts"]["questions"],
+                                  "empty_answers": manifest["counts"]["empty_answers"]}  # fmt: skip
     assert manifest["counts"]["questions"] >= 40
 
 
@@ -243,3 +246,95 @@ def test_a_conversation_source_keeps_its_own_questions(tmp_path):
     out = tmp_path / "out.jsonl"
     build_data(config(source, out, method="vanilla"))
     assert json.loads(out.read_text(encoding="utf-8")) == row
+
+
+def _questions(conversation: Conversation) -> dict[str, str]:
+    """Asked type -> answer of a vanilla conversation."""
+    turns = conversation.turns[2:]
+    return {
+        q.content.removeprefix("What describes ").removesuffix(" in the text?"): a.content
+        for q, a in zip(turns[::2], turns[1::2], strict=True)
+    }
+
+
+def test_negative_recipe_asks_a_fixed_number_of_distinct_absent_types(source, tmp_path):
+    out = tmp_path / "neg.jsonl"
+    manifest = build_data(config(source, out, method="vanilla", negatives=3))
+    records = {r.id: r for r in make_records()}
+    for conversation in read_conversations(out):
+        asked = _questions(conversation)
+        present = {m.type for m in records[conversation.id].mentions}
+        assert present <= set(asked) and len(asked) == len(present) + 3
+        assert all(asked[t] == "[]" for t in set(asked) - present)
+    assert manifest["options"]["negatives"] == 3
+    assert manifest["counts"]["empty_answers"] == 3 * 12
+    again = tmp_path / "again.jsonl"
+    build_data(config(source, again, method="vanilla", negatives=3))
+    assert again.read_bytes() == out.read_bytes()
+    other = tmp_path / "other.jsonl"
+    build_data(config(source, other, method="vanilla", negatives=3, seed=7))
+    assert other.read_bytes() != out.read_bytes()
+
+
+def test_negative_ratio_rounds_per_passage_and_hard_negatives_build(source, tmp_path):
+    out = tmp_path / "ratio.jsonl"
+    build_data(config(source, out, method="vanilla", negative_ratio=1.5, negative_sampling="mixed"))
+    records = {r.id: r for r in make_records()}
+    for conversation in read_conversations(out):
+        present = {m.type for m in records[conversation.id].mentions}
+        extra = len(_questions(conversation)) - len(present)
+        assert int(1.5 * len(present)) <= extra <= int(1.5 * len(present)) + 1
+    hard = tmp_path / "hard.jsonl"
+    manifest = build_data(config(source, hard, method="ra-it", negatives=2, negative_sampling="hard"))
+    assert manifest["counts"]["empty_answers"] == 2 * 12
+
+
+def test_hard_negatives_come_from_the_nearest_absent_types():
+    import numpy as np
+
+    from rait.negatives import NegativeRecipe
+
+    counts = Counter({"person": 5, "people": 1, "human": 1, "river": 50, "city": 50, "drug": 50})
+    types = sorted(counts)  # city, drug, human, people, person, river
+    near = {"person": [1.0, 0.0], "people": [0.99, 0.14], "human": [0.95, 0.31]}
+    vectors = np.array([near.get(t, [0.0, 1.0]) for t in types], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    record = Record("r1", "Ann met Bo.", [Mention("Ann", "person")])
+    hard = NegativeRecipe(counts, count=2, sampling="hard", type_vectors=vectors, hard_pool=2)
+    assert set(hard.question_types(record)) == {"person", "people", "human"}
+    frequency = NegativeRecipe(counts, count=3, sampling="frequency")
+    drawn = Counter(
+        t
+        for i in range(200)
+        for t in frequency.question_types(Record(f"r{i}", "x", [Mention("x", "person")]))
+    )
+    assert drawn["person"] == 200 and drawn["river"] > drawn["human"] * 5  # weighted by frequency
+    with pytest.raises(ValueError, match="one vector per type"):
+        NegativeRecipe(counts, count=1, sampling="hard")
+    lone = Record("r2", "Nothing here.", [])
+    assert len(hard.question_types(lone)) == 2  # no present type: by frequency
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"negatives": 2, "negative_ratio": 1.0}, "not both"),
+        ({"negative_sampling": "hard"}, "needs negatives or negative_ratio"),
+        ({"negatives": 2, "negative_sampling": "closest"}, "unknown negative_sampling"),
+        ({"negatives": 2, "negative_prob": 0.2}, "leave it out"),
+        ({"negatives": -1}, "must be >= 0"),
+    ],
+)
+def test_bad_negative_options(source, tmp_path, options, match):
+    with pytest.raises(RaitError, match=match):
+        build_data(config(source, tmp_path / "x.json", method="vanilla", **options))
+
+
+def test_cli_negatives(source, tmp_path):
+    out = tmp_path / "neg.json"
+    result = CliRunner().invoke(
+        app, ["build-data", str(source), "-o", str(out), "--method", "vanilla", "-q", "--negatives", "4",
+              "--negative-sampling", "mixed", "--embedder", "hashing", "--cache-dir", str(tmp_path / "c")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(manifest_path(out).read_text())["counts"]["empty_answers"] == 4 * 12

@@ -24,6 +24,7 @@ from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, check_output_file, write_json
 from rait.locks import output_lock
+from rait.negatives import DEFAULT_HARD_POOL, NEGATIVE_SAMPLINGS, NegativeRecipe
 from rait.records import Conversation, Record
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
@@ -66,6 +67,10 @@ class BuildConfig:
     lang: str | None = None
     format: str = "sharegpt"
     negative_prob: float = 0.5
+    negatives: int | None = None
+    negative_ratio: float | None = None
+    negative_sampling: str = "frequency"
+    hard_pool: int = DEFAULT_HARD_POOL
     embedder: str | None = None
     seed: int = 42
     source_format: str | None = None
@@ -90,7 +95,45 @@ class BuildConfig:
             raise RaitError(f"size must be positive, got {self.size}")
         if not 0.0 <= self.negative_prob <= 1.0:
             raise RaitError(f"negative_prob must be in [0, 1], got {self.negative_prob}")
+        self._validate_negatives()
         check_options(self.k, self.strategy, self.K, self.mixed_ratio)
+
+    def _validate_negatives(self) -> None:
+        recipe = self.negatives is not None or self.negative_ratio is not None
+        checks = [
+            (
+                self.negatives is None or self.negative_ratio is None,
+                "give negatives or negative_ratio, not both",
+            ),
+            (self.negatives is None or self.negatives >= 0, f"negatives must be >= 0, got {self.negatives}"),
+            (
+                self.negative_ratio is None or self.negative_ratio >= 0,
+                f"negative_ratio must be >= 0, got {self.negative_ratio}",
+            ),
+            (
+                self.negative_sampling in NEGATIVE_SAMPLINGS,
+                f"unknown negative_sampling {self.negative_sampling!r}; "
+                f"choose one of {', '.join(NEGATIVE_SAMPLINGS)}",
+            ),
+            (
+                recipe or self.negative_sampling == "frequency",
+                f"negative_sampling {self.negative_sampling!r} needs negatives or negative_ratio "
+                "(the paper's rule samples by frequency)",
+            ),
+            (
+                not recipe or self.negative_prob == BuildConfig.negative_prob,
+                "negative_prob is the paper's rule; leave it out with negatives or negative_ratio",
+            ),
+            (self.hard_pool > 0, f"hard_pool must be positive, got {self.hard_pool}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RaitError(message)
+
+    @property
+    def negative_recipe(self) -> bool:
+        """Whether negatives follow the product recipe, not the paper's rule."""
+        return self.negatives is not None or self.negative_ratio is not None
 
     def manifest_options(self) -> dict:
         """The options that shaped the data (retrieval options are None for vanilla data)."""
@@ -164,6 +207,28 @@ def build_conversations(
     return BuildResult(conversations, counts, pool, embedder)
 
 
+def negative_sampler(records: list[Record], config: BuildConfig, lang: str) -> NegativeTypeSampler:
+    """The paper's rule (types counted over ``records``, the whole source), or the product recipe when
+    ``config`` asks for a number or ratio of negatives (type names embedded for hard ones)."""
+    paper = NegativeTypeSampler.from_records(records, seed=config.seed, prob=config.negative_prob)
+    if not config.negative_recipe:
+        return paper
+    counts = Counter(dict(zip(paper.types, paper.weights, strict=True)))
+    vectors = None
+    if config.negative_sampling != "frequency":
+        embedder = get_embedder(config.embedder, lang, config.cache_dir)
+        vectors = embedder.encode(paper.types, show_progress=config.show_progress)
+    return NegativeRecipe(
+        counts,
+        config.seed,
+        count=config.negatives,
+        ratio=config.negative_ratio,
+        sampling=config.negative_sampling,
+        type_vectors=vectors,
+        hard_pool=config.hard_pool,
+    )
+
+
 def write_conversations(path: str | Path, conversations: list[Conversation], fmt: str = "sharegpt") -> None:
     """Atomically write ``.jsonl`` (one per line) or a JSON list (one conversation per line)."""
     path = Path(path)
@@ -206,7 +271,7 @@ def _build_data(config: BuildConfig) -> dict:
     _check_unique_ids(records, config.source)
     loaded = time.perf_counter()
     lang = config.lang or source_lang or detect_lang(records)
-    sampler = NegativeTypeSampler.from_records(records, seed=config.seed, prob=config.negative_prob)
+    sampler = negative_sampler(records, config, lang)
     samples = subsample(records, config.size, config.seed)
     result = build_conversations(samples, config, lang=lang, sampler=sampler)
     built = time.perf_counter()
@@ -221,6 +286,9 @@ def _build_data(config: BuildConfig) -> dict:
     }
     with_examples = sum(1 for n in result.example_counts or [] if n)
     counts["questions"] = sum((len(c.turns) - 2) // 2 for c in result.conversations) - with_examples
+    counts["empty_answers"] = sum(
+        turn.content == "[]" for c in result.conversations for turn in c.turns if turn.role == "assistant"
+    )
     embedder_info = None
     timings = {"load": loaded - started}
     if result.pool is not None:

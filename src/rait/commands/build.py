@@ -10,6 +10,7 @@ import typer
 from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_path
 from rait.console import escape, make_console
 from rait.errors import RaitError
+from rait.negatives import DEFAULT_HARD_POOL, NEGATIVE_SAMPLINGS
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
     DEFAULT_K,
@@ -53,6 +54,26 @@ def build_data_command(
         float,
         typer.Option(help="Per present type, the chance of one absent type asked too (0: none)."),
     ] = 0.5,
+    negatives: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Negative types per passage (the product recipe, instead of --negative-prob)."
+        ),
+    ] = None,
+    negative_ratio: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="Negative types per present type (the product recipe)."),
+    ] = None,
+    negative_sampling: Annotated[
+        str,
+        typer.Option(
+            help=f"With --negatives/--negative-ratio: {', '.join(NEGATIVE_SAMPLINGS)} (hard: the types "
+            "nearest to the passage's own by embedding; mixed: half hard)."
+        ),
+    ] = "frequency",
+    hard_pool: Annotated[
+        int, typer.Option(min=1, help="Hard negatives are drawn from this many nearest absent types.")
+    ] = DEFAULT_HARD_POOL,
     embedder: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +116,10 @@ def build_data_command(
         lang=lang,
         format=fmt,
         negative_prob=negative_prob,
+        negatives=negatives,
+        negative_ratio=negative_ratio,
+        negative_sampling=negative_sampling,
+        hard_pool=hard_pool,
         embedder=embedder,
         seed=seed,
         source_format=source_format,
