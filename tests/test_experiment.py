@@ -608,3 +608,86 @@ def test_run_train_keeps_the_sample_hold_out_for_another_training_seed(tmp_path,
     stages.run_train(config, TrainCell(10, "vanilla", seed=1), tmp_path / "d.jsonl", tmp_path)
     assert (seen[0].seed, seen[0].split_seed) == (7, 1)
     assert (seen[1].seed, seen[1].split_seed) == (1, None)
+
+
+RECIPES = CONFIG.replace(
+    "  seeds: [1]\n",
+    """  seeds: [1]
+  recipes:
+    neg4: {build: {negatives: 4, negative_sampling: hard}}
+    full: {hyper: {finetuning: full, learning_rate: 5.0e-5}}
+  extra_grids:
+    - {sizes: [20], methods: [vanilla], recipes: [neg4, full]}
+""",
+)
+
+
+def test_recipes_add_cells_whose_build_and_training_options_reach_the_stages(tmp_path):
+    plain_path, path = tmp_path / "plain.yaml", tmp_path / "recipes.yaml"
+    plain_path.write_text(CONFIG)
+    path.write_text(RECIPES.replace("models: {sizes: [20]}", "models: {sizes: [20], recipes: [none]}"))
+    plain, config = (
+        load_config(plain_path, output_dir=tmp_path / "out"),
+        load_config(path, output_dir=tmp_path / "out"),
+    )
+    names = [c.name for c in config.train_cells()]
+    assert names[-2:] == ["n20-vanilla-s1-neg4", "n20-vanilla-s1-full"]
+    old = {(s.stage, s.name): s.params for s in plan(plain)}
+    new = {(s.stage, s.name): s.params for s in plan(config)}
+    assert all(new[key] == params for key, params in old.items())  # cells without a recipe: as before
+    neg4 = new[("build", "n20-vanilla-s1-neg4")]
+    assert neg4["recipe"] == "neg4" and neg4["build"] == {"negatives": 4, "negative_sampling": "hard"}
+    assert neg4["embedder"] == "fake-embedder"  # hard negatives embed type names
+    assert new[("train", "n20-vanilla-s1-full")]["hyper"] == {"finetuning": "full", "learning_rate": 5e-5}
+    out_domain = {c.model_name for c in config.eval_cells() if c.mode.kind == "out-domain"}
+    assert out_domain == {"n20-vanilla-s1", "n20-ra-it-nn-k2-s1", "base"}
+
+    seen = {}
+    fake = FakeStages()
+
+    def build(cfg, cell, out_dir):
+        seen[("build", cell.name)] = cfg.training.build
+        return fake.build(cfg, cell, out_dir)
+
+    def train(cfg, cell, data, out_dir):
+        seen[("train", cell.name)] = cfg.training.hyper
+        return fake.train(cfg, cell, data, out_dir)
+
+    run_experiment(config, stages=Stages(build, train, fake.predict, fake.evaluate))
+    assert seen[("build", "n20-vanilla-s1-neg4")] == {"negatives": 4, "negative_sampling": "hard"}
+    assert seen[("train", "n20-vanilla-s1-full")]["finetuning"] == "full"
+    assert seen[("build", "n20-vanilla-s1")] == {} and seen[("train", "n20-vanilla-s1")] == {}
+
+
+@pytest.mark.parametrize(
+    ("replace", "key", "message"),
+    [
+        (
+            ("recipes: [neg4, full]", "recipes: [neg5]"),
+            "training.extra_grids[0].recipes[0]",
+            "must be one of",
+        ),
+        (
+            ("negatives: 4,", "negatives: 4, negative_prob: 0.1,"),
+            "training.recipes.neg4.build",
+            "leave it out",
+        ),
+        (
+            ("finetuning: full", "finetuning: 3"),
+            "training.recipes.full.hyper.finetuning",
+            "expected a string",
+        ),
+        (
+            (RECIPES[RECIPES.index("  recipes:") : RECIPES.index("  extra_grids")], "  recipes: [neg4]\n"),
+            "training.recipes",
+            "must be a mapping",
+        ),
+        (("    full:", "    Full:"), "training.recipes.Full", "lower-case"),
+    ],
+)
+def test_recipe_errors_name_the_key(tmp_path, replace, key, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(RECIPES.replace(*replace))
+    with pytest.raises(DataError) as info:
+        load_config(path)
+    assert info.value.field == key and message in str(info.value)

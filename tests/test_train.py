@@ -424,7 +424,7 @@ def test_system_prompt_is_trained_on_stored_and_reused_at_inference(workdir, tmp
 
 def test_full_finetuning_saves_a_bf16_model_that_loads_and_predicts(workdir, tmp_path):
     import rait
-    from rait.predict import load_predictor
+    from rait.inference import load_predictor
 
     out = train(config(workdir, "fullft", max_steps=4, finetuning="full", system_prompt="Be brief."))
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class TrainCell:
     """One fine-tuned model: training-set size, method, retrieval strategy and k (RA-IT only), seed (of the
-    training sample, its retrieval and hold-out, and of training) and ``train_seed``, set only when training
-    (data order and initialisation) takes another seed than the sample: the same data, another run."""
+    training sample, its retrieval and hold-out, and of training), ``train_seed``, set only when training
+    (data order and initialisation) takes another seed than the sample: the same data, another run, and the
+    named recipe (``training.recipes``: build and training options over the experiment's; "" none)."""
 
     size: int
     method: str
@@ -19,13 +20,16 @@ class TrainCell:
     k: int = 0
     seed: int = 42
     train_seed: int | None = None
+    recipe: str = ""
 
     @property
     def name(self) -> str:
         suffix = "" if self.train_seed is None else f"-t{self.train_seed}"
         if self.method == "vanilla":
-            return f"n{self.size}-vanilla-s{self.seed}{suffix}"
-        return f"n{self.size}-ra-it-{self.strategy}-k{self.k}-s{self.seed}{suffix}"
+            name = f"n{self.size}-vanilla-s{self.seed}{suffix}"
+        else:
+            name = f"n{self.size}-ra-it-{self.strategy}-k{self.k}-s{self.seed}{suffix}"
+        return f"{name}-{self.recipe}" if self.recipe else name
 
     @property
     def training_seed(self) -> int:
@@ -42,6 +46,8 @@ class TrainCell:
         }
         if self.train_seed is not None:  # only when set: cells finished before train seeds existed stay done
             described["train_seed"] = self.train_seed
+        if self.recipe:  # only when set: steps finished before recipes existed stay done
+            described["recipe"] = self.recipe
         return described
 
 
@@ -116,19 +122,21 @@ class Grid:
     k: tuple[int, ...]
     train_seeds: tuple[int, ...] | None = None
     seeds: tuple[int, ...] | None = None
+    recipes: tuple[str, ...] = ("",)
 
     def cells(self, seeds: Sequence[int]) -> list[TrainCell]:
         cells = []
-        for size in self.sizes:
-            for method in self.methods:
-                for seed in self.seeds or seeds:
-                    for t in self.train_seeds or (seed,):
-                        t = None if t == seed else t
-                        if method == "vanilla":
-                            cells.append(TrainCell(size, method, seed=seed, train_seed=t))
-                        else:
+        for recipe in self.recipes:
+            for size in self.sizes:
+                for method in self.methods:
+                    for seed in self.seeds or seeds:
+                        for t in self.train_seeds or (seed,):
+                            t = None if t == seed else t
+                            if method == "vanilla":
+                                cells.append(TrainCell(size, method, seed=seed, train_seed=t, recipe=recipe))
+                                continue
                             cells += [
-                                TrainCell(size, method, s, k, seed, t)
+                                TrainCell(size, method, s, k, seed, t, recipe)
                                 for s in self.strategies
                                 for k in self.k
                             ]
@@ -138,7 +146,8 @@ class Grid:
 @dataclass(frozen=True, slots=True)
 class ModelSelector:
     """Which models an inference mode is applied to; ``None`` = no restriction on that factor.
-    ``strategies`` and ``k`` restrict RA-IT models only; ``seeds`` match the training seed."""
+    ``strategies`` and ``k`` restrict RA-IT models only; ``seeds`` match the training seed; ``recipes``
+    names recipes ("" the plain one)."""
 
     base: bool = True
     sizes: tuple[int, ...] | None = None
@@ -146,10 +155,13 @@ class ModelSelector:
     strategies: tuple[str, ...] | None = None
     k: tuple[int, ...] | None = None
     seeds: tuple[int, ...] | None = None
+    recipes: tuple[str, ...] | None = None
 
     def matches(self, cell: TrainCell | None) -> bool:
         if cell is None:
             return self.base
+        if self.recipes is not None and cell.recipe not in self.recipes:
+            return False
         if self.sizes is not None and cell.size not in self.sizes:
             return False
         if self.seeds is not None and cell.training_seed not in self.seeds:

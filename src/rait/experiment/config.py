@@ -4,6 +4,7 @@ line and key."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,15 @@ class ExperimentError(RaitError):
     """An experiment cannot run as configured (e.g. finished outputs made with other settings)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    """A named training recipe (``training.recipes``): build and training options laid over the
+    experiment's ``training.build`` and ``training.hyper`` for the cells of the grids that name it."""
+
+    build: dict = field(default_factory=dict)
+    hyper: dict = field(default_factory=dict)
+
+
 @dataclass(slots=True)
 class TrainingSpec:
     source: str
@@ -38,6 +48,7 @@ class TrainingSpec:
     build: dict = field(default_factory=dict)
     hyper: dict = field(default_factory=dict)
     search: SearchSpec | None = None  # learning rate x epochs, chosen by validation loss
+    recipes: dict[str, Recipe] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -64,6 +75,20 @@ class ExperimentConfig:
     training: TrainingSpec
     evaluation: EvaluationSpec
     path: Path | None = None
+    adapters: Path | None = None  # the committed adapter store (rait.experiment.adapters)
+
+    def for_cell(self, cell: TrainCell | None) -> ExperimentConfig:
+        """This config as ``cell`` is built and trained: its recipe's options over ``training.build`` and
+        ``training.hyper`` (the config itself for a cell without a recipe)."""
+        if cell is None or not cell.recipe:
+            return self
+        recipe = self.training.recipes[cell.recipe]
+        training = dataclasses.replace(
+            self.training,
+            build={**self.training.build, **recipe.build},
+            hyper={**self.training.hyper, **recipe.hyper},
+        )
+        return dataclasses.replace(self, training=training)
 
     def train_cells(self) -> list[TrainCell]:
         """Every grid's cells, each once, in first-seen order."""
@@ -95,7 +120,7 @@ class ExperimentConfig:
         return cell.size, cell.seed
 
 
-_TOP_KEYS = ("name", "lang", "model", "embedder", "output_dir", "training", "evaluation")
+_TOP_KEYS = ("name", "lang", "model", "embedder", "output_dir", "adapters", "training", "evaluation")
 _TRAINING_KEYS = (
     "source",
     "format",
@@ -109,11 +134,13 @@ _TRAINING_KEYS = (
     "build",
     "hyper",
     "search",
+    "recipes",
 )
-_GRID_KEYS = ("sizes", "methods", "strategies", "k", "train_seeds", "seeds")
+_GRID_KEYS = ("sizes", "methods", "strategies", "k", "train_seeds", "seeds", "recipes")
+_RECIPE_KEYS = ("build", "hyper")
 _EVALUATION_KEYS = ("benchmarks", "modes", "base", "max_examples", "seed", "predict", "protocol")
 _MODE_KEYS = ("kind", "strategies", "k", "pool_sizes", "models", "decodings")
-_SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k", "seeds")
+_SELECTOR_KEYS = ("base", "sizes", "methods", "strategies", "k", "seeds", "recipes")
 _SET_BY_RUNNER = {
     "source",
     "output",
@@ -283,11 +310,20 @@ def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> Ex
     )
     training = _training(r, data["training"])
     evaluation = _evaluation(r, data["evaluation"], lang, training)
-    return ExperimentConfig(name, lang, model, embedder, out, training, evaluation, path=path)
+    adapters = Path(r.string(data["adapters"], "adapters")) if data.get("adapters") is not None else None
+    return ExperimentConfig(
+        name, lang, model, embedder, out, training, evaluation, path=path, adapters=adapters
+    )
 
 
-def _grid(r: _Reader, data: dict, key: str, defaults: Grid) -> Grid:
-    """A grid from ``data``; factors it does not name come from ``defaults``."""
+def _grid(r: _Reader, data: dict, key: str, defaults: Grid, recipes: dict | None = None) -> Grid:
+    """A grid from ``data``; factors it does not name come from ``defaults``; ``recipes``: the names it may
+    use (None: the main grid, which has none)."""
+    names = defaults.recipes
+    if "recipes" in data:
+        if recipes is None:
+            raise r.error(f"{key}.recipes", "only extra_grids name recipes; training.recipes defines them")
+        names = r.choices(data["recipes"], f"{key}.recipes", tuple(recipes))
     return Grid(
         sizes=r.integers(data["sizes"], f"{key}.sizes", 1) if "sizes" in data else defaults.sizes,
         methods=r.choices(data["methods"], f"{key}.methods", METHODS)
@@ -301,17 +337,43 @@ def _grid(r: _Reader, data: dict, key: str, defaults: Grid) -> Grid:
         if "train_seeds" in data
         else defaults.train_seeds,
         seeds=r.integers(data["seeds"], f"{key}.seeds") if "seeds" in data and key != "training" else None,
+        recipes=names,
     )
+
+
+def _recipes(r: _Reader, value) -> dict[str, Recipe]:
+    """``training.recipes``: name -> ``{build, hyper}``, each checked as ``training.build`` / ``hyper``."""
+    if value is None:
+        return {}
+    recipes = {}
+    for name, spec in r.mapping(
+        value, "training.recipes", tuple(value) if isinstance(value, dict) else ()
+    ).items():
+        key = f"training.recipes.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.]*", name) or name == "none":
+            raise r.error(
+                key,
+                "a recipe name is lower-case letters, digits, '_' and '.' (it ends cell names), not 'none'",
+            )
+        spec = r.mapping(spec, key, _RECIPE_KEYS)
+        recipes[name] = Recipe(
+            build=_build_options(r, spec.get("build"), f"{key}.build"),
+            hyper=_train_options(r, spec.get("hyper"), f"{key}.hyper"),
+        )
+    return recipes
 
 
 def _training(r: _Reader, data) -> TrainingSpec:
     data = r.mapping(data, "training", _TRAINING_KEYS, required=("source", "sizes"))
-    main = _grid(r, data, "training", Grid((), METHODS, ("nn",), (2,)))
+    recipes = _recipes(r, data.get("recipes"))
+    main = _grid(
+        r, {k: v for k, v in data.items() if k != "recipes"}, "training", Grid((), METHODS, ("nn",), (2,))
+    )
     grids = [main]
     extra = data.get("extra_grids")
     for i, grid in enumerate(r.items(extra, "training.extra_grids") if extra is not None else []):
         key = f"training.extra_grids[{i}]"
-        grids.append(_grid(r, r.mapping(grid, key, _GRID_KEYS), key, main))
+        grids.append(_grid(r, r.mapping(grid, key, _GRID_KEYS), key, main, recipes))
     fmt = data.get("format")
     hyper = _train_options(r, data.get("hyper"))
     spec = TrainingSpec(
@@ -324,6 +386,7 @@ def _training(r: _Reader, data) -> TrainingSpec:
         search=_search(r, data["search"], hyper, {s for g in grids for s in g.sizes})
         if data.get("search") is not None
         else None,
+        recipes=recipes,
     )
     _check_donors(r, spec)
     return spec
@@ -370,31 +433,27 @@ def _search(r: _Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
     return SearchSpec(lists["learning_rate"], lists["epochs"], searched)
 
 
-def _build_options(r: _Reader, value) -> dict:
+def _build_options(r: _Reader, value, key: str = "training.build") -> dict:
     from rait.build_data import BuildConfig
 
-    options = r.options(
-        value, "training.build", {f.name for f in dataclasses.fields(BuildConfig)} - _SET_BY_RUNNER
-    )
+    options = r.options(value, key, {f.name for f in dataclasses.fields(BuildConfig)} - _SET_BY_RUNNER)
     try:
         BuildConfig(source="-", output="-", **options).validate()
-    except RaitError as exc:
-        raise r.error("training.build", str(exc)) from None
+    except (RaitError, TypeError) as exc:
+        raise r.error(key, str(exc)) from None
     return options
 
 
-def _train_options(r: _Reader, value) -> dict:
+def _train_options(r: _Reader, value, key: str = "training.hyper") -> dict:
     if not value:
-        return r.options(value, "training.hyper", set())
+        return r.options(value, key, set())
     from rait.training import TrainConfig
 
-    options = r.options(
-        value, "training.hyper", {f.name for f in dataclasses.fields(TrainConfig)} - _SET_BY_RUNNER
-    )
+    options = r.options(value, key, {f.name for f in dataclasses.fields(TrainConfig)} - _SET_BY_RUNNER)
     try:
         TrainConfig.from_dict(options, source=r.path)
     except DataError as exc:
-        raise r.error(_join("training.hyper", exc.field or ""), exc.reason) from None
+        raise r.error(_join(key, exc.field or ""), exc.reason) from None
     return options
 
 
@@ -426,7 +485,7 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
     base = r.boolean(data.get("base", True), "evaluation.base")
     raw_modes = data.get("modes", ["none"])
     modes = [
-        _mode(r, m, f"evaluation.modes[{i}]", base)
+        _mode(r, m, f"evaluation.modes[{i}]", base, tuple(training.recipes))
         for i, m in enumerate(r.items(raw_modes, "evaluation.modes"))
     ]
     for i, spec in enumerate(modes):
@@ -533,7 +592,7 @@ def _file_source(r: _Reader, data: dict, key: str) -> FileSource:
     )
 
 
-def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
+def _mode(r: _Reader, data, key: str, base: bool, recipes: tuple[str, ...]) -> ModeSpec:
     if isinstance(data, str):
         data = {"kind": data}
     data = r.mapping(data, key, _MODE_KEYS, required=("kind",))
@@ -559,6 +618,12 @@ def _mode(r: _Reader, data, key: str, base: bool) -> ModeSpec:
             else None,
             k=r.integers(sel["k"], f"{k}.k", 1) if "k" in sel else None,
             seeds=r.integers(sel["seeds"], f"{k}.seeds") if "seeds" in sel else None,
+            recipes=tuple(
+                "" if v == "none" else v
+                for v in r.choices(sel["recipes"], f"{k}.recipes", ("none", *recipes))
+            )
+            if "recipes" in sel
+            else None,
         )
     decodings = r.choices(data.get("decodings", ["free"]), f"{key}.decodings", DECODINGS)
     if kind == "none":

@@ -92,6 +92,13 @@ def _precision_param(precision: str | None) -> dict:
     return {} if resolved == "fp32" else {"precision": resolved}
 
 
+def _embeds(config: ExperimentConfig, cell: TrainCell) -> bool:
+    """Whether building ``cell``'s data uses the embedder: RA-IT retrieval, or hard negative types."""
+    return (
+        cell.method == "ra-it" or config.training.build.get("negative_sampling", "frequency") != "frequency"
+    )
+
+
 def _result_settings(params):
     """``params`` without :data:`EXECUTION_SETTINGS`, at any depth (eval steps nest their model's). With a
     validation hold-out ``save_steps`` stays: checkpoints are where validation picks the kept adapter."""
@@ -143,17 +150,18 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
         sample = dataclasses.replace(cell, train_seed=None)
         if sample not in built:
             data_dir = root / "data" / sample.name
+            cfg = config.for_cell(sample)
             params = {
                 "lang": config.lang,
                 "source": config.training.source,
                 "format": config.training.format,
                 **sample.describe(),
-                "build": config.training.build,
-                "embedder": config.embedder if cell.method == "ra-it" else None,
+                "build": cfg.training.build,
+                "embedder": config.embedder if _embeds(cfg, cell) else None,
             }
 
             def action() -> dict:
-                return {"path": _store_path(stages.build(config, sample, data_dir), root)}
+                return {"path": _store_path(stages.build(cfg, sample, data_dir), root)}
 
             built[sample] = Step("build", sample.name, data_dir, params, action, sample)
             steps.append(built[sample])
@@ -163,19 +171,20 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
         if cell not in trained:
             model_dir = root / "train" / cell.name
             data = build_step(cell)
+            cfg = config.for_cell(cell)
             model_params = {
                 **data.params,
                 **cell.describe(),
                 "model": config.model,
-                "hyper": config.training.hyper,
-                **_precision_param(config.training.hyper.get("precision")),
+                "hyper": cfg.training.hyper,
+                **_precision_param(cfg.training.hyper.get("precision")),
             }
             if config.training.search is None:
-                model = training(cell, data, model_dir, config, model_params, cell.name)
+                model = training(cell, data, model_dir, cfg, model_params, cell.name)
             elif (donor := config.search_donor(cell)) is not None:
-                model = donor_training(cell, data, model_dir, model_params, train_step(donor))
+                model = donor_training(cell, data, model_dir, cfg, model_params, train_step(donor))
             else:
-                model = search_step(cell, data, model_dir, model_params)
+                model = search_step(cell, data, model_dir, cfg, model_params)
             steps.append(model)
             trained[cell] = model
         return trained[cell]
@@ -190,14 +199,16 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
             cell,
         )
 
-    def search_step(cell: TrainCell, data: Step, model_dir: Path, model_params: dict) -> Step:
+    def search_step(
+        cell: TrainCell, data: Step, model_dir: Path, base: ExperimentConfig, model_params: dict
+    ) -> Step:
         """One training step per candidate (under ``train/<cell>/search/``), then a ``select`` step whose
         result is the candidate with the lowest validation loss."""
         candidates = []
         for hyper in config.training.search.candidates():
             name = candidate_name(hyper)
-            merged = {**config.training.hyper, **hyper}
-            cfg = dataclasses.replace(config, training=dataclasses.replace(config.training, hyper=merged))
+            merged = {**base.training.hyper, **hyper}
+            cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, hyper=merged))
             params = {**model_params, "hyper": merged}
             step = training(cell, data, model_dir / "search" / name, cfg, params, f"{cell.name}/{name}")
             steps.append(step)
@@ -216,16 +227,18 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
         params = {**model_params, "search": config.training.search.describe()}
         return Step("select", cell.name, model_dir, params, action, cell)
 
-    def donor_training(cell: TrainCell, data: Step, model_dir: Path, params: dict, chosen: Step) -> Step:
+    def donor_training(
+        cell: TrainCell, data: Step, model_dir: Path, base: ExperimentConfig, params: dict, chosen: Step
+    ) -> Step:
         """One training with the hyper-parameters the donor's ``select`` step chose (read when it runs)."""
         search = config.training.search
         by = {name: f"selected for {chosen.name}" for name in SEARCHED}
-        params = {**params, "hyper": {**config.training.hyper, **by}, "search": search.describe()}
+        params = {**params, "hyper": {**base.training.hyper, **by}, "search": search.describe()}
 
         def action() -> dict:
             selected = chosen.read_marker()["result"]["selected"]
-            hyper = {**config.training.hyper, **selected}
-            cfg = dataclasses.replace(config, training=dataclasses.replace(config.training, hyper=hyper))
+            hyper = {**base.training.hyper, **selected}
+            cfg = dataclasses.replace(base, training=dataclasses.replace(base.training, hyper=hyper))
             path = _store_path(stages.train(cfg, cell, result_path(data), model_dir), root)
             own = {**selected, "validation_loss": stages.validation_loss(root / path), "path": path}
             return {"path": path, "selected": selected, "selected_by": chosen.name, "candidates": [own]}

@@ -30,7 +30,8 @@ class Stages:
 
 
 def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
-    """:func:`rait.build_data.build_data` for one training cell: ``train.jsonl`` + its manifest."""
+    """:func:`rait.build_data.build_data` for one training cell: ``train.jsonl`` + its manifest. ``config``
+    is the cell's (:meth:`ExperimentConfig.for_cell`)."""
     from rait.build_data import BuildConfig, build_data
 
     output = out_dir / "train.jsonl"
@@ -53,7 +54,8 @@ def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
 
 
 def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> Path:
-    """:func:`rait.training.train` (LoRA) on one cell's data; resumes from the cell's last checkpoint."""
+    """:func:`rait.training.train` on one cell's data; resumes from the cell's last checkpoint. ``config``
+    is the cell's (:meth:`ExperimentConfig.for_cell`)."""
     from rait.training import TrainConfig, train
 
     options = {
@@ -120,19 +122,24 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
     with the mode's retrieved examples; ``model`` is the trained adapter, None for the base model.
     What this run did (passages resumed, predicted, given examples) goes to ``predict_stats.json``."""
     from rait.inference import predict_records
+    from rait.models import is_adapter_dir
     from rait.retrieval import ExamplePool, Retriever, get_embedder
 
     options = {**PREDICT_DEFAULTS, **config.evaluation.predict}
     records = _benchmark_records(config, cell.benchmark)
+    base, adapter = config.model, str(model) if model else None
+    if model is not None and not is_adapter_dir(model):  # fully fine-tuned: the model itself
+        base, adapter = str(model), None
     answerer = _answerer(
-        config.model,
-        str(model) if model else None,
+        base,
+        adapter,
         options["backend"],
         config.lang,
         options["max_new_tokens"],
         options["batch_size"],
         options["precision"],
-        config.training.hyper.get("system_prompt", "none"),  # the base model is asked as the tuned ones
+        # the base model is asked as the tuned ones
+        config.for_cell(cell.train).training.hyper.get("system_prompt", "none"),
         options["stop_repetition"],
         cell.mode.decoding,
     )
