@@ -27,16 +27,38 @@ def experiment_command(
             "(works while the experiment runs).",
         ),
     ] = False,
+    export_adapters: Annotated[
+        bool,
+        typer.Option(
+            "--export-adapters",
+            help="Store every finished LoRA adapter in the adapter store (bf16, for git); run nothing.",
+        ),
+    ] = False,
+    adapters: Annotated[
+        Path | None,
+        typer.Option(
+            "--adapters",
+            help="Adapter store: restore committed adapters instead of training, store new ones "
+            "[default: the config's adapters, else none].",
+        ),
+    ] = None,
 ) -> None:
     """Run every unfinished cell of an experiment; write results.json and results.md in its output dir."""
+    import dataclasses
+
     from rait.errors import RaitError
     from rait.experiment import collect_results, load_config, plan, run_experiment, write_results
     from rait.fileio import check_output_dir
 
-    if collect and dry_run:
-        raise RaitError("--collect and --dry-run exclude each other: give one of them")
+    if sum((collect, dry_run, export_adapters)) > 1:
+        raise RaitError("--collect, --dry-run and --export-adapters exclude each other: give one of them")
     console = make_console()
     cfg = load_config(config, output_dir=output_dir)
+    if adapters is not None:
+        cfg = dataclasses.replace(cfg, adapters=adapters)
+    if export_adapters:
+        _export(cfg, console)
+        return
     if collect:  # no experiment lock: the writes are atomic, a running experiment keeps going
         check_output_dir(cfg.output_dir)
         steps = plan(cfg)
@@ -83,6 +105,21 @@ def experiment_command(
     console.print(table)
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     console.print(escape(f"{summary}; output {cfg.output_dir}"), highlight=False)
+
+
+def _export(cfg, console) -> None:
+    from rait.experiment.adapters import export_adapters
+
+    runs = export_adapters(cfg)
+    total = 0
+    for name, entry, stored in runs:
+        if stored is None:
+            console.print(escape(f"{name}: not stored (no LoRA adapter: full fine-tuning)"), highlight=False)
+            continue
+        size = sum(f["bytes"] for f in stored["files"].values())
+        total += size
+        console.print(escape(f"{name}: {entry} ({size / 1e6:.1f} MB)"), highlight=False)
+    console.print(escape(f"{len(runs)} finished training runs; {total / 1e6:.1f} MB stored"), highlight=False)
 
 
 def report_command(

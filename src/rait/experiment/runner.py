@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rait.experiment.adapters import stored_training
 from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
 from rait.experiment.selection import SEARCHED, candidate_name, select
-from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages
+from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages, train_key
 from rait.fileio import atomic_write, check_output_dir, read_json, write_json
 from rait.locks import output_lock
 
@@ -135,6 +136,11 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
     model are made once, whatever number of cells use them."""
     stages = stages or default_stages()
     root = config.output_dir
+    if config.adapters is not None:  # restore committed adapters instead of training; store new ones
+        store = config.adapters / config.name
+        stages = dataclasses.replace(
+            stages, train=stored_training(stages.train, train_key, store, root / "train")
+        )
     steps: list[Step] = []
     trained: dict[TrainCell, Step] = {}
     built: dict[TrainCell, Step] = {}

@@ -53,10 +53,9 @@ def run_build(config: ExperimentConfig, cell: TrainCell, out_dir: Path) -> Path:
     return output
 
 
-def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> Path:
-    """:func:`rait.training.train` on one cell's data; resumes from the cell's last checkpoint. ``config``
-    is the cell's (:meth:`ExperimentConfig.for_cell`)."""
-    from rait.training import TrainConfig, train
+def train_config(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path):
+    """The :class:`rait.training.TrainConfig` of one cell's training (resuming from its last checkpoint)."""
+    from rait.training import TrainConfig
 
     options = {
         **config.training.hyper,
@@ -68,7 +67,25 @@ def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Pa
     }
     if cell.train_seed is not None:  # another run on the same data: the sample's hold-out
         options["split_seed"] = cell.seed
-    return train(TrainConfig.from_dict(options, source=config.path or "experiment"))
+    return TrainConfig.from_dict(options, source=config.path or "experiment")
+
+
+def run_train(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> Path:
+    """:func:`rait.training.train` on one cell's data; resumes from the cell's last checkpoint. ``config``
+    is the cell's (:meth:`ExperimentConfig.for_cell`)."""
+    from rait.training import train
+
+    return train(train_config(config, cell, data, out_dir))
+
+
+def train_key(config: ExperimentConfig, cell: TrainCell, data: Path, out_dir: Path) -> str:
+    """The adapter store's key of one cell's training (:func:`rait.experiment.adapters.training_key`)."""
+    from rait.experiment.adapters import training_key
+    from rait.models import default_device
+    from rait.precision import resolve_precision
+
+    options = train_config(config, cell, data, out_dir)
+    return training_key(options.to_dict(), resolve_precision(options.precision, default_device()), data)
 
 
 @lru_cache(maxsize=1)
@@ -121,12 +138,19 @@ def run_predict(config: ExperimentConfig, cell: EvalCell, model: Path | None, ou
     """Answer every (passage, type) query of the cell's benchmark into ``predictions.jsonl`` (resumable),
     with the mode's retrieved examples; ``model`` is the trained adapter, None for the base model.
     What this run did (passages resumed, predicted, given examples) goes to ``predict_stats.json``."""
+    return predict_cell(config, cell, model, _benchmark_records(config, cell.benchmark), out_dir)
+
+
+def predict_cell(
+    config: ExperimentConfig, cell: EvalCell, model: Path | None, records: list, out_dir: Path
+) -> Path:
+    """:func:`run_predict` on given ``records`` (a benchmark's, or a hold-out's): the cell's model (an
+    adapter, a fully fine-tuned model, or None: the base model), inference mode and decoding."""
     from rait.inference import predict_records
     from rait.models import is_adapter_dir
     from rait.retrieval import ExamplePool, Retriever, get_embedder
 
     options = {**PREDICT_DEFAULTS, **config.evaluation.predict}
-    records = _benchmark_records(config, cell.benchmark)
     base, adapter = config.model, str(model) if model else None
     if model is not None and not is_adapter_dir(model):  # fully fine-tuned: the model itself
         base, adapter = str(model), None
