@@ -4,6 +4,8 @@
         [--selection JSON] [--scores JSON] [--card docs/model_card.md] [--overwrite]
     python scripts/ship_model.py --experiment CONFIG [--cells CELL ...] [--output FILE.json]
         [--max-conversations N] [--compare-only] [--name ...] [--scores JSON] [--card ...] [--overwrite]
+    python scripts/ship_model.py --experiment CONFIG --by heldout-f1 [--cells CELL ...] [--types N]
+        [--max-passages N] [--decoding D] [--output FILE.json] [--compare-only] ...
 
 Writes src/rait/resources/models/NAME/ (rait.builtin.package_adapter: bf16 weights, portable base model
 name, builtin.json with the metadata) and, with --card, a draft model card to edit. JSON options take
@@ -12,7 +14,11 @@ inline JSON or a .json file. Commit the packaged directory; rait.NER.from_pretra
 With --experiment, the adapter is chosen among the study's finished models by their loss on the common
 hold-out (rait.experiment.choice.compare_models: passages no cell trained on, without examples, never test
 data); the comparison is written to --output [default: results/<experiment>.choice.json] and becomes the
-packaged model's selection metadata. Without --scores, its scores metadata is the chosen cell's test F1
+packaged model's selection metadata. With --by heldout-f1 the choice is by micro-F1 on the same hold-out
+asked like a benchmark, every type of a type list (rait.experiment.heldout.heldout_f1: every finished
+model with each inference mode and decoding the config evaluates, in-domain ones aside) [default output:
+results/<experiment>.heldout_f1.json]; a chosen candidate that uses examples at inference is recorded,
+not packaged. Without --scores, its scores metadata is the chosen cell's test F1
 without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
 (rait.experiment.choice.shipped_scores); none when it has no finished one. Run it where
 `rait experiment CONFIG` runs (output_dir is relative)."""
@@ -27,6 +33,8 @@ from typing import TYPE_CHECKING
 
 from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
+from rait.experiment.heldout import DEFAULT_TYPES
+from rait.predict import DECODINGS
 
 if TYPE_CHECKING:
     from rait.experiment import ExperimentConfig
@@ -71,6 +79,39 @@ def compare(args) -> tuple[ExperimentConfig, dict]:
     return config, comparison
 
 
+def compare_heldout_f1(args) -> tuple[ExperimentConfig, dict]:
+    """Score the experiment's candidates by held-out F1, write the record, print a table."""
+    from rait.experiment import load_config
+    from rait.experiment.heldout import heldout_f1
+    from rait.fileio import check_output_file, write_json
+
+    config = load_config(args.experiment)
+    output = args.output or Path("results") / f"{config.name}.heldout_f1.json"
+    check_output_file(output)
+    result = heldout_f1(
+        config, args.cells, n_types=args.types, max_passages=args.max_passages, decoding=args.decoding
+    )
+    write_json(output, result)
+    held = result["holdout"]
+    print(f"hold-out: {held['passages']} passages x {len(held['types'])} types = {held['queries']} queries")
+    print(f"{'cell':<32} {'mode':<24} {'P':>6} {'R':>6} {'F1':>6}")
+    chosen = result["chosen"]
+    for row in result["rows"]:
+        mark = " *" if (row["cell"], row["mode"]) == (chosen["cell"], chosen["mode"]) else ""
+        scores = " ".join(f"{row[k]:>6.2f}" for k in ("precision", "recall", "f1"))
+        print(f"{row['cell']:<32} {row['mode']:<24} {scores}{mark}")
+    for cell, status in result["not_compared"].items():
+        print(f"{cell:<32} not compared ({status})")
+    print(f"chosen: {chosen['cell']} with mode {chosen['mode']}; record in {output}")
+    return config, result
+
+
+def _model_path(config: ExperimentConfig, cell: str) -> str:
+    from rait.experiment.choice import _steps
+
+    return _steps(config)[1][cell].read_marker()["result"]["path"]
+
+
 def experiment_scores(config: ExperimentConfig, cell: str) -> dict | None:
     """The scores metadata of ``cell`` from the experiment's finished eval cells; prints what it found."""
     from rait.experiment.choice import shipped_scores
@@ -93,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-conversations", type=int, help="score the first N hold-out conversations")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--compare-only", action="store_true", help="write the comparison, package nothing")
+    parser.add_argument("--by", choices=("loss", "heldout-f1"), default="loss", help="the selection rule")
+    parser.add_argument("--types", type=int, default=DEFAULT_TYPES, help="--by heldout-f1: type list size")
+    parser.add_argument("--max-passages", type=int, help="--by heldout-f1: the first N hold-out passages")
+    parser.add_argument("--decoding", choices=DECODINGS, help="--by heldout-f1: instead of each mode's")
     parser.add_argument("--name", default=DEFAULT_BUILTIN, choices=sorted(BUILTIN_MODELS))
     parser.add_argument("--source", help="where the adapter comes from [default: ADAPTER_DIR as given]")
     parser.add_argument("--selection", help="how it was chosen (JSON)")
@@ -104,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either ADAPTER_DIR or --experiment CONFIG")
     if args.experiment is None and (args.cells or args.output or args.max_conversations or args.compare_only):
         parser.error("--cells, --output, --max-conversations and --compare-only go with --experiment")
+    heldout_only = (args.types != DEFAULT_TYPES, args.max_passages, args.decoding)
+    if args.by != "heldout-f1" and any(heldout_only):
+        parser.error("--types, --max-passages and --decoding go with --by heldout-f1")
+    if args.by == "heldout-f1" and (args.experiment is None or args.max_conversations):
+        parser.error("--by heldout-f1 goes with --experiment (and not --max-conversations)")
     if args.experiment is not None and args.selection is not None:
         parser.error("with --experiment the selection is the comparison; drop --selection")
     try:
@@ -117,12 +167,22 @@ def main(argv: list[str] | None = None) -> int:
         adapter_dir, selection = args.adapter_dir, args.selection and json_option(args.selection)
         scores = json_option(args.scores) if args.scores is not None else None
         if args.experiment is not None:
-            config, selection = compare(args)
+            config, selection = compare_heldout_f1(args) if args.by == "heldout-f1" else compare(args)
             if args.compare_only:
                 return 0
-            adapter_dir = config.output_dir / selection["chosen_path"]
+            chosen = selection["chosen"]
+            if args.by == "heldout-f1":
+                if not chosen["mode"].startswith("none"):
+                    raise RaitError(
+                        f"the chosen candidate uses examples at inference ({chosen['mode']}): package its "
+                        "adapter and pool by hand; the record is written"
+                    )
+                chosen = chosen["cell"]
+                adapter_dir = config.output_dir / _model_path(config, chosen)
+            else:
+                adapter_dir = config.output_dir / selection["chosen_path"]
             if scores is None:
-                scores = experiment_scores(config, selection["chosen"])
+                scores = experiment_scores(config, chosen)
         metadata = {"source": args.source or str(adapter_dir)}
         if selection is not None:
             metadata["selection"] = selection
