@@ -109,6 +109,16 @@ def test_trained_adapters_are_stored_in_bf16_and_restored_instead_of_training(ex
     ).read_bytes()
     assert all(step.status() == "done" for step in plan(again))
 
+    trained.clear()  # another experiment with the same training: restored from the first one's entry
+    (experiment / "renamed.yaml").write_text(
+        (experiment / "store.yaml").read_text().replace("name: store", "name: renamed")
+    )
+    renamed = load_config(experiment / "renamed.yaml", output_dir=experiment / "fourth")
+    run_experiment(renamed, stages=Stages(run_build, train, *fake_eval([])))
+    assert trained == ["n4-vanilla-s42-full"]
+    copy = experiment / "adapters" / "renamed" / "n4-vanilla-s42" / "adapter_model.safetensors"
+    assert copy.read_bytes() == (entry / "adapter_model.safetensors").read_bytes()  # the same git blob
+
     trained.clear()  # other settings: the stored adapter does not match, the cell trains
     text = (experiment / "store.yaml").read_text().replace("learning_rate: 1.0e-2", "learning_rate: 2.0e-2")
     (experiment / "other.yaml").write_text(text)

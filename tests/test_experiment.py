@@ -325,8 +325,10 @@ def test_collect_writes_the_finished_cells_while_the_experiment_runs(config, tmp
 def test_collect_and_dry_run_exclude_each_other(config):
     args = ["experiment", str(config.path), "--collect", "--dry-run"]
     result = CliRunner().invoke(app, args)
-    assert isinstance(result.exception, RaitError) and "--collect and --dry-run" in str(result.exception)
+    assert isinstance(result.exception, RaitError) and "exclude each other" in str(result.exception)
     assert not config.output_dir.exists()
+    result = CliRunner().invoke(app, ["experiment", str(config.path), "--collect", "--export-adapters"])
+    assert isinstance(result.exception, RaitError) and "--export-adapters" in str(result.exception)
 
 
 BAD_CONFIGS = [

@@ -117,19 +117,25 @@ def restore(entry: Path, key: str, run_dir: Path) -> bool:
 
 
 def stored_training(
-    train: Callable[..., Path], key: Callable[..., str], store: Path, train_root: Path
+    train: Callable[..., Path], key: Callable[..., str], store: Path, name: str, train_root: Path
 ) -> Callable[..., Path]:
-    """``train(config, cell, data, out_dir)`` that first restores ``out_dir`` from ``store`` (the entry at
-    ``out_dir``'s path under ``train_root``) and stores what it trains; ``key(config, cell, data, out_dir)``
-    is the run's :func:`training_key`."""
+    """``train(config, cell, data, out_dir)`` that first restores ``out_dir`` from the adapter store
+    ``store`` and stores what it trains under ``store / name`` (``name``: the experiment's), at
+    ``out_dir``'s path under ``train_root``; an entry of another experiment at the same path restores too
+    when its key matches. ``key(config, cell, data, out_dir)`` is the run's :func:`training_key`."""
 
     def run(config, cell, data: Path, out_dir: Path) -> Path:
-        entry = Path(store) / Path(out_dir).relative_to(train_root)
+        relative = Path(out_dir).relative_to(train_root)
+        own = Path(store) / name / relative
+        others = sorted(p.parent for p in Path(store).glob(f"*/{relative.as_posix()}/{STORED_FILE}"))
         wanted = key(config, cell, data, out_dir)
-        if restore(entry, wanted, out_dir):
-            return Path(out_dir)
+        for entry in dict.fromkeys([own, *others]):
+            if restore(entry, wanted, out_dir):
+                if entry != own:
+                    export(Path(out_dir), own, wanted)
+                return Path(out_dir)
         path = train(config, cell, data, out_dir)
-        export(path, entry, wanted)
+        export(path, own, wanted)
         return path
 
     return run

@@ -137,10 +137,8 @@ def plan(config: ExperimentConfig, stages: Stages | None = None) -> list[Step]:
     stages = stages or default_stages()
     root = config.output_dir
     if config.adapters is not None:  # restore committed adapters instead of training; store new ones
-        store = config.adapters / config.name
-        stages = dataclasses.replace(
-            stages, train=stored_training(stages.train, train_key, store, root / "train")
-        )
+        train = stored_training(stages.train, train_key, config.adapters, config.name, root / "train")
+        stages = dataclasses.replace(stages, train=train)
     steps: list[Step] = []
     trained: dict[TrainCell, Step] = {}
     built: dict[TrainCell, Step] = {}
