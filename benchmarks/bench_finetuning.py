@@ -45,7 +45,7 @@ HYPER = {
 def worker(variant: str, data: Path, steps: int, output: Path) -> None:
     from transformers import TrainerCallback
 
-    from rait.train import TrainConfig, train
+    from rait.training import TrainConfig, train
 
     ends: list[float] = []
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
 from rait.experiment.heldout import DEFAULT_TYPES
-from rait.predict import DECODINGS
+from rait.inference import DECODINGS
 
 if TYPE_CHECKING:
     from rait.experiment import ExperimentConfig

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from rait.data.formats import write_records
 from rait.errors import RaitError
 from rait.experiment import Stages, load_config, run_experiment, stages
 from rait.experiment.choice import common_holdout
 from rait.experiment.heldout import HOLDOUT_BENCHMARK, candidates, heldout_f1, holdout_records, type_list
-from rait.formats import write_records
 from rait.records import Conversation, Mention, Record, Turn
 from rait.testing import lookup_predictor
 

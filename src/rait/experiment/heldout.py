@@ -47,8 +47,8 @@ def holdout_records(
     """The common hold-out's passages (their first ``max_passages``) from the training source, each to
     be asked every type of ``types`` (default: :func:`type_list` of the whole source), its gold the
     mentions of those types."""
+    from rait.data import load_source
     from rait.experiment.choice import common_holdout
-    from rait.sources import load_source
 
     if max_passages is not None and max_passages < 1:
         raise RaitError("max_passages must be at least 1")
