@@ -255,7 +255,7 @@ def test_bad_inputs_fail_before_training(workdir, tmp_path):
     fails("length_rule", length_rule="cut")
     (workdir / "done").mkdir()
     (workdir / "done" / "adapter_model.safetensors").write_bytes(b"")
-    with pytest.raises(RaitError, match="already holds a trained adapter"):
+    with pytest.raises(RaitError, match="already holds a trained model"):
         train(config(workdir, "done"))
     no_template = save_tiny_model(tmp_path / "base")
     (no_template / "chat_template.jinja").unlink()
