@@ -135,7 +135,7 @@ def test_export_adapters_of_a_finished_experiment(experiment, monkeypatch, tmp_p
     config = load_config(experiment / "store.yaml", output_dir=experiment / "first")
     if not (experiment / "first" / "train").exists():
         run_experiment(config, stages=Stages(run_build, run_train, *fake_eval([])))
-    runs = export_adapters(config, tmp_path / "exported")
+    runs = export_adapters(config, plan(config), tmp_path / "exported")
     assert [(name, stored is None) for name, _, stored in runs] == [
         ("n4-vanilla-s42", False),
         ("n4-vanilla-s42-full", True),

@@ -108,9 +108,10 @@ def experiment_command(
 
 
 def _export(cfg, console) -> None:
+    from rait.experiment import plan
     from rait.experiment.adapters import export_adapters
 
-    runs = export_adapters(cfg)
+    runs = export_adapters(cfg, plan(cfg))
     total = 0
     for name, entry, stored in runs:
         if stored is None:

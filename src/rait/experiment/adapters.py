@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rait.errors import RaitError
+from rait.experiment.settings import execution_settings
 from rait.fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,9 @@ def _sha256(path: Path) -> str:
 
 def training_key(options: dict, precision: str, data: Path) -> str:
     """The sha256 naming what a training run computes: its options (a ``TrainConfig`` dict) without
-    paths and execution settings (:data:`rait.experiment.runner.EXECUTION_SETTINGS`), the resolved
+    paths and execution settings (:data:`rait.experiment.settings.EXECUTION_SETTINGS`), the resolved
     ``precision`` and the content of its single ``data`` file."""
-    from rait.experiment.runner import _execution_settings
-
-    ignored = {*_NOT_RESULT, *_execution_settings("hyper", options)}
+    ignored = {*_NOT_RESULT, *execution_settings("hyper", options)}
     kept = {k: v for k, v in sorted(options.items()) if k not in ignored}
     text = json.dumps({"options": kept, "precision": precision, "data": _sha256(data)}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -141,18 +140,17 @@ def stored_training(
     return run
 
 
-def export_adapters(config, store: Path | None = None) -> list[tuple[str, Path, dict | None]]:
-    """Store every finished LoRA training run of experiment ``config`` (search candidates included) under
-    ``store / config.name`` (default: the config's ``adapters``); entries already holding the same run are
-    left as they are. Returns (step name, entry, its ``stored.json`` or None when not stored) per run."""
-    from rait.experiment.runner import plan
-
+def export_adapters(config, steps: list, store: Path | None = None) -> list[tuple[str, Path, dict | None]]:
+    """Store every finished LoRA training run among the ``steps`` of experiment ``config``
+    (:func:`rait.experiment.runner.plan`; search candidates included) under ``store / config.name``
+    (default: the config's ``adapters``); entries already holding the same run are left as they are.
+    Returns (step name, entry, its ``stored.json`` or None when not stored) per run."""
     store = store or config.adapters
     if store is None:
         raise RaitError(f"{config.path or 'the config'} names no adapter store (adapters:); give one")
     root = Path(store) / config.name
     exported = []
-    for step in plan(config):
+    for step in steps:
         if step.stage != "train" or step.status() != "done":
             continue
         run_dir = config.output_dir / step.read_marker()["result"]["path"]

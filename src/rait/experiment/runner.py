@@ -14,6 +14,7 @@ from rait.experiment.adapters import stored_training
 from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
 from rait.experiment.selection import SEARCHED, candidate_name, select
+from rait.experiment.settings import EXECUTION_SETTINGS, execution_settings
 from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages, train_key
 from rait.fileio import atomic_write, check_output_dir, read_json, write_json
 from rait.locks import output_lock
@@ -61,22 +62,6 @@ class Step:
         return _result_settings(marker.get("params", {})) == _result_settings(_jsonable(self.params))
 
 
-# Settings that change how a step runs (memory, speed, checkpoints, logs) but not what it computes: editing
-# them, e.g. a smaller micro-batch after running out of memory, leaves finished steps done. The Trainer
-# normalises the loss over the whole batch's answer tokens, so the micro-batch size does not change the
-# objective; results differ only by float rounding and dropout draws.
-EXECUTION_SETTINGS = {
-    "hyper": (
-        "per_device_batch_size",
-        "gradient_checkpointing",
-        "save_steps",
-        "save_total_limit",
-        "logging_steps",
-    ),
-    "predict": ("batch_size", "chunk_size"),
-}
-
-
 def _system_prompt_param(config: ExperimentConfig) -> dict:
     """The base model's system prompt (the training one), left out when none: older steps stay done."""
     system_prompt = config.training.hyper.get("system_prompt", "none")
@@ -106,18 +91,11 @@ def _result_settings(params):
     if not isinstance(params, dict):
         return params
     return {
-        key: {k: v for k, v in value.items() if k not in _execution_settings(key, value)}
+        key: {k: v for k, v in value.items() if k not in execution_settings(key, value)}
         if key in EXECUTION_SETTINGS and isinstance(value, dict)
         else _result_settings(value)
         for key, value in params.items()
     }
-
-
-def _execution_settings(key: str, value: dict) -> tuple[str, ...]:
-    names = EXECUTION_SETTINGS[key]
-    if key == "hyper" and value.get("validation_fraction", 0) > 0:
-        return tuple(name for name in names if name != "save_steps")
-    return names
 
 
 def _jsonable(value):
