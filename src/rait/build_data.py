@@ -8,7 +8,6 @@ uses the vanilla template and is counted. Same inputs + seed give byte-identical
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from rait.console import progress
 from rait.data.formats import LOAD_FORMATS
 from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import DataError, RaitError
-from rait.fileio import atomic_write, check_output_file, write_json
+from rait.fileio import atomic_write, check_output_file, sha256_file, write_json
 from rait.locks import output_lock
 from rait.negatives import DEFAULT_HARD_POOL, NEGATIVE_SAMPLINGS, NegativeRecipe
 from rait.records import Conversation, Record
@@ -246,14 +245,6 @@ def manifest_path(output: str | Path) -> Path:
     return output.with_name(output.stem + ".manifest.json")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_data(config: BuildConfig) -> dict:
     """Load, subsample, retrieve, write the data file and its manifest; returns the manifest. The output
     is locked while it is built (:func:`rait.locks.output_lock`)."""
@@ -313,7 +304,7 @@ def _build_data(config: BuildConfig) -> dict:
         "lang": lang,
         "embedder": embedder_info,
         "counts": counts,
-        "output": {"data": str(output), "sha256": _sha256(output)},
+        "output": {"data": str(output), "sha256": sha256_file(output)},
         "timings_s": {name: round(value, 3) for name, value in timings.items()},
     }
     write_json(manifest_path(output), manifest)

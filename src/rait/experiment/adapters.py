@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rait.errors import RaitError
 from rait.experiment.settings import execution_settings
-from rait.fileio import read_json, write_json
+from rait.fileio import read_json, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +30,13 @@ _COPIED = ("adapter_config.json", "rait_train_config.json", "train_summary.json"
 _NOT_RESULT = ("data", "output_dir", "resume")  # where a run reads and writes, not what it trains
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def training_key(options: dict, precision: str, data: Path) -> str:
     """The sha256 naming what a training run computes: its options (a ``TrainConfig`` dict) without
     paths and execution settings (:data:`rait.experiment.settings.EXECUTION_SETTINGS`), the resolved
     ``precision`` and the content of its single ``data`` file."""
     ignored = {*_NOT_RESULT, *execution_settings("hyper", options)}
     kept = {k: v for k, v in sorted(options.items()) if k not in ignored}
-    text = json.dumps({"options": kept, "precision": precision, "data": _sha256(data)}, sort_keys=True)
+    text = json.dumps({"options": kept, "precision": precision, "data": sha256_file(data)}, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -106,7 +98,7 @@ def restore(entry: Path, key: str, run_dir: Path) -> bool:
         logger.info("%s was trained with other settings or data; training anew", entry)
         return False
     for name, info in stored["files"].items():
-        if _sha256(entry / name) != info["sha256"]:
+        if sha256_file(entry / name) != info["sha256"]:
             raise RaitError(f"{entry / name} does not match its sha256 in {entry / STORED_FILE}")
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     for name in stored["files"]:
