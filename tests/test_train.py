@@ -444,6 +444,12 @@ def test_full_finetuning_saves_a_bf16_model_that_loads_and_predicts(workdir, tmp
     assert predictor.system_prompt == "Be brief."
     ner = rait.NER.from_pretrained(str(out))
     assert len(ner.extract(["Barack Obama was born in Honolulu."], ["person"])) == 1
+    (tmp_path / "texts.txt").write_text("Barack Obama was born in Honolulu.\n", encoding="utf-8")
+    args = ["predict", "-m", str(out), "-i", str(tmp_path / "texts.txt"), "--types", "person"]
+    args += ["-o", str(tmp_path / "p.jsonl"), "--max-new-tokens", "4", "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])["type"] == "person"
     with pytest.raises(RaitError, match="finetuning must be one of"):
         config(workdir, "x", finetuning="qlora").validate()
 
