@@ -24,6 +24,16 @@ per token, the time spent inside the constraint, F1 (UniversalNER protocol), unp
 mentions not in the passage, and how many of the free answers that were already well formed (a JSON list of
 distinct passage substrings) constrained decoding left identical.
 
+    python benchmarks/bench_predict.py --compare-scoring --adapter src/rait/resources/models/smollm2-ner-en
+        [--benchmarks B ...] [--n 20] [--rounds 2] [--max-new-tokens 256]
+        [--output results/bench_scoring.json]
+
+measures what the confidence scores (``rait.inference.confidence``) cost: the same constrained-words decoding
+with and without recording the choice-point probabilities (``--no-scores`` workers skip it), ``--rounds``
+rounds in alternating order, each run in a fresh process, and the time to locate the entities and apply the
+default threshold and one type per span; the answers must be identical. The choice-point token sets, built
+once per tokenizer, are built before timing (``choice_tokens_build_seconds``).
+
 ``--workload replication`` measures precision instead, on the CPU-scale replication's evaluation workload
 (configs/experiments/cpu_en_session.yaml: 7 English benchmarks x 30 test sentences, seed 42, no examples,
 48 new tokens, batch 32, chunks of 32 passages) with a trained adapter:
@@ -51,6 +61,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -101,12 +112,22 @@ def worker(args: argparse.Namespace) -> None:
     """Load the model, answer the queries of ``--queries`` with one path, write timings and answers."""
     import torch
 
-    from rait.inference import PassageQuery, Predictor
+    from rait.inference import (
+        DEFAULT_THRESHOLD,
+        PassageQuery,
+        Predictor,
+        entities_from_answers,
+        select_entities,
+    )
     from rait.models import load_model
     from rait.records import Record
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.no_scores:  # the decoding loop as before confidence scores: nothing recorded at choice points
+        from rait.inference.confidence import ChoiceRecorder
+
+        ChoiceRecorder.observe = lambda self, row, token, logits: None
     rows = json.loads(Path(args.queries).read_text(encoding="utf-8"))
     queries = [
         PassageQuery(r["text"], tuple(r["types"]), tuple(Record.from_dict(e) for e in r["examples"]), "en")
@@ -121,6 +142,9 @@ def worker(args: argparse.Namespace) -> None:
         decoding=args.decoding,
     )
     counters = instrument_decoding(predictor)
+    started = time.perf_counter()  # the choice-point token sets, built once per tokenizer: timed apart
+    predictor._choice_tokens()
+    counters["choice_tokens_build_seconds"] = time.perf_counter() - started
     with PeakRSS() as memory:
         started = time.perf_counter()
         if args.worker == "fast":
@@ -128,7 +152,11 @@ def worker(args: argparse.Namespace) -> None:
         else:
             answers = [predictor.answer_naive(q.text, q.types, q.examples, q.lang) for q in queries]
         seconds = time.perf_counter() - started
+    started = time.perf_counter()  # locating the entities, then the default threshold and one type per span
+    for query, passage in zip(queries, answers, strict=True):
+        select_entities(entities_from_answers(query.text, query.types, passage)[0], DEFAULT_THRESHOLD)
     result = {
+        "selection_seconds": time.perf_counter() - started,
         "seconds": seconds,
         "rss_model_loaded_mib": round(memory.start, 1),
         "peak_rss_mib": round(memory.peak, 1),
@@ -211,12 +239,17 @@ def build_queries(args: argparse.Namespace, k: int) -> list[dict]:
 
 
 def run_worker(
-    args: argparse.Namespace, path: str, queries: list[dict], tmp: Path, decoding: str = "free"
+    args: argparse.Namespace,
+    path: str,
+    queries: list[dict],
+    tmp: Path,
+    decoding: str = "free",
+    extra: Sequence[str] = (),
 ) -> dict:
     (tmp / "queries.json").write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     command = [sys.executable, __file__, "--worker", path, "--queries", str(tmp / "queries.json"),
                "--worker-output", str(tmp / "out.json"), "--max-new-tokens", str(args.max_new_tokens),
-               "--batch-size", str(args.batch_size), "--decoding", decoding]  # fmt: skip
+               "--batch-size", str(args.batch_size), "--decoding", decoding, *extra]  # fmt: skip
     for name in ("model", "adapter", "threads"):
         if getattr(args, name):
             command += [f"--{name}", str(getattr(args, name))]
@@ -401,6 +434,56 @@ def compare_decoding(args: argparse.Namespace) -> dict:
     )
     for decoding in results["decodings"].values():
         del decoding["texts"]
+    return results
+
+
+def compare_scoring(args: argparse.Namespace) -> dict:
+    """Decoding with and without the confidence scores' bookkeeping (``--no-scores`` workers), on
+    ``args.benchmarks`` x ``args.n`` sentences in constrained-words decoding, ``args.rounds`` rounds in
+    alternating order, each in a fresh process; plus the time to locate the entities and apply the default
+    threshold and one type per span (``selection_seconds``)."""
+    from rait.data import load_benchmark
+
+    records = [
+        r
+        for name in args.benchmarks
+        for r in load_benchmark(name, "test", max_examples=args.n, seed=args.seed)
+    ]
+    queries = [{"text": r.text, "types": r.query_types(), "examples": []} for r in records]
+    runs: dict[str, list[dict]] = {"without scores": [], "with scores": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+            for name in order:
+                extra = ["--no-scores"] if name == "without scores" else []
+                out = run_worker(args, "fast", queries, Path(tmp), "constrained-words", extra)
+                keep = ("seconds", "selection_seconds", "generated_tokens", "choice_tokens_build_seconds")
+                runs[name].append({k: out[k] for k in keep})
+                runs[name][-1]["answers"] = [a for passage in out["answers"] for a in passage]
+    same = runs["with scores"][0]["answers"] == runs["without scores"][0]["answers"]
+    for found in runs.values():
+        for run_ in found:
+            del run_["answers"]
+    seconds = {name: sum(r["seconds"] for r in found) for name, found in runs.items()}
+    selection = sum(r["selection_seconds"] for r in runs["with scores"])
+    results = {
+        "machine": {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average_at_end": os.getloadavg()},
+        "model": (args.model or "built-in") + (f" + adapter {args.adapter}" if args.adapter else ""),
+        "sentences": len(records),
+        "queries": sum(len(q["types"]) for q in queries),
+        "rounds": args.rounds,
+        "runs": runs,
+        "identical_answers": same,
+        "decoding_ratio": seconds["with scores"] / seconds["without scores"],
+        "selection_share": selection / seconds["with scores"],
+    }
+    results["total_ratio"] = (seconds["with scores"] + selection) / seconds["without scores"]
+    console.print(
+        f"{len(records)} sentences x {args.rounds} rounds: decoding {seconds['without scores']:.1f} s "
+        f"without scores, {seconds['with scores']:.1f} s with (x{results['decoding_ratio']:.3f}); selection "
+        f"{selection:.2f} s; total x{results['total_ratio']:.3f}; answers identical: {same}",
+        highlight=False,
+    )
     return results
 
 
@@ -608,6 +691,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--compare-decoding", action="store_true", help="free vs constrained decoding")
+    parser.add_argument("--compare-scoring", action="store_true", help="decoding with vs without scores")
+    parser.add_argument("--no-scores", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--benchmarks", nargs="+", default=list(REPLICATION_BENCHMARKS))
     parser.add_argument("--decoding", default="free", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["fast", "naive"], help=argparse.SUPPRESS)
@@ -645,6 +730,10 @@ def main() -> None:
         if args.output == DEFAULT_OUTPUT:
             args.output = ROOT / "results" / "bench_decoding.json"
         results = compare_decoding(args)
+    elif args.compare_scoring:
+        if args.output == DEFAULT_OUTPUT:
+            args.output = ROOT / "results" / "bench_scoring.json"
+        results = compare_scoring(args)
     else:
         results = run(args)
     write_json(args.output, results)

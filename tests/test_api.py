@@ -162,7 +162,7 @@ def test_from_pretrained_decodes_constrained_by_default(tmp_path):
     types = ["person", "location", "date", "organization"]
     ner = NER.from_pretrained(path, max_new_tokens=16)
     assert ner.predictor.decoding == "constrained-words"
-    entities = ner.predict_entities(text, types)
+    entities = ner.predict_entities(text, types, threshold=0, multi_label=True)  # a random model: low scores
     assert entities and ner.n_malformed == 0
     assert all(e["found"] and text[e["start"] : e["end"]] == e["text"] for e in entities)
     inside = [(text[i - 1], text[i]) for e in entities for i in (e["start"], e["end"]) if 0 < i < len(text)]

@@ -89,6 +89,8 @@ CASES = {  # arguments ({name} is a file of the fixture), words of the error lin
         ["--types applies to --input"],
     ),
     "predict output is a directory": ([*PREDICT, "-i", "{bio}", "-o", "{dir}"], ["is a directory"]),
+    "predict --threshold 2": ([*PREDICT, "-b", "crossner_ai", "--threshold", "2"], ["threshold", "0 to 1"]),
+    "evaluate --threshold -0.5": (["evaluate", "{bio}", "--threshold", "-0.5"], ["threshold", "0 to 1"]),
     "convert --lang fr": (
         ["convert", "{bio}", "{dir}/o.json", "--to", "uniner", "--lang", "fr"],
         ["--lang 'fr'"],

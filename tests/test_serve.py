@@ -34,6 +34,7 @@ KNOWN = {
     "person": ["Marie Curie", "Barack Obama"],
     "location": ["Paris", "Honolulu"],
     "award": ["Nobel Prize in Physics"],
+    "scientist": ["Marie Curie"],
     "人名": ["马云"],
     "地名": ["杭州"],
 }
@@ -169,9 +170,26 @@ def test_decoding_per_request(server):
     assert (info["decoding"], info["decodings"]) == ("free", ["free", "constrained", "constrained-words"])
 
 
+def test_threshold_and_multi_label_per_request(server):
+    """The lookup model gives no scores (they count as 1): the same span asked as person and scientist keeps
+    one type by default (ties: the first type asked) and both with multi_label."""
+    base, _ = server
+    body = {"text": TEXT, "types": ["person", "scientist"]}
+    types = [
+        [e["type"] for e in post(base, body | extra).json()["results"][0]["entities"]]
+        for extra in ({}, {"multi_label": True}, {"multi_label": False, "threshold": 1}, {"threshold": 0})
+    ]
+    assert types == [["person"], ["person", "scientist"], ["person"], ["person"]]
+    info = httpx.get(f"{base}/v1/info").json()
+    assert (info["threshold"], info["multi_label"]) == (0.92, False)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field", "message"),
     [
+        ({"text": "x", "types": ["person"], "threshold": 1.5}, 422, "threshold", "less than or equal to 1"),
+        ({"text": "x", "types": ["person"], "threshold": "high"}, 422, "threshold", "valid number"),
+        ({"text": "x", "types": ["person"], "multi_label": "yes"}, 422, "multi_label", "valid boolean"),
         ("{bad json", 422, "body", "malformed JSON"),
         ("[]", 422, "body", "valid dictionary"),
         ({"types": ["person"]}, 422, "text", "field required"),

@@ -55,13 +55,17 @@ def parse_answer_items(text: str, protocol: str = "uniner") -> list[str] | None:
 
 
 class Answer(str):
-    """A decoded answer (a string) with the reason its generation ended (``finish_reason``)."""
+    """A decoded answer (a string) with the reason its generation ended (``finish_reason``) and the
+    confidence score of each of its mentions (``scores``, in the order of
+    :func:`rait.inference.entities.answer_mentions`; None when the backend gives none)."""
 
     finish_reason: str = "stop"
+    scores: tuple[float, ...] | None = None
 
-    def __new__(cls, text: str, finish_reason: str = "stop"):
+    def __new__(cls, text: str, finish_reason: str = "stop", scores: Sequence[float] | None = None):
         answer = super().__new__(cls, text)
         answer.finish_reason = finish_reason
+        answer.scores = None if scores is None else tuple(scores)
         return answer
 
 

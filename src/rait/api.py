@@ -2,7 +2,7 @@
 
 >>> ner = NER.from_pretrained()          # the built-in model; or an adapter dir  # doctest: +SKIP
 >>> ner.predict_entities("Marie Curie won the Nobel Prize.", ["person", "award"])  # doctest: +SKIP
-[{'text': 'Marie Curie', 'type': 'person', 'start': 0, 'end': 11, 'found': True}, ...]
+[{'text': 'Marie Curie', 'type': 'person', 'start': 0, 'end': 11, 'found': True, 'score': 0.9241}, ...]
 """
 
 from __future__ import annotations
@@ -16,16 +16,22 @@ from rait.data.formats import detect_lang
 from rait.errors import RaitError
 from rait.inference import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
     DEFAULT_MAX_CHUNK_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MULTI_LABEL,
+    DEFAULT_THRESHOLD,
     ChunkedAnswerer,
     PassageQuery,
     Predictor,
     VllmPredictor,
     check_decoding,
+    check_multi_label,
+    check_threshold,
     entities_from_answers,
     load_predictor,
     merge_chunk_entities,
+    select_entities,
 )
 from rait.records import Record
 from rait.retrieval import (
@@ -37,8 +43,6 @@ from rait.retrieval import (
     example_retriever,
     get_embedder,
 )
-
-DEFAULT_DECODING = "constrained-words"
 
 EXAMPLES = ("none", "pool", *POOL_MODES)
 
@@ -74,7 +78,12 @@ class NER:
     Texts longer than the model's context or ``max_chunk_tokens`` are split into sentence chunks
     (:mod:`rait.inference.chunking`; ``None``: the context is the only limit); examples are retrieved for the
     whole text and shown with each chunk. ``n_queries`` / ``n_malformed`` count the (text, type) questions
-    asked and the answers that did not parse (those count as no entities); ``n_chunked`` the texts split."""
+    asked and the answers that did not parse (those count as no entities); ``n_chunked`` the texts split.
+
+    Every entity has a confidence ``score`` in [0, 1] (:mod:`rait.inference.confidence`; none with a backend
+    that gives none). Entities scored below ``threshold`` are dropped (None or 0: none), and unless
+    ``multi_label`` each span keeps only its best-scoring type (GLiNER's ``flat_ner``); calls may override
+    both."""
 
     def __init__(
         self,
@@ -88,6 +97,8 @@ class NER:
         embedder=None,
         seed: int = 42,
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
+        threshold: float | None = DEFAULT_THRESHOLD,
+        multi_label: bool = DEFAULT_MULTI_LABEL,
     ):
         check_mode(pool_mode, POOL_MODES, "pool_mode")
         self.predictor = predictor
@@ -98,6 +109,8 @@ class NER:
         self.k = k
         self.bm25_threshold = bm25_threshold
         self.seed = seed
+        self.threshold = check_threshold(threshold)
+        self.multi_label = check_multi_label(multi_label)
         self.n_queries = 0
         self.n_malformed = 0
         self.n_chunked = 0
@@ -123,6 +136,8 @@ class NER:
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         system_prompt: str | None = None,
         decoding: str | None = None,
+        threshold: float | None = None,
+        multi_label: bool | None = None,
     ) -> NER:
         """Load a LoRA adapter dir (its base model is read from its config), a merged model dir, a Hub id or
         a built-in model name (:mod:`rait.builtin`); ``None``: the built-in model ``smollm2-ner-en`` when
@@ -135,8 +150,9 @@ class NER:
         lets the model answer only with distinct substrings of the passage that start and end at word
         boundaries (:mod:`rait.inference.constrained`), so every entity has offsets; ``"constrained"``: any
         substring (for languages whose names take suffixes); ``"free"``: plain greedy decoding. A directory
-        written by :meth:`save_pretrained` supplies its saved decoding, system prompt and language as the
-        defaults."""
+        written by :meth:`save_pretrained` supplies its saved decoding, system prompt, language, threshold and
+        multi_label as the defaults. ``threshold`` (0: keep every mention), ``multi_label``: see :class:`NER`;
+        None: the saved one, else 0.92 and one type per span."""
         from rait.builtin import default_model, resolve_builtin
         from rait.hub import saved_settings
 
@@ -144,6 +160,11 @@ class NER:
         decoding = decoding or saved.get("decoding") or DEFAULT_DECODING
         system_prompt = system_prompt or saved.get("system_prompt")
         lang = lang or saved.get("lang")
+        threshold = check_threshold(
+            saved.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
+        )
+        multi_label = saved.get("multi_label", DEFAULT_MULTI_LABEL) if multi_label is None else multi_label
+        check_multi_label(multi_label)
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -165,6 +186,8 @@ class NER:
             lang=lang,
             embedder=embedder,
             max_chunk_tokens=max_chunk_tokens,
+            threshold=threshold,
+            multi_label=multi_label,
         )
         model = resolve_builtin(default_model(path_or_id, adapter))
         ner.loaded_from = (model, resolve_builtin(adapter)) if adapter else _split_adapter(model)
@@ -193,8 +216,10 @@ class NER:
         examples: str | Sequence[Record] | None = None,
         *,
         decoding: str | None = None,
+        threshold: float | None = None,
+        multi_label: bool | None = None,
     ) -> list[dict]:
-        """Entities ``{"text", "type", "start", "end", "found"}`` of the given types in ``text``.
+        """Entities ``{"text", "type", "start", "end", "found", "score"}`` of the given types in ``text``.
 
         Every occurrence of an answered mention is returned, with character offsets (``end`` exclusive),
         sorted by position. Only with ``decoding="free"`` can the model give a mention that is not in the
@@ -203,10 +228,14 @@ class NER:
         returns the chunks).
         ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
         the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
-        one of :data:`DECODINGS` for this call (transformers backend); ``None``: the model's."""
+        one of :data:`DECODINGS` for this call (transformers backend); ``None``: the model's. ``threshold``
+        (0: keep every score), ``multi_label``: see :class:`NER`; ``None``: this object's."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a string, not {type(text).__name__}")
-        return self.extract([text], [types], examples, decoding=decoding)[0].entities
+        found = self.extract(
+            [text], [types], examples, decoding=decoding, threshold=threshold, multi_label=multi_label
+        )
+        return found[0].entities
 
     def batch_predict_entities(
         self,
@@ -216,10 +245,20 @@ class NER:
         *,
         batch_size: int = 32,
         decoding: str | None = None,
+        threshold: float | None = None,
+        multi_label: bool | None = None,
     ) -> list[list[dict]]:
         """:meth:`predict_entities` for many texts: ``batch_size`` texts (and all their chunks) go to the
         predictor in one batched call. ``types``: one list for every text, or one list per text."""
-        found = self.extract(texts, types, examples, batch_size=batch_size, decoding=decoding)
+        found = self.extract(
+            texts,
+            types,
+            examples,
+            batch_size=batch_size,
+            decoding=decoding,
+            threshold=threshold,
+            multi_label=multi_label,
+        )
         return [extraction.entities for extraction in found]
 
     def extract(
@@ -230,6 +269,8 @@ class NER:
         *,
         batch_size: int = 32,
         decoding: str | None = None,
+        threshold: float | None = None,
+        multi_label: bool | None = None,
     ) -> list[Extraction]:
         """An :class:`Extraction` per text (see :meth:`batch_predict_entities` for the arguments).
         TypeError for texts that are not a list of strings, ValueError for a text or type that is not valid
@@ -241,11 +282,15 @@ class NER:
                 check_unicode(name, f"type '{name.encode('utf-8', 'backslashreplace').decode()}'")
         if batch_size < 1:
             raise RaitError(f"batch_size must be at least 1, not {batch_size}")
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
+        multi_label = self.multi_label if multi_label is None else check_multi_label(multi_label)
         results: list[Extraction] = []
         with self._decoding(decoding):
             for start in range(0, len(texts), batch_size):
                 batch = texts[start : start + batch_size]
                 results += self._extract_batch(batch, per_text[start : start + batch_size], examples)
+        for extraction in results:
+            extraction.entities = select_entities(extraction.entities, threshold, multi_label)
         return results
 
     @contextmanager

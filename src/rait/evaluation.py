@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -175,7 +175,9 @@ class EvalReport:
 def evaluate(
     predictions: Iterable[QueryPrediction], strict_spans: bool = False, protocol: str = "uniner"
 ) -> EvalReport:
-    """Score query predictions per ``benchmark``, finding each answer's list as ``protocol`` says.
+    """Score query predictions per ``benchmark``, finding each answer's list as ``protocol`` says; the
+    mentions a row marks ``dropped`` (below the run's threshold, or not the best type of their span) are
+    not predicted (:func:`rait.inference.predict.reselect` chooses them again from the rows' scores).
 
     With ``strict_spans`` every row must carry ``gold_spans`` and ``predicted_spans``; items are then the
     de-duplicated ``(start, end)`` pairs. ``n_unparseable`` always counts outputs ``parse_answer`` rejects.
@@ -184,6 +186,10 @@ def evaluate(
     sentences: dict[str, dict[str, list[int]]] = {}
     for row in predictions:
         mentions, parsed = parse_answer(row.output, check_protocol(protocol))
+        if row.dropped:
+            kept = {normalize_answer(m) for m in parse_answer_items(row.output) or [] if m not in row.dropped}
+            gone = {normalize_answer(m) for m in row.dropped} - kept
+            mentions = [m for m in mentions if m not in gone]
         if strict_spans:
             if row.gold_spans is None or row.predicted_spans is None:
                 query = f"benchmark={row.benchmark!r}, record_id={row.record_id!r}, type={row.type!r}"
@@ -212,6 +218,25 @@ def evaluate(
         raise ValueError("no predictions to evaluate")
     scores = {name: BenchmarkScore(name, **t) for name, t in tallies.items()}
     return EvalReport(scores, strict_spans, protocol, sentences)
+
+
+# 0, 0.05, ..., 0.9, then finer where the scores crowd: 0.92, ..., 0.98, 0.99
+SWEEP_THRESHOLDS = (*(round(0.05 * i, 2) for i in range(19)), 0.92, 0.94, 0.96, 0.98, 0.99)
+
+
+def sweep(
+    predictions: Sequence[QueryPrediction],
+    choose: Callable[[Sequence[QueryPrediction], float], Sequence[QueryPrediction]],
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    strict_spans: bool = False,
+    protocol: str = "uniner",
+) -> list[tuple[float, EvalReport]]:
+    """The report at each threshold of the rows ``choose(predictions, threshold)`` keeps (e.g.
+    :func:`rait.inference.predict.reselect` with a ``multi_label``): the precision-recall curve."""
+    return [
+        (t, evaluate(choose(predictions, t), strict_spans=strict_spans, protocol=protocol))
+        for t in thresholds
+    ]
 
 
 _STRING_FIELDS = ("benchmark", "record_id", "type", "output", "text")
@@ -250,6 +275,19 @@ def _read_predictions(path: Path, require_spans: bool) -> Iterator[tuple[int, Qu
             raise DataError(
                 path, f"expected one of {', '.join(FINISH_REASONS)} or null", line=line, field="finish_reason"
             )
+        scores = row.get("scores")
+        if scores is not None and not (
+            isinstance(scores, list)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for x in scores)
+        ):
+            raise DataError(
+                path, "expected a list of numbers from 0 to 1, or null", line=line, field="scores"
+            )
+        dropped = row.get("dropped")
+        if dropped is not None and not (
+            isinstance(dropped, list) and all(isinstance(m, str) for m in dropped)
+        ):
+            raise DataError(path, "expected a list of mention strings, or null", line=line, field="dropped")
         for name in ("gold_spans", "predicted_spans"):
             if row.get(name) is not None:
                 _check_spans(path, line, name, row[name])
@@ -294,6 +332,14 @@ def evaluate_files(
     """Score one or more predictions jsonl files (rows of ``QueryPrediction.to_dict()``) together.
 
     A malformed row or a (benchmark, record_id, type) query seen twice raises DataError (file, line)."""
+    rows = read_prediction_files(paths, strict_spans=strict_spans)
+    return evaluate(rows, strict_spans=strict_spans, protocol=protocol)
+
+
+def read_prediction_files(
+    paths: Sequence[str | Path], *, strict_spans: bool = False
+) -> list[QueryPrediction]:
+    """The validated rows of predictions jsonl files (see :func:`evaluate_files`)."""
     rows: list[QueryPrediction] = []
     seen: dict[tuple[str, str, str], tuple[Path, int]] = {}
     for path in map(Path, paths):
@@ -308,7 +354,7 @@ def evaluate_files(
             rows.append(row)
     if not rows:
         raise DataError(", ".join(map(str, paths)), "no predictions to evaluate")
-    return evaluate(rows, strict_spans=strict_spans, protocol=protocol)
+    return rows
 
 
 def evaluate_file(path: str | Path, *, strict_spans: bool = False, protocol: str = "uniner") -> EvalReport:
@@ -341,4 +387,40 @@ def render_table(report: EvalReport) -> Table:
         str(report.n_repetition),
         style="bold",
     )
+    return table
+
+
+def curve_points(points: Sequence[tuple[float, EvalReport]], multi_label: bool) -> dict:
+    """A :func:`sweep` as JSON: per threshold, the average and per-benchmark precision, recall and F1."""
+    return {
+        "multi_label": multi_label,
+        "points": [
+            {
+                "threshold": t,
+                "precision": r.average_precision,
+                "recall": r.average_recall,
+                "f1": r.average_f1,
+                "benchmarks": {
+                    name: {"precision": s.precision, "recall": s.recall, "f1": s.f1}
+                    for name, s in r.benchmarks.items()
+                },
+            }
+            for t, r in points
+        ],
+    }
+
+
+def render_curve(curve: dict) -> Table:
+    """The precision-recall curve of a :func:`curve_points` dict: one row per threshold (averages)."""
+    kind = "every type" if curve["multi_label"] else "one type per span"
+    table = Table(title=f"Precision-recall by score threshold ({kind}), average over benchmarks (%)")
+    for column in ("Threshold", "P", "R", "F1"):
+        table.add_column(column, justify="right")
+    for point in curve["points"]:
+        table.add_row(
+            f"{point['threshold']:.2f}",
+            f"{point['precision']:.2f}",
+            f"{point['recall']:.2f}",
+            f"{point['f1']:.2f}",
+        )
     return table

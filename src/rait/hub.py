@@ -3,7 +3,7 @@
 :func:`save_ner` writes a directory that :meth:`rait.NER.from_pretrained` loads with the same behaviour:
 the LoRA adapter the model was loaded with (its config, weights, training config and summary) or, for a
 model loaded without one, the merged weights; the tokenizer; ``rait_config.json`` with the inference
-settings (decoding, system prompt, language, threshold when the model has one); and a ``README.md`` model
+settings (decoding, system prompt, language, confidence threshold, multi_label); and a ``README.md`` model
 card (:mod:`rait.model_card`). :func:`push_folder` uploads such a directory through ``huggingface_hub``."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from rait.model_card import BUILTIN_FILE, SETTINGS_FILE, write_model_card
 from rait.models import ADAPTER_CONFIG, SUMMARY_FILE, TRAIN_CONFIG_FILE
 
 ADAPTER_FILES = (ADAPTER_CONFIG, WEIGHTS_FILE, TRAIN_CONFIG_FILE, SUMMARY_FILE, BUILTIN_FILE)
-LOADED_SETTINGS = ("decoding", "system_prompt", "lang")  # restored by NER.from_pretrained as defaults
+# restored by NER.from_pretrained as defaults
+LOADED_SETTINGS = ("decoding", "system_prompt", "lang", "threshold", "multi_label")
 
 
 def saved_settings(path_or_id: str | None) -> dict:
@@ -62,8 +63,7 @@ def save_ner(ner, directory: str | Path, *, card: dict | None = None) -> Path:
         "system_prompt": getattr(predictor, "system_prompt", "none"),
         "lang": ner.lang,
     }
-    if getattr(ner, "threshold", None) is not None:
-        settings["threshold"] = ner.threshold
+    settings |= {"threshold": ner.threshold, "multi_label": ner.multi_label}
     write_json(directory / SETTINGS_FILE, settings)
     write_model_card(directory, **(card or {}))
     return directory

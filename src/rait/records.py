@@ -112,7 +112,11 @@ class QueryPrediction:
     A predictions file is jsonl of these (``rait predict`` writes it, ``rait evaluate`` scores it).
     ``gold_spans``/``predicted_spans`` (``[start, end]`` pairs) are optional, for span-level scoring.
     ``finish_reason`` (optional): why generation ended, ``stop``, ``length`` (the answer hit the cap) or
-    ``repetition`` (:mod:`rait.inference.stopping`)."""
+    ``repetition`` (:mod:`rait.inference.stopping`). ``scores`` (optional): the confidence score of each
+    mention of ``output`` (:mod:`rait.inference.confidence`, in the order of
+    :func:`rait.inference.entities.answer_mentions`), every mention's, also those dropped; ``dropped``
+    (optional): the mentions of ``output`` the run's threshold or one type per span removed
+    (``predicted_spans`` holds only the kept ones'; ``rait evaluate`` scores the kept ones)."""
 
     benchmark: str
     record_id: str
@@ -123,6 +127,8 @@ class QueryPrediction:
     gold_spans: list[list[int]] | None = None
     predicted_spans: list[list[int]] | None = None
     finish_reason: str | None = None
+    scores: list[float] | None = None
+    dropped: list[str] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -18,8 +18,11 @@ from rait.inference import (
     BACKENDS,
     DECODINGS,
     DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
     DEFAULT_MAX_CHUNK_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MULTI_LABEL,
+    DEFAULT_THRESHOLD,
     PredictConfig,
     run_predict,
 )
@@ -156,7 +159,20 @@ def predict_command(
             help=f"{', '.join(DECODINGS)} (constrained: answers are lists of distinct passage substrings; "
             "constrained-words: substrings that start and end at word boundaries)."
         ),
-    ] = "free",
+    ] = DEFAULT_DECODING,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            help="Drop mentions scored below this confidence, 0 to 1 (0: keep all; files keep every score)."
+        ),
+    ] = DEFAULT_THRESHOLD,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label/--one-type-per-span",
+            help="Keep every type given to a span, or only the best-scoring one.",
+        ),
+    ] = DEFAULT_MULTI_LABEL,
     engine: Annotated[
         str,
         typer.Option(
@@ -242,6 +258,8 @@ def predict_command(
         max_chunk_tokens=max_chunk_tokens or None,
         system_prompt=system_prompt,
         decoding=decoding,
+        threshold=threshold,
+        multi_label=multi_label,
     )
     console = make_console()
     log = lambda line: console.print(escape(line), highlight=False)  # noqa: E731

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 
 from rait.console import make_console
-from rait.inference import BACKENDS, DECODINGS, DEFAULT_MAX_CHUNK_TOKENS, DEFAULT_MAX_NEW_TOKENS
+from rait.inference import (
+    BACKENDS,
+    DECODINGS,
+    DEFAULT_DECODING,
+    DEFAULT_MAX_CHUNK_TOKENS,
+    DEFAULT_MAX_NEW_TOKENS,
+    DEFAULT_MULTI_LABEL,
+    DEFAULT_THRESHOLD,
+)
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES
 from rait.serve import DEFAULT_MAX_BATCH_CHARS
 
@@ -47,7 +55,17 @@ def serve_command(
     ] = None,
     decoding: Annotated[
         str, typer.Option(help=f"Default decoding: {', '.join(DECODINGS)} (requests may choose).")
-    ] = "constrained-words",
+    ] = DEFAULT_DECODING,
+    threshold: Annotated[
+        float, typer.Option(help="Default score threshold, 0 to 1 (requests may choose).")
+    ] = DEFAULT_THRESHOLD,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label/--one-type-per-span",
+            help="Default: every type of a span, or only its best-scoring one (requests may choose).",
+        ),
+    ] = DEFAULT_MULTI_LABEL,
     max_chunk_tokens: Annotated[
         int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")
     ] = DEFAULT_MAX_CHUNK_TOKENS,
@@ -107,6 +125,8 @@ def serve_command(
             system_prompt=system_prompt,
             decoding=decoding,
             max_chunk_tokens=max_chunk_tokens or None,
+            threshold=threshold,
+            multi_label=multi_label,
         )
     except BaseException:
         sock.close()

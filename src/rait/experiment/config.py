@@ -170,6 +170,9 @@ PREDICT_DEFAULTS = {
     "chunk_size": 32,
     "precision": "auto",
     "allow_identical_examples": False,
+    # the paper's protocol: every mention kept (rait.inference.confidence; the files keep the scores)
+    "threshold": 0.0,
+    "multi_label": True,
 }
 
 
@@ -476,6 +479,8 @@ def _predict_options(r: _Reader, value) -> dict:
             )
     if options.get("precision", "auto") not in PRECISIONS:
         raise r.error("evaluation.predict.precision", f"must be one of {', '.join(PRECISIONS)}")
+    if not 0 <= options.get("threshold", 0.0) <= 1:
+        raise r.error("evaluation.predict.threshold", f"must be from 0 to 1, got {options['threshold']}")
     return options
 
 

@@ -199,7 +199,14 @@ def predict_cell(
 
     output = out_dir / "predictions.jsonl"
     stats = predict_records(
-        records, answerer, output, examples=examples, lang=config.lang, chunk_size=options["chunk_size"]
+        records,
+        answerer,
+        output,
+        examples=examples,
+        lang=config.lang,
+        chunk_size=options["chunk_size"],
+        threshold=options["threshold"] or None,
+        multi_label=options["multi_label"],
     )
     write_json(out_dir / "predict_stats.json", stats.to_dict())
     return output

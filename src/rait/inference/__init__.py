@@ -4,16 +4,32 @@ Modules: :mod:`.answerer` (the :class:`Answerer` interface every backend impleme
 the decodings), the backends :mod:`.transformers` (:class:`Predictor`) and :mod:`.vllm`
 (:class:`VllmPredictor`), :mod:`.backends` (:func:`load_predictor`, which picks one), :mod:`.constrained`
 and :mod:`.constrained_vllm` (the copy constraint), :mod:`.stopping` (length caps, the repetition rule),
-:mod:`.chunking` (long passages in sentence chunks), :mod:`.entities` (answers -> located entities) and
-:mod:`.predict` (prediction runs over benchmarks and files)."""
+:mod:`.chunking` (long passages in sentence chunks), :mod:`.entities` (answers -> located entities),
+:mod:`.confidence` (mention scores at choice points, the threshold, one type per span) and :mod:`.predict`
+(prediction runs over benchmarks and files)."""
 
-from rait.inference.answerer import DECODINGS, DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
+from rait.inference.answerer import (
+    DECODINGS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
+    Answerer,
+    PassageQuery,
+    check_decoding,
+)
 from rait.inference.backends import BACKENDS, load_predictor
 from rait.inference.chunking import (
     DEFAULT_MAX_CHUNK_TOKENS,
     ChunkedAnswerer,
     merge_chunk_entities,
     with_chunking,
+)
+from rait.inference.confidence import (
+    DEFAULT_MULTI_LABEL,
+    DEFAULT_THRESHOLD,
+    SCORE_RULE,
+    check_multi_label,
+    check_threshold,
+    select_entities,
 )
 from rait.inference.entities import answer_mentions, entities_from_answers, locate, located_entities
 from rait.inference.predict import (
@@ -23,6 +39,7 @@ from rait.inference.predict import (
     meta_path,
     predict_records,
     query_rows,
+    reselect,
     run_predict,
 )
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, PAPER_MAX_NEW_TOKENS
@@ -33,9 +50,13 @@ __all__ = [
     "BACKENDS",
     "DECODINGS",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_DECODING",
     "DEFAULT_MAX_CHUNK_TOKENS",
     "DEFAULT_MAX_NEW_TOKENS",
+    "DEFAULT_MULTI_LABEL",
+    "DEFAULT_THRESHOLD",
     "PAPER_MAX_NEW_TOKENS",
+    "SCORE_RULE",
     "Answerer",
     "ChunkedAnswerer",
     "ExampleSource",
@@ -46,6 +67,8 @@ __all__ = [
     "VllmPredictor",
     "answer_mentions",
     "check_decoding",
+    "check_multi_label",
+    "check_threshold",
     "entities_from_answers",
     "load_predictor",
     "locate",
@@ -54,6 +77,8 @@ __all__ = [
     "merge_chunk_entities",
     "predict_records",
     "query_rows",
+    "reselect",
     "run_predict",
+    "select_entities",
     "with_chunking",
 ]

@@ -23,6 +23,7 @@ from rait.templates import prompt_turns, question_turn
 # boundaries
 DECODINGS = ("free", "constrained", "constrained-words")
 DEFAULT_BATCH_SIZE = 128  # type questions decoded together
+DEFAULT_DECODING = "constrained-words"  # the recommended decoding of rait.NER, rait serve and rait predict
 
 
 def check_decoding(decoding: str, max_new_tokens: int | None = None) -> None:
@@ -50,8 +51,8 @@ class Answerer(ABC):
     lang: str
     system_ids: tuple[int, ...] = ()  # the system turn (rait.chat.encode_system) every prompt starts with
     decoding: str = "free"
-    # rait.inference.constrained.TokenVocab of the backend's tokenizer, built on first constrained use
-    _vocab = None
+    _vocab = None  # rait.inference.constrained.TokenVocab of the backend's tokenizer, built on first use
+    _choices = None  # rait.inference.confidence.ChoiceTokens of the same tokenizer
 
     @abstractmethod
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
@@ -75,14 +76,28 @@ class Answerer(ABC):
         """Whether copied strings keep to word boundaries (the ``constrained-words`` decoding)."""
         return self.decoding == "constrained-words"
 
-    def _copy_constraint(self, text: str):
-        """The copy constraint (:class:`rait.inference.constrained.PassageConstraint`) of ``text`` for this
-        decoding, over the backend's ``tokenizer``."""
-        from rait.inference.constrained import PassageConstraint, TokenVocab
+    def _token_vocab(self):
+        """The :class:`rait.inference.constrained.TokenVocab` of the backend's tokenizer (built once)."""
+        from rait.inference.constrained import TokenVocab
 
         if self._vocab is None:
             self._vocab = TokenVocab(self.tokenizer, stop_token_ids(self.tokenizer))
-        return PassageConstraint(text, self._vocab, self._word_bounds)
+        return self._vocab
+
+    def _choice_tokens(self):
+        """The :class:`rait.inference.confidence.ChoiceTokens` of the backend's tokenizer (built once)."""
+        from rait.inference.confidence import ChoiceTokens
+
+        if self._choices is None:
+            self._choices = ChoiceTokens(self._token_vocab().token_bytes)
+        return self._choices
+
+    def _copy_constraint(self, text: str):
+        """The copy constraint (:class:`rait.inference.constrained.PassageConstraint`) of ``text`` for this
+        decoding, over the backend's ``tokenizer``."""
+        from rait.inference.constrained import PassageConstraint
+
+        return PassageConstraint(text, self._token_vocab(), self._word_bounds)
 
     def _token_ids(self, tokenizer, query: PassageQuery) -> tuple[list[int], list[list[int]]]:
         lang = query.lang or self.lang

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from rait.answers import format_answer
 from rait.errors import RaitError
 from rait.inference.answerer import Answerer, PassageQuery
-from rait.inference.entities import answer_mentions
+from rait.inference.entities import answer_mentions, answer_scores
 from rait.inference.stopping import with_finish_reason
 
 logger = logging.getLogger(__name__)
@@ -249,29 +249,36 @@ def merge_chunk_answers(answers: list[list[str]], n_types: int) -> list[str]:
         return answers[0]
     merged = []
     for t in range(n_types):
-        mentions: dict[str, None] = {}
-        parsed = False
+        mentions: dict[str, float | None] = {}
+        parsed = scored = False
         for chunk in answers:
             found, ok = answer_mentions(chunk[t])
+            scores = answer_scores(chunk[t])
             parsed |= ok
-            mentions.update(dict.fromkeys(found))
+            scored |= scores is not None
+            for mention, score in zip(found, scores or [None] * len(found), strict=True):
+                best = mentions.get(mention)
+                mentions[mention] = score if best is None or score is not None and score > best else best
         text = format_answer(mentions) if parsed else answers[0][t]
-        merged.append(with_finish_reason(text, [chunk[t] for chunk in answers]))
+        scores = [1.0 if s is None else s for s in mentions.values()] if scored and parsed else None
+        merged.append(with_finish_reason(text, [chunk[t] for chunk in answers], scores))
     return merged
 
 
 def merge_chunk_entities(chunk_entities: list[tuple[int, list[dict]]]) -> list[dict]:
     """Entities of a passage from ``(chunk start, entities located in that chunk)`` pairs: offsets shifted
-    into the passage, the same span of a type kept once, a span inside a longer span of the same type
-    dropped (a mention cut at a window edge), a not-found mention kept once per type. Sorted like
-    :func:`rait.inference.entities.entities_from_answers`."""
+    into the passage, the same span of a type kept once (with its best score), a span inside a longer span
+    of the same type dropped (a mention cut at a window edge), a not-found mention kept once per type.
+    Sorted like :func:`rait.inference.entities.entities_from_answers`."""
     spans: dict[tuple[str, int, int], dict] = {}
     missing: dict[tuple[str, str], dict] = {}
     for offset, entities in chunk_entities:
         for entity in entities:
             if entity["found"]:
                 shifted = {**entity, "start": entity["start"] + offset, "end": entity["end"] + offset}
-                spans.setdefault((entity["type"], shifted["start"], shifted["end"]), shifted)
+                kept = spans.setdefault((entity["type"], shifted["start"], shifted["end"]), shifted)
+                if entity.get("score") is not None and entity["score"] > kept["score"]:
+                    kept["score"] = entity["score"]
             else:
                 missing.setdefault((entity["type"], entity["text"]), entity)
     kept, reach = [], {}  # reach: the furthest end of a kept span of each type so far

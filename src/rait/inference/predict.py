@@ -5,8 +5,8 @@ examples from a :class:`rait.retrieval.Retriever`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rait.answers import finish_reason
@@ -15,10 +15,22 @@ from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES, sample_passages
 from rait.data.formats import detect_lang
 from rait.errors import DataError, RaitError
 from rait.fileio import JsonlAppender, check_output_file, read_json, write_json
-from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
+from rait.inference.answerer import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_DECODING,
+    Answerer,
+    PassageQuery,
+    check_decoding,
+)
 from rait.inference.backends import BACKENDS, load_predictor
 from rait.inference.chunking import DEFAULT_MAX_CHUNK_TOKENS, with_chunking
-from rait.inference.entities import answer_mentions, located_entities
+from rait.inference.confidence import (
+    DEFAULT_MULTI_LABEL,
+    DEFAULT_THRESHOLD,
+    check_multi_label,
+    check_threshold,
+)
+from rait.inference.entities import answer_mentions, answer_scores, located_entities, select_mentions
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.locks import output_lock
 from rait.records import QueryPrediction, Record
@@ -38,6 +50,7 @@ __all__ = [
     "meta_path",
     "predict_records",
     "query_rows",
+    "reselect",
     "run_predict",
 ]
 
@@ -67,18 +80,31 @@ class PredictStats:
         return asdict(self)
 
 
-def query_rows(record: Record, types: Sequence[str], answers: Sequence[str]) -> list[QueryPrediction]:
+def query_rows(
+    record: Record,
+    types: Sequence[str],
+    answers: Sequence[str],
+    threshold: float | None = None,
+    multi_label: bool = True,
+) -> list[QueryPrediction]:
     """One :class:`QueryPrediction` per type: gold mentions (and spans when the gold has offsets), the raw
-    answer, and the spans of the predicted mentions found in the passage."""
+    answer with its mentions' scores, the mentions ``threshold`` and one type per span (unless
+    ``multi_label``) drop (:func:`rait.inference.entities.select_mentions`), and the spans of the kept
+    mentions."""
+    mentions = [answer_mentions(answer)[0] for answer in answers]
+    scores = [answer_scores(answer) for answer in answers]
+    kept = select_mentions(record.text, mentions, scores, threshold, multi_label)
     rows = []
-    for entity_type, answer in zip(types, answers, strict=True):
+    for entity_type, answer, type_mentions, type_scores, type_kept in zip(
+        types, answers, mentions, scores, kept, strict=True
+    ):
         gold_mentions = [m for m in record.mentions if m.type == entity_type]
         gold_spans = (
             [[m.start, m.end] for m in gold_mentions]
             if all(m.start is not None and m.end is not None for m in gold_mentions)
             else None
         )
-        found = located_entities(record.text, entity_type, answer_mentions(answer)[0])
+        found = located_entities(record.text, entity_type, type_kept)
         rows.append(
             QueryPrediction(
                 benchmark=record.source,
@@ -90,9 +116,42 @@ def query_rows(record: Record, types: Sequence[str], answers: Sequence[str]) -> 
                 gold_spans=gold_spans,
                 predicted_spans=[[e["start"], e["end"]] for e in found if e["found"]],
                 finish_reason=finish_reason(answer),
+                scores=type_scores,
+                dropped=[m for m in type_mentions if m not in type_kept],
             )
         )
     return rows
+
+
+def reselect(
+    predictions: Iterable[QueryPrediction], threshold: float | None, multi_label: bool
+) -> list[QueryPrediction]:
+    """The rows with ``dropped`` (and ``predicted_spans``) chosen again from their mentions' scores, as
+    :func:`query_rows` chooses them: ``threshold`` and, unless ``multi_label``, one type per span over each
+    passage's rows. A row with mentions but no ``scores``, or not one per mention, raises ValueError."""
+    passages: dict[tuple[str, str], list[QueryPrediction]] = {}
+    for row in predictions:
+        passages.setdefault((row.benchmark, row.record_id), []).append(row)
+    out = []
+    for rows in passages.values():
+        mentions = [answer_mentions(row.output)[0] for row in rows]
+        for row, found in zip(rows, mentions, strict=True):
+            query = f"benchmark={row.benchmark!r}, record_id={row.record_id!r}, type={row.type!r}"
+            if found and row.scores is None:
+                raise ValueError(
+                    f"query ({query}) has no mention scores: predict it again to choose by score"
+                )
+            if row.scores is not None and len(row.scores) != len(found):
+                raise ValueError(f"query ({query}) has {len(row.scores)} scores for {len(found)} mentions")
+        kept = select_mentions(rows[0].text, mentions, [row.scores for row in rows], threshold, multi_label)
+        for row, found, row_kept in zip(rows, mentions, kept, strict=True):
+            spans = row.predicted_spans
+            if spans is not None:
+                located = located_entities(row.text, row.type, row_kept)
+                spans = [[e["start"], e["end"]] for e in located if e["found"]]
+            dropped = [m for m in found if m not in row_kept]
+            out.append(replace(row, dropped=dropped, predicted_spans=spans))
+    return out
 
 
 def check_unique_ids(records: Sequence[Record], output: str | Path) -> None:
@@ -117,6 +176,8 @@ def predict_records(
     chunk_size: int = 64,
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
     progress: bool = True,
+    threshold: float | None = None,
+    multi_label: bool = True,
 ) -> PredictStats:
     """Answer every (record, type) query and append :class:`QueryPrediction` rows to ``output`` (jsonl).
 
@@ -127,7 +188,9 @@ def predict_records(
     batches an uninterrupted run forms and writes the same answers (bf16 answers depend on which passages
     share a batch). Types are ``record.query_types()``; ``lang`` ``None`` detects each passage's language. A
     passage longer than the model's context or ``max_chunk_tokens`` is answered in sentence chunks
-    (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks."""
+    (:mod:`rait.inference.chunking`): its ``output`` is then the JSON list of the mentions of all chunks.
+    Every row keeps its mentions' scores; ``threshold`` and one type per span (unless ``multi_label``) mark
+    mentions ``dropped`` (:func:`query_rows`); the defaults drop none (the paper's protocol)."""
     answerer = with_chunking(answerer, max_chunk_tokens)
     chunked_before = getattr(answerer, "n_chunked", 0)
     check_unique_ids(records, output)
@@ -153,7 +216,7 @@ def predict_records(
                         continue
                     types = [t for t in record.query_types() if t in todo]
                     answers = [a for t, a in zip(record.query_types(), all_answers, strict=True) if t in todo]
-                    for row in query_rows(record, types, answers):
+                    for row in query_rows(record, types, answers, threshold, multi_label):
                         appender.append(row.to_dict())
                     stats.n_predicted += 1
                     stats.n_queries += len(types)
@@ -179,7 +242,10 @@ class PredictConfig:
     training source -- kept when their BM25 score reaches ``bm25_threshold``); ``in-domain`` (k nearest from
     ``pool_size`` labelled examples of each benchmark's train split, or of the ``pool`` file). ``stopwords``:
     removed before BM25 (:func:`rait.retrieval.bm25.load_stopwords`). ``allow_identical_examples``: pool
-    passages identical to the test passage may be examples, as in the reference (leaks gold)."""
+    passages identical to the test passage may be examples, as in the reference (leaks gold). ``decoding``,
+    ``threshold``, ``multi_label``: the recommended settings by default (:mod:`rait.inference.confidence`;
+    every mention's score is written, the dropped ones are marked); the paper's protocol is ``free``,
+    ``None``, ``True``."""
 
     output: Path
     model: str | None = None
@@ -211,7 +277,9 @@ class PredictConfig:
     precision: str = "auto"
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
     system_prompt: str | None = None  # None: the one the model was trained with (else "none")
-    decoding: str = "free"
+    decoding: str = DEFAULT_DECODING
+    threshold: float | None = DEFAULT_THRESHOLD
+    multi_label: bool = DEFAULT_MULTI_LABEL
 
     def settings(self) -> dict:
         """What determines the predictions (checked when resuming into an existing output); the precision
@@ -233,6 +301,7 @@ class PredictConfig:
         data["max_chunk_tokens"] = self.max_chunk_tokens
         data["decoding"] = self.decoding
         data["stop_repetition"] = self.stop_repetition
+        data |= {"threshold": self.threshold, "multi_label": self.multi_label}
         data["system_prompt"] = (
             self.system_prompt
             or trained_system_prompt(resolve_builtin(self.adapter), resolve_builtin(model))
@@ -322,6 +391,8 @@ def validate(config: PredictConfig) -> None:
     if config.k < 1 and config.examples != "none":
         raise RaitError(f"-k must be at least 1 with --examples {config.examples}")
     check_decoding(config.decoding)
+    check_threshold(config.threshold)
+    check_multi_label(config.multi_label)
 
 
 def run_predict(
@@ -452,6 +523,8 @@ def predict_jobs(
             lang=lang,
             max_chunk_tokens=config.max_chunk_tokens,
             progress=progress,
+            threshold=config.threshold,
+            multi_label=config.multi_label,
         )
         for name in PredictStats.__dataclass_fields__:
             setattr(total, name, getattr(total, name) + getattr(stats, name))

@@ -60,21 +60,25 @@ def loop_end(ids: Sequence[int], **rule) -> int | None:
 
 
 class Continuation(list):
-    """Generated token ids (a list) with the reason generation ended (``finish_reason``)."""
+    """Generated token ids (a list) with the reason generation ended (``finish_reason``) and the
+    probability of opening each mention at its choice point (``open_probs``,
+    :mod:`rait.inference.confidence`)."""
 
     finish_reason: str = "stop"
+    open_probs: tuple[float, ...] = ()
 
-    def __init__(self, ids=(), finish_reason: str = "stop"):
+    def __init__(self, ids=(), finish_reason: str = "stop", open_probs: Sequence[float] = ()):
         super().__init__(ids)
         self.finish_reason = finish_reason
+        self.open_probs = tuple(open_probs)
 
 
-def with_finish_reason(text: str, parts: Sequence[str]) -> str:
+def with_finish_reason(text: str, parts: Sequence[str], scores: Sequence[float] | None = None) -> str:
     """``text`` (an answer merged from ``parts``, e.g. the chunks of a long passage) carrying the parts' most
     telling finish reason: ``length`` if any hit the cap, else ``repetition`` if any looped, else ``stop``;
-    plain when no part reports one."""
+    and ``scores`` (its mentions' scores); plain when no part reports a reason."""
     reasons = {finish_reason(part) for part in parts}
     for reason in ("length", "repetition", "stop"):
         if reason in reasons:
-            return Answer(text, reason)
+            return Answer(text, reason, scores)
     return text

@@ -19,6 +19,8 @@ from rait.answers import Answer
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
+from rait.inference.confidence import ChoiceRecorder
+from rait.inference.entities import scored_answer
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation, repeats_itself
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
@@ -33,10 +35,11 @@ class Predictor(Answerer):
     A row stops at an end-of-turn token (:func:`rait.chat.stop_token_ids`), once it repeats itself
     (:func:`rait.inference.stopping.repeats_itself`, unless ``stop_repetition`` is off or decoding is
     constrained, which closes answers itself) or at ``max_new_tokens``;
-    answers are :class:`rait.inference.stopping.Answer` strings that say which. ``decoding="constrained"``
-    allows only answers that are JSON lists of distinct passage substrings, closed before the cap
-    (:mod:`rait.inference.constrained`); ``"constrained-words"`` also keeps strings from starting or ending
-    inside a word; ``"free"``: the paper's unconstrained greedy decoding."""
+    answers are :class:`rait.answers.Answer` strings that say which, with their mentions' confidence
+    ``scores`` (recorded at the choice points of each row, :mod:`rait.inference.confidence`).
+    ``decoding="constrained"`` allows only answers that are JSON lists of distinct passage substrings, closed
+    before the cap (:mod:`rait.inference.constrained`); ``"constrained-words"`` also keeps strings from
+    starting or ending inside a word; ``"free"``: the paper's unconstrained greedy decoding."""
 
     def __init__(
         self,
@@ -127,7 +130,8 @@ class Predictor(Answerer):
 
     def _decode(self, ids: list[int]) -> Answer:
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        return Answer(text, getattr(ids, "finish_reason", "stop"))
+        reason, probs = getattr(ids, "finish_reason", "stop"), getattr(ids, "open_probs", None)
+        return Answer(text, reason) if probs is None else scored_answer(text, reason, probs)
 
     def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
         out = self.model(
@@ -180,6 +184,7 @@ class Predictor(Answerer):
         active = list(range(rows))  # original row of each batch row
         finished: set[int] = set()
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
+        choices = ChoiceRecorder(self._choice_tokens(), rows)
         looped: set[int] = set()
         for step in range(self.max_new_tokens):
             tokens = logits.argmax(-1)
@@ -192,6 +197,7 @@ class Predictor(Answerer):
                 if token in self.stop_ids:
                     finished.add(row)
                 else:
+                    choices.observe(row, token, logits[batch_row])
                     outputs[row].append(token)
                     if self.stop_repetition and guide is None and repeats_itself(outputs[row]):
                         finished.add(row)
@@ -211,7 +217,11 @@ class Predictor(Answerer):
         if guide is not None:  # answers that ended by looping: cut after their last complete string
             guide.rewrite(outputs, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return [
-            Continuation(ids, "repetition" if row in looped else "stop" if row in finished else "length")
+            Continuation(
+                ids,
+                "repetition" if row in looped else "stop" if row in finished else "length",
+                choices.probs[row],
+            )
             for row, ids in enumerate(outputs)
         ]
 

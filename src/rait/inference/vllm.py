@@ -1,17 +1,31 @@
 """vLLM inference (:class:`VllmPredictor`): the same prompts as
-:class:`rait.inference.transformers.Predictor`, decoded greedily by vLLM."""
+:class:`rait.inference.transformers.Predictor`, decoded greedily by vLLM.
+
+Confidence scores (:mod:`rait.inference.confidence`) come from the ``VLLM_LOGPROBS`` most likely tokens vLLM
+returns at each generated position (its raw log-probabilities, before the copy constraint): at a choice
+point the tokens outside them count as probability 0 (an engine started with ``max_logprobs`` below
+``VLLM_LOGPROBS``, vLLM's default, refuses the requests). An answer returned without log-probabilities
+carries no scores.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import torch
 
 from rait.answers import Answer
 from rait.chat import encode_system, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.fileio import read_json
 from rait.inference.answerer import Answerer, PassageQuery, check_decoding
+from rait.inference.confidence import ChoiceRecorder
+from rait.inference.entities import answer_mentions, scored_answer
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, loop_end
+
+VLLM_LOGPROBS = 20  # log-probabilities vLLM returns per generated token, for the confidence scores
 
 
 class VllmPredictor(Answerer):
@@ -63,19 +77,47 @@ class VllmPredictor(Answerer):
         self.system_prompt = system_prompt or "none"
         self.system_ids = tuple(encode_system(self.tokenizer, self.system_prompt))
         self.decoding = decoding
+        self.stop_ids = frozenset(stop_token_ids(self.tokenizer))
         self.params = vllm.SamplingParams(
-            temperature=0.0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(self.tokenizer)
+            temperature=0.0,
+            max_tokens=max_new_tokens,
+            stop_token_ids=stop_token_ids(self.tokenizer),
+            logprobs=VLLM_LOGPROBS,
         )
         self.lora = LoRARequest("rait-adapter", 1, str(adapter)) if adapter is not None else None
 
     def _answer(self, completion) -> Answer:
-        """A vLLM completion as an :class:`Answer`; a row that looped is cut where the transformers path
-        stops it (:func:`rait.inference.stopping.loop_end`), so both backends give the same answers."""
+        """A vLLM completion as an :class:`Answer` with its mentions' scores; a row that looped is cut where
+        the transformers path stops it (:func:`rait.inference.stopping.loop_end`), so both backends give the
+        same answers."""
         ids = list(completion.token_ids)
         end = loop_end(ids) if self.stop_repetition and self.decoding == "free" else None
+        probs = self._open_probs(ids, getattr(completion, "logprobs", None))
         if end is not None:
-            return Answer(self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition")
-        return Answer(completion.text.strip(), "length" if completion.finish_reason == "length" else "stop")
+            text, reason = self.tokenizer.decode(ids[:end], skip_special_tokens=True).strip(), "repetition"
+        else:
+            text, reason = (
+                completion.text.strip(),
+                "length" if completion.finish_reason == "length" else "stop",
+            )
+        return Answer(text, reason) if probs is None else scored_answer(text, reason, probs)
+
+    def _open_probs(self, ids: list[int], logprobs) -> list[float] | None:
+        """``p_open`` at each choice point of ``ids`` from vLLM's top log-probabilities per position."""
+        if not logprobs or len(logprobs) < len(ids):
+            return None
+        recorder = ChoiceRecorder(self._choice_tokens(), 1)
+        for token, top in zip(ids, logprobs, strict=False):
+            if token in self.stop_ids:
+                break
+            state = recorder.advance(0, token)
+            if state is not None:
+                logits = torch.full((len(self.tokenizer),), -math.inf)
+                for other, entry in top.items():
+                    if other < len(logits):
+                        logits[other] = entry.logprob
+                recorder.probs[0].append(self._choice_tokens().open_probability(state, logits))
+        return recorder.probs[0]
 
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
         prompts, owners, params = [], [], []
@@ -97,6 +139,7 @@ class VllmPredictor(Answerer):
             answer = self._answer(output.outputs[0])
             if self.decoding != "free":  # an answer that ended by looping is cut and closed
                 text = self._copy_constraint(queries[index].text).finish(answer.encode()).decode()
-                answer = Answer(text, answer.finish_reason)
+                scores = answer.scores and answer.scores[: len(answer_mentions(text)[0])]  # cut: a prefix
+                answer = Answer(text, answer.finish_reason, scores)
             answers[index].append(answer)
         yield from enumerate(answers)

@@ -33,11 +33,13 @@ from rait.report.views import (
     out_domain_bars,
     paired_differences,
     pool_size_curve,
+    precision_recall_table,
     seed_spread,
     selection_table,
     size_curve,
     strategy_bars,
     strategy_differences,
+    threshold_curve,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "out_domain_bars",
     "paired_differences",
     "pool_size_curve",
+    "precision_recall_table",
     "results_markdown",
     "scores_json",
     "seed_spread",
@@ -66,6 +69,7 @@ __all__ = [
     "stop_counts",
     "strategy_bars",
     "strategy_differences",
+    "threshold_curve",
 ]
 
 REPORT_MD = "report.md"
@@ -95,6 +99,8 @@ def build_report(
         paired_differences(scores, output_dir),
     ]
     optional = (
+        precision_recall_table(scores),
+        threshold_curve(results, output_dir),
         decoding_differences(scores),
         strategy_differences(scores),
         example_differences(scores),

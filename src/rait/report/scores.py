@@ -161,6 +161,23 @@ class Scores:
         """F1 on one benchmark, or (``None``) the average over benchmarks."""
         return self.average(setting) if benchmark is None else self.f1.get(setting, {}).get(benchmark)
 
+    def precision_recall(self, setting: Setting) -> list[tuple[float | None, float | None, float | None]]:
+        """(precision, recall, F1) per benchmark, then their means over benchmarks (averaged over seeds);
+        ``[]`` when a row lacks precision or recall (older results)."""
+        per = self.rows.get(setting, {})
+        if not per or any(
+            r.get(m) is None for seeds in per.values() for r in seeds for m in ("precision", "recall")
+        ):
+            return []
+        found = [
+            tuple(mean(float(r[m]) for r in per[b]) for m in ("precision", "recall", "f1"))
+            if b in per
+            else (None,) * 3
+            for b in self.benchmarks
+        ]
+        whole = all(None not in row for row in found)
+        return found + [tuple(mean(row[i] for row in found) for i in range(3)) if whole else (None,) * 3]
+
     def values(self, setting: Setting) -> list[float | None]:
         """Per-benchmark F1 then the average."""
         per = self.f1.get(setting, {})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rait.bootstrap import DEFAULT_SAMPLES, Estimate
 from rait.report.plots import _bars, _difference_plot, _figure, _save, _yerr
-from rait.report.scores import Cell, Scores, Setting, _decoding_order, _strategy
+from rait.report.scores import Cell, Scores, Setting, _decoding_order, _model_order, _strategy
 from rait.report.tables import _row_best_table, _value, markdown_table
 
 
@@ -391,4 +391,54 @@ def selection_table(results: dict) -> View | None:
             ]
             lines.append("| " + " | ".join(cells) + " |")
     view.markdown = "\n".join(lines) + "\n"
+    return view
+
+
+def precision_recall_table(scores: Scores) -> View | None:
+    """Precision, recall and F1 per benchmark of every setting without examples at inference that has them
+    (e.g. one model's decodings and confidence settings side by side); None when no row has precision."""
+    settings = sorted(
+        (s for s in scores.f1 if s.mode == "none" and scores.precision_recall(s)),
+        key=lambda s: (_model_order(s), _decoding_order(s.decoding)),
+    )
+    if not settings:
+        return None
+    view = View("precision_recall", "Precision / recall / F1 per benchmark, inference without examples")
+    names = [*scores.benchmarks, "Avg"]
+    lines = ["| Model | Decoding | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
+    for s in settings:
+        found = scores.precision_recall(s)
+        cells = [f"{p:.1f} / {r:.1f} / {f:.1f}" if p is not None else "—" for p, r, f in found]
+        lines.append(f"| {s.sized_label} | {s.decoding} | " + " | ".join(cells) + " |")
+    view.markdown = "P / R / F1 (%).\n\n" + "\n".join(lines) + "\n"
+    return view
+
+
+def threshold_curve(results: dict, output_dir: Path) -> View | None:
+    """The precision-recall curve of a confidence threshold sweep (``results["curve"]``, as
+    ``rait evaluate --curve`` writes it): a table and a plot of the average P, R and F1 by threshold; None
+    without one."""
+    curve = results.get("curve")
+    if not curve:
+        return None
+    kind = "every type kept" if curve["multi_label"] else "one type per span"
+    view = View("threshold_curve", f"Precision and recall by confidence threshold ({kind}), average")
+    points = curve["points"]
+    lines = ["| threshold | P | R | F1 |", "|---:|---:|---:|---:|"]
+    lines += [
+        f"| {p['threshold']:.2f} | {p['precision']:.2f} | {p['recall']:.2f} | {p['f1']:.2f} |" for p in points
+    ]
+    view.markdown = (curve.get("what", "") + "\n\n" if curve.get("what") else "") + "\n".join(lines) + "\n"
+    figure = _figure()
+    left, right = figure.subplots(1, 2)
+    thresholds = [p["threshold"] for p in points]
+    for metric, label in (("precision", "P"), ("recall", "R"), ("f1", "F1")):
+        left.plot(thresholds, [p[metric] for p in points], marker=".", label=label)
+    left.set_xlabel("score threshold")
+    left.set_ylabel("average over benchmarks (%)")
+    left.legend(fontsize="small")
+    right.plot([p["recall"] for p in points], [p["precision"] for p in points], marker=".")
+    right.set_xlabel("recall (%)")
+    right.set_ylabel("precision (%)")
+    view.plot = _save(figure, output_dir / "fig_threshold_curve.png")
     return view

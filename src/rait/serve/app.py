@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 import rait
 from rait.api import EXAMPLES, NER, check_unicode
 from rait.errors import RaitError
-from rait.inference import DECODINGS, Predictor
+from rait.inference import DECODINGS, Predictor, select_entities
 from rait.serve import DEFAULT_MAX_BATCH_CHARS
 from rait.serve.batcher import Batcher, QueueFull
 from rait.templates import WORDINGS
@@ -68,6 +68,12 @@ class ExtractRequest(BaseModel):
     examples: Literal[EXAMPLES] = Field("none", description="In-context examples from the server's pool.")
     decoding: Literal[DECODINGS] | None = Field(
         None, description=f"{', '.join(DECODINGS)}; null: the server's."
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Drop entities scored below this (0: none); null: the server's."
+    )
+    multi_label: bool | None = Field(
+        None, description="Keep every type of a span, or only its best-scoring one; null: the server's."
     )
 
 
@@ -229,6 +235,8 @@ def create_app(
             "lang": ner.lang or "detected per text",
             "examples": modes,
             "decoding": current,
+            "threshold": ner.threshold,
+            "multi_label": ner.multi_label,
             "decodings": list(DECODINGS) if isinstance(ner.predictor, Predictor) else [current],
             "pool_mode": ner.pool_mode if ner.pool is not None else None,
             "k": ner.k,
@@ -254,9 +262,11 @@ def create_app(
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         except Exception as exc:  # noqa: BLE001 - this request's prediction failed; logged, not re-raised
             return _crash(exc)
+        threshold = ner.threshold if body.threshold is None else body.threshold
+        multi_label = ner.multi_label if body.multi_label is None else body.multi_label
         results = [
             {
-                "entities": found.entities,
+                "entities": select_entities(found.entities, threshold, multi_label),
                 "chunks": [list(span) for span in found.chunks],
                 "malformed": found.n_malformed,
                 "examples": found.n_examples,

@@ -245,6 +245,8 @@ class Batcher:
             examples,
             batch_size=len(groups),
             decoding=decoding,
+            threshold=0,  # every entity: each request applies its threshold and multi_label to the whole
+            multi_label=True,
         )
         split: dict[int, Extraction] = {}
         for group, whole in zip(groups, found, strict=True):
