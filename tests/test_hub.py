@@ -62,7 +62,9 @@ def test_rait_train_writes_a_model_card_from_the_run(run):
 
 
 def test_save_pretrained_of_an_adapter_reloads_with_the_same_settings_and_answers(run, tmp_path):
-    ner = NER.from_pretrained(str(run), decoding="constrained", lang="en", max_new_tokens=8)
+    ner = NER.from_pretrained(
+        str(run), decoding="constrained", lang="en", max_new_tokens=8, threshold=0.3, multi_label=True
+    )
     expected = ner.predict_entities(TEXT, TYPES)
     saved = ner.save_pretrained(tmp_path / "saved", scores={"conll2003": 12.345}, license="apache-2.0")
     names = {p.name for p in saved.iterdir()}
@@ -76,9 +78,12 @@ def test_save_pretrained_of_an_adapter_reloads_with_the_same_settings_and_answer
         "decoding": "constrained",
         "system_prompt": "You find entities.",
         "lang": "en",
+        "threshold": 0.3,
+        "multi_label": True,
     }
     again = NER.from_pretrained(str(saved), max_new_tokens=8)
     assert (again.predictor.decoding, again.lang) == ("constrained", "en")
+    assert (again.threshold, again.multi_label) == (0.3, True)
     assert again.predictor.system_prompt == "You find entities."
     assert again.predict_entities(TEXT, TYPES) == expected
     card = (saved / "README.md").read_text()

@@ -35,11 +35,13 @@ class FixedNER:
         self.entities = entities
         self.calls: list[tuple] = []
 
-    def predict_entities(self, text, types):
+    def predict_entities(self, text, types, threshold=None, multi_label=None):
+        assert (threshold, multi_label) == (0, True)  # every entity: the component chooses
         self.calls.append(("one", text))
         return list(self.entities)
 
-    def batch_predict_entities(self, texts, types, batch_size=32):
+    def batch_predict_entities(self, texts, types, batch_size=32, threshold=None, multi_label=None):
+        assert (threshold, multi_label) == (0, True)
         self.calls.append(("batch", tuple(texts), batch_size))
         return [list(self.entities) for _ in texts]
 

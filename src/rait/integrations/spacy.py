@@ -106,8 +106,8 @@ class RaitNER:
         self.spans_key = spans_key
         self.name = name
 
-    def __call__(self, doc: Doc) -> Doc:
-        return self._set(doc, self.ner.predict_entities(doc.text, self.types))
+    def __call__(self, doc: Doc) -> Doc:  # every entity: the component applies its own threshold
+        return self._set(doc, self.ner.predict_entities(doc.text, self.types, threshold=0, multi_label=True))
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 1000) -> Iterator[Doc]:
         """``batch_size`` (``nlp.pipe``'s) docs at a time to :meth:`rait.NER.batch_predict_entities`, which
@@ -123,7 +123,9 @@ class RaitNER:
 
     def _predict_batch(self, docs: list[Doc]) -> Iterator[Doc]:
         texts = [doc.text for doc in docs]
-        found = self.ner.batch_predict_entities(texts, self.types, batch_size=self.batch_size)
+        found = self.ner.batch_predict_entities(
+            texts, self.types, batch_size=self.batch_size, threshold=0, multi_label=True
+        )
         for doc, entities in zip(docs, found, strict=True):
             yield self._set(doc, entities)
 
