@@ -168,10 +168,11 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def instrument_decoding(predictor) -> dict:
-    """Count generated tokens, time the model's one-token decoding steps (and count their rows) and the
+    """Count generated tokens, time the model's decoding steps (and count their rows) and the
     constraint's work (its per-step selection and per-passage set-up) while ``predictor`` answers; the
     vocabulary trie, built once per tokenizer, is built here, timed apart."""
     from rait.inference.constrained import ConstrainedRows, TokenVocab
+    from rait.inference.decoding import Decoder
 
     counters = {
         "generated_tokens": 0,
@@ -195,7 +196,7 @@ def instrument_decoding(predictor) -> dict:
 
         return wrapper
 
-    ConstrainedRows.select = timed(ConstrainedRows.select)
+    ConstrainedRows.choose = timed(ConstrainedRows.choose)
     predictor._constraint_rows = timed(predictor._constraint_rows)
     greedy = predictor._greedy
 
@@ -205,17 +206,22 @@ def instrument_decoding(predictor) -> dict:
         return outputs
 
     predictor._greedy = counting
-    forward = predictor._forward
+    run = Decoder.run
 
-    def timed_forward(ids, *args):
-        started = time.perf_counter()
-        logits = forward(ids, *args)
-        if ids.shape[1] == 1:
+    def timed_run(decoder, *args, **kwargs):
+        forward = decoder.forward
+
+        def timed_forward(ids, *rest):
+            started = time.perf_counter()
+            logits = forward(ids, *rest)
             counters["step_seconds"] += time.perf_counter() - started
             counters["step_rows"] += ids.shape[0]
-        return logits
+            return logits
 
-    predictor._forward = timed_forward
+        decoder.forward = timed_forward
+        return run(decoder, *args, **kwargs)
+
+    Decoder.run = timed_run
     return counters
 
 

@@ -231,18 +231,19 @@ def test_output_token_count_stays_within_the_cap(tiny):
         assert len(ids) <= 7 and is_copy_answer(answer.strip(), text)
 
 
-class ScriptedLlama(LlamaForCausalLM):
-    """The tiny model, except that at position ``p`` it prefers ``script[p]`` above everything (other scores,
-    and so the constraint's fallbacks, stay the random model's)."""
+class ScriptedPredictor(Predictor):
+    """The tiny model's predictor, except that after position ``p`` the model prefers ``script[p]`` above
+    everything (other scores, and so the constraint's fallbacks, stay the random model's)."""
 
     script: dict[int, int] = {}
 
-    def forward(self, input_ids=None, cache=None, position_ids=None, **kwargs):
-        out = super().forward(input_ids=input_ids, cache=cache, position_ids=position_ids, **kwargs)
-        for row, position in enumerate(position_ids[:, -1].tolist()):
-            if position in self.script:
-                out.logits[row, -1, self.script[position]] = out.logits[row, -1].max() + 1.0
-        return out
+    def _forward(self, ids, mask, positions, cache, select):
+        logits = super()._forward(ids, mask, positions, cache, select)
+        if logits is not None:
+            for row, position in enumerate(positions.reshape(-1)[select].tolist()):
+                if position in self.script:
+                    logits[row, self.script[position]] = logits[row].max() + 1.0
+        return logits
 
 
 def scripted(
@@ -250,14 +251,14 @@ def scripted(
 ) -> str:
     """The answer of a model scripted to write ``answer`` (then the end token when ``stop``)."""
     model, tokenizer = tiny
-    lm = ScriptedLlama(model.config).double()
+    lm = LlamaForCausalLM(model.config).double()
     lm.load_state_dict(model.state_dict())
-    predictor = Predictor(lm, tokenizer, max_new_tokens=cap, decoding=decoding)
+    predictor = ScriptedPredictor(lm, tokenizer, max_new_tokens=cap, decoding=decoding)
     prefix, suffixes = predictor._token_ids(tokenizer, PassageQuery(text, ("person",), (), lang))
     chain = tokenizer(answer, add_special_tokens=False)["input_ids"]
     chain += [stop_token_ids(tokenizer)[0]] if stop else []
     start = len(prefix) + len(suffixes[0]) - 1  # position of the prompt's last token
-    lm.script = {start + i: token for i, token in enumerate(chain)}
+    predictor.script = {start + i: token for i, token in enumerate(chain)}
     return predictor.answer(text, ["person"], lang=lang)[0]
 
 

@@ -434,9 +434,12 @@ class ForcedPredictor(Predictor):
 
     block: tuple[int, ...] = (5,)
 
-    def _forward(self, ids, mask, positions, cache):
-        logits = super()._forward(ids, mask, positions, cache)
-        forced = torch.tensor([self.block[p % len(self.block)] for p in positions[:, -1].tolist()])
+    def _forward(self, ids, mask, positions, cache, select):
+        logits = super()._forward(ids, mask, positions, cache, select)
+        if logits is None:
+            return None
+        chosen = positions.reshape(-1)[select].tolist()
+        forced = torch.tensor([self.block[p % len(self.block)] for p in chosen])
         return torch.full_like(logits, -1e9).scatter(1, forced[:, None].to(logits.device), 0.0)
 
 

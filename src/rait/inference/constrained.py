@@ -346,7 +346,8 @@ class PassageConstraint:
 
 
 class ConstrainedRows:
-    """The constraint state of a batch of decoded rows (one passage constraint per row)."""
+    """The constraint state of a batch of decoded rows (one passage constraint per row): each row's cursor,
+    the bytes it wrote and the rows that ended by looping."""
 
     def __init__(self, constraints: Sequence[PassageConstraint]):
         self.constraints = list(constraints)
@@ -354,26 +355,50 @@ class ConstrainedRows:
         self.written = [b"" for _ in self.constraints]  # each row's answer bytes so far
         self.looped: set[int] = set()
 
-    def select(self, logits: torch.Tensor, tokens: torch.Tensor, rows: Sequence[int], remaining: int):
-        """Replace each row's greedy token (``tokens``; ``rows``: the original row of each batch row) where
-        the constraint refuses it (:meth:`PassageConstraint.decide`); ``remaining``: tokens left, counting
-        this one."""
-        chosen = tokens.tolist()
-        changed = False
-        for batch_row, row in enumerate(rows):
-            cursor = self.cursors[row]
+    def choose(self, row: int, greedy: int, scores: torch.Tensor, remaining: int) -> int:
+        """The token row ``row`` writes when the model's top token is ``greedy`` (``scores``: the model's)
+        with ``remaining`` tokens left, counting this one (:meth:`PassageConstraint.decide`), its state moved
+        past it; an end token when the row ends, also when it started to loop (:meth:`rewrite` cuts it)."""
+        constraint = self.constraints[row]
+        token, after, looped = constraint.decide(self.cursors[row], greedy, scores, remaining)
+        if looped:
+            self.looped.add(row)
+        elif after.state != DONE:
+            self.written[row] += constraint.vocab.token_bytes[token]
+        self.cursors[row] = after
+        return token
+
+    def forced(self, row: int, remaining: int) -> int | None:
+        """The token the constraint leaves as row ``row``'s only choice outside a string (an end token after
+        the closing ``]``), written as :meth:`choose` writes it; None when the model must choose."""
+        cursor, constraint = self.cursors[row], self.constraints[row]
+        if cursor.state == CLOSED:  # any end token: the row ends
+            self.cursors[row] = Cursor(DONE)
+            return min(constraint.vocab.stop_ids)
+        if cursor.state in (STRING, DONE):
+            return None
+        allowed = constraint.allowed(cursor)
+        if len(allowed) != 1:
+            return None
+        token = int(allowed[0])
+        after = constraint.accept(cursor, token, remaining)
+        if after is None:
+            return None
+        if after.state != DONE:
+            self.written[row] += constraint.vocab.token_bytes[token]
+        self.cursors[row] = after
+        return token
+
+    def admissible(self, row: int, tokens: Sequence[int], remaining: int) -> list[int]:
+        """The longest start of ``tokens`` the constraint would let row ``row`` write (state unchanged)."""
+        cursor, constraint = self.cursors[row], self.constraints[row]
+        for index, token in enumerate(tokens):
+            cursor = constraint.accept(cursor, token, remaining - index)
+            if cursor is None:
+                return list(tokens[:index])
             if cursor.state == DONE:
-                continue
-            constraint = self.constraints[row]
-            token, after, looped = constraint.decide(cursor, chosen[batch_row], logits[batch_row], remaining)
-            if token != chosen[batch_row]:
-                chosen[batch_row], changed = token, True
-            if looped:
-                self.looped.add(row)
-            elif after.state != DONE:
-                self.written[row] += constraint.vocab.token_bytes[token]
-            self.cursors[row] = after
-        return torch.tensor(chosen, dtype=tokens.dtype, device=tokens.device) if changed else tokens
+                return list(tokens[: index + 1])
+        return list(tokens)
 
     def rewrite(self, outputs: list[list[int]], encode) -> None:
         """Replace the token ids of the rows that ended by looping with ``encode`` of their cut answer."""
