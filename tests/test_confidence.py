@@ -62,28 +62,29 @@ def test_choice_tokens_sort_the_vocabulary(tiny):
     assert ids('"') in opens and ids("]") in others
 
 
-class KnownLlama(LlamaForCausalLM):
-    """The tiny model with its next-token distribution replaced, at given positions, by known
+class KnownPredictor(Predictor):
+    """The tiny model's predictor with the next-token distribution replaced, after given positions, by known
     probabilities: ``script[position]`` maps token ids to probabilities (every other token gets ~0)."""
 
     script: dict[int, dict[int, float]] = {}
 
-    def forward(self, input_ids=None, cache=None, position_ids=None, **kwargs):
-        out = super().forward(input_ids=input_ids, cache=cache, position_ids=position_ids, **kwargs)
-        for row, position in enumerate(position_ids[:, -1].tolist()):
-            if position in self.script:
-                out.logits[row, -1] = -1e4
-                for token, p in self.script[position].items():
-                    out.logits[row, -1, token] = math.log(p)
-        return out
+    def _forward(self, ids, mask, positions, cache, select):
+        logits = super()._forward(ids, mask, positions, cache, select)
+        if logits is not None:
+            for row, position in enumerate(positions.reshape(-1)[select].tolist()):
+                if position in self.script:
+                    logits[row] = -1e4
+                    for token, p in self.script[position].items():
+                        logits[row, token] = math.log(p)
+        return logits
 
 
 @pytest.mark.parametrize("decoding", ["free", "constrained", "constrained-words"])
 def test_a_model_with_known_probabilities_gives_known_scores(tiny, decoding):
     model, tokenizer = tiny
-    lm = KnownLlama(model.config).double()
+    lm = LlamaForCausalLM(model.config).double()
     lm.load_state_dict(model.state_dict())
-    predictor = Predictor(lm, tokenizer, max_new_tokens=16, decoding=decoding)
+    predictor = KnownPredictor(lm, tokenizer, max_new_tokens=16, decoding=decoding)
     ids = tokenizer.convert_tokens_to_ids
     answer = '["Paris", "Barack Obama"]'
     chain = [*tokenizer(answer, add_special_tokens=False)["input_ids"], stop_token_ids(tokenizer)[0]]
@@ -93,7 +94,7 @@ def test_a_model_with_known_probabilities_gives_known_scores(tiny, decoding):
     script = {start + i: {token: 1.0} for i, token in enumerate(chain)}
     script[start] = {ids('["'): 0.7, ids("["): 0.3}  # open the first mention: 0.7
     script[start + 2] = {ids('",'): 0.5, ids('"]'): 0.4, ids('"'): 0.1}  # open a second one: 0.5
-    lm.script = script
+    predictor.script = script
     found = predictor.answer(TEXT, ["person"])[0]
     assert found == answer
     expected = {"first": (0.7, 0.7), "open": (0.7, 0.5), "product": (0.7, 0.35)}

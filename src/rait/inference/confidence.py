@@ -118,10 +118,11 @@ class ChoiceRecorder:
         self.states = [START] * rows
         self.probs: list[list[float]] = [[] for _ in range(rows)]
 
-    def observe(self, row: int, token: int, logits: torch.Tensor) -> None:
-        """Record that ``row`` wrote ``token`` (not a stop token) from next-token ``logits`` (one row)."""
+    def observe(self, row: int, token: int, logits: torch.Tensor | None) -> None:
+        """Record that ``row`` wrote ``token`` (not a stop token) from next-token ``logits`` (one row; None
+        for a token the grammar forced, which never opens a mention)."""
         state = self.advance(row, token)
-        if state is not None:
+        if state is not None and logits is not None:
             self.probs[row].append(self.tokens.open_probability(state, logits))
 
     def advance(self, row: int, token: int) -> int | None:

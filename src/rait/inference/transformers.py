@@ -9,6 +9,7 @@ prompt for every type: the reference the fast path must match token for token.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -20,8 +21,10 @@ from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_to
 from rait.errors import RaitError
 from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
 from rait.inference.confidence import ChoiceRecorder
+from rait.inference.decoding import DRAFT_BUDGET, Decoder
 from rait.inference.entities import scored_answer
-from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation, repeats_itself
+from rait.inference.prefill import prefill
+from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
 
@@ -39,7 +42,12 @@ class Predictor(Answerer):
     ``scores`` (recorded at the choice points of each row, :mod:`rait.inference.confidence`).
     ``decoding="constrained"`` allows only answers that are JSON lists of distinct passage substrings, closed
     before the cap (:mod:`rait.inference.constrained`); ``"constrained-words"`` also keeps strings from
-    starting or ending inside a word; ``"free"``: the paper's unconstrained greedy decoding."""
+    starting or ending inside a word; ``"free"``: the paper's unconstrained greedy decoding. ``draft_budget``
+    and ``jump_forward`` (:class:`rait.inference.decoding.Decoder`) only save model calls: 0 and False
+    decode one token per call."""
+
+    draft_budget: int = DRAFT_BUDGET
+    jump_forward: bool = True
 
     def __init__(
         self,
@@ -69,12 +77,9 @@ class Predictor(Answerer):
         self.pad_id = pad if pad is not None else min(self.stop_ids)
         self.device = next(model.parameters()).device
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        params = inspect.signature(type(base).forward).parameters
+        self._decoder, self._head = base.get_decoder(), base.get_output_embeddings()
+        params = inspect.signature(type(self._decoder).forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-        if head is not None and not getattr(head, "_rait_contiguous_input", False):
-            head.register_forward_pre_hook(_contiguous_input)
-            head._rait_contiguous_input = True
 
     def iter_answers(self, queries: Sequence[PassageQuery]) -> Iterator[tuple[int, list[str]]]:
         """Yield ``(index, answers)`` for each passage, in input order, as its batch completes."""
@@ -133,16 +138,27 @@ class Predictor(Answerer):
         reason, probs = getattr(ids, "finish_reason", "stop"), getattr(ids, "open_probs", None)
         return Answer(text, reason) if probs is None else scored_answer(text, reason, probs)
 
-    def _forward(self, ids, mask, positions, cache) -> torch.Tensor:
-        out = self.model(
+    @functools.cached_property
+    def _token_bytes(self) -> list[bytes | None]:
+        return self._token_vocab().token_bytes
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _forward(self, ids, mask, positions, cache, select: torch.Tensor | None) -> torch.Tensor | None:
+        """Run the model on ``ids`` (``mask``: the valid cache and fed slots) and return the scores at the
+        flat positions ``select`` of ``ids`` (None: no scores). Only those positions go through the
+        vocabulary projection, as one matrix product."""
+        hidden = self._decoder(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            logits_to_keep=1,
             **{self._cache_kwarg: cache},
-        )
-        return out.logits[:, -1]
+        ).last_hidden_state
+        if select is None:
+            return None
+        return self._head(hidden.reshape(-1, hidden.shape[-1])[select])
 
     @torch.inference_mode()
     def _greedy(
@@ -153,95 +169,43 @@ class Predictor(Answerer):
         passages: Sequence[str] | None = None,
     ) -> list[Continuation]:
         """Greedy continuations of ``prefixes[owner[r]] + suffixes[r]`` for every row ``r``, each with its
-        finish reason.
+        finish reason and choice-point probabilities.
 
-        Prefixes are left-padded and run once; their cache is copied to the rows. Question suffixes are
-        left-padded *after* the prefix: pad slots are masked out and position ids skip them, so every row
-        sees exactly the positions and context it would see alone. In constrained decoding ``passages[r]``
-        is the passage row ``r``'s answer copies from."""
+        The prompts run in one forward per length bucket, each prefix once
+        (:func:`rait.inference.prefill.prefill`); decoding is :class:`rait.inference.decoding.Decoder`. In
+        constrained decoding ``passages[r]`` is the passage row ``r``'s answer copies from."""
         from transformers import DynamicCache
 
-        dev = self.device
-        cache = DynamicCache(config=self.model.config)
-        rows = len(suffixes)
-        width = max(len(p) for p in prefixes)
-        if width:
-            ids, pmask = _left_pad(prefixes, width, self.pad_id, dev)
-            self._forward(ids, pmask, (pmask.cumsum(-1) - 1).clamp(min=0), cache)
-            index = torch.tensor(owner, device=dev)
-            if owner != list(range(len(prefixes))):
-                cache.reorder_cache(index)
-            pmask = pmask[index]
-        else:
-            pmask = torch.zeros((rows, 0), dtype=torch.long, device=dev)
-        plen = pmask.sum(-1)
-        ids, smask = _left_pad(suffixes, max(len(s) for s in suffixes), self.pad_id, dev)
-        positions = (plen[:, None] + smask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([pmask, smask], dim=1)
-        logits = self._forward(ids, mask, positions, cache)
-        next_pos = positions[:, -1] + 1
-        outputs: list[list[int]] = [[] for _ in range(rows)]
-        active = list(range(rows))  # original row of each batch row
-        finished: set[int] = set()
+        cache, mask, next_pos, logits = prefill(
+            self._forward,
+            lambda: DynamicCache(config=self.model.config),
+            prefixes,
+            owner,
+            suffixes,
+            self.pad_id,
+            self.device,
+            self.model.dtype,
+        )
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
-        choices = ChoiceRecorder(self._choice_tokens(), rows)
-        looped: set[int] = set()
-        for step in range(self.max_new_tokens):
-            tokens = logits.argmax(-1)
-            if guide is not None:
-                tokens = guide.select(logits, tokens, active, self.max_new_tokens - step)
-            for batch_row, token in enumerate(tokens.tolist()):
-                row = active[batch_row]
-                if row in finished:
-                    continue
-                if token in self.stop_ids:
-                    finished.add(row)
-                else:
-                    choices.observe(row, token, logits[batch_row])
-                    outputs[row].append(token)
-                    if self.stop_repetition and guide is None and repeats_itself(outputs[row]):
-                        finished.add(row)
-                        looped.add(row)
-            if len(finished) == rows or step == self.max_new_tokens - 1:
-                break
-            done_here = sum(1 for row in active if row in finished)
-            if done_here * 4 >= len(active):  # drop finished rows once they are a quarter of the batch
-                keep = [i for i, row in enumerate(active) if row not in finished]
-                keep_index = torch.tensor(keep, device=dev)
-                cache.batch_select_indices(keep_index)
-                tokens, mask, next_pos = tokens[keep_index], mask[keep_index], next_pos[keep_index]
-                active = [active[i] for i in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
-            next_pos = next_pos + 1
+        choices = ChoiceRecorder(self._choice_tokens(), len(suffixes))
+        decoder = Decoder(
+            self._forward,
+            self.max_new_tokens,
+            self.stop_ids,
+            self.stop_repetition,
+            guide,
+            draft_budget=self.draft_budget,
+            jump_forward=self.jump_forward,
+            token_bytes=self._token_bytes,
+            encode=self._encode,
+            observe=choices.observe,
+        )
+        prompts = [prefixes[o] + s for o, s in zip(owner, suffixes, strict=True)]
+        outputs = decoder.run(logits, cache, mask, next_pos, prompts, passages)
+        reasons = [out.finish_reason for out in outputs]
         if guide is not None:  # answers that ended by looping: cut after their last complete string
-            guide.rewrite(outputs, lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return [
-            Continuation(
-                ids,
-                "repetition" if row in looped else "stop" if row in finished else "length",
-                choices.probs[row],
-            )
-            for row, ids in enumerate(outputs)
-        ]
-
-
-def _contiguous_input(module, args):
-    """Forward pre-hook of the vocabulary projection. ``logits_to_keep=1`` hands it a strided view of the last
-    position; a linear layer given a strided 3-D input multiplies through a batched matmul over one copy of
-    the weight per row (on CPU in bf16, a third of a passage's time: [26, 576, 49152] copied), a contiguous
-    input through one matrix product."""
-    return tuple(a.contiguous() if torch.is_tensor(a) else a for a in args)
-
-
-def _left_pad(seqs: list[list[int]], width: int, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        if seq:
-            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq) :] = 1
-    return ids.to(device), mask.to(device)
+            guide.rewrite(outputs, self._encode)
+        return [Continuation(ids, reasons[row], choices.probs[row]) for row, ids in enumerate(outputs)]
 
 
 def _shared_start(seqs: list[list[int]]) -> int:

@@ -1,0 +1,79 @@
+"""Drafts and forced tokens (rait.inference.decoding) save model calls and change no answer and no score."""
+
+from __future__ import annotations
+
+import pytest
+
+from rait.inference import PassageQuery, Predictor
+from rait.inference.decoding import Lookup
+from rait.inference.prefill import buckets
+from rait.testing import tiny_model_and_tokenizer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SENTENCES = (
+    "Barack Obama was born in Honolulu, Hawaii, and later moved to Chicago.",
+    "Apple chief executive Tim Cook met German Chancellor Olaf Scholz in Berlin on Tuesday.",
+    "No entities here.",
+    'He quoted "Apple Inc." twice: Apple Inc. and Apple Inc.',
+    "马云于1999年在杭州创立了阿里巴巴集团。",
+)
+TYPES = ("person", "location", "organization")
+
+
+class CountingPredictor(Predictor):
+    """Counts the model calls; with ``block``, the model writes ``block[position % len(block)]`` (a loop)."""
+
+    calls = 0
+    block: tuple[int, ...] = ()
+
+    def _forward(self, ids, mask, positions, cache, select):
+        self.calls += 1
+        logits = super()._forward(ids, mask, positions, cache, select)
+        if logits is not None and self.block:
+            for row, position in enumerate(positions.reshape(-1)[select].tolist()):
+                logits[row, self.block[position % len(self.block)]] = logits[row].max() + 1.0
+        return logits
+
+
+def answers(model, tokenizer, decoding: str, fast: bool, batch_size: int, block=()) -> tuple[list, int]:
+    predictor = CountingPredictor(
+        model, tokenizer, max_new_tokens=40, decoding=decoding, batch_size=batch_size
+    )
+    predictor.block = block
+    if not fast:
+        predictor.draft_budget, predictor.jump_forward = 0, False
+    found = predictor.answer_many([PassageQuery(text, TYPES) for text in SENTENCES])
+    rows = [[(answer, answer.finish_reason, answer.scores) for answer in passage] for passage in found]
+    return rows, predictor.calls
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("decoding", ["free", "constrained", "constrained-words"])
+def test_drafts_and_forced_tokens_give_the_one_token_per_call_answers(arch, decoding):
+    model, tokenizer = tiny_model_and_tokenizer(arch)
+    model = model.double()  # no float ties between the two loops' differently shaped products
+    for batch_size in (1, 64):
+        # free decoding of a random model copies nothing, so drafts save calls only once it loops
+        for block in ((), (5, 6, 7, 8, 9)) if decoding == "free" else ((),):
+            reference, plain_calls = answers(model, tokenizer, decoding, False, batch_size, block)
+            fast, fast_calls = answers(model, tokenizer, decoding, True, batch_size, block)
+            assert fast == reference
+            assert fast_calls < plain_calls or decoding == "free" and not block
+
+
+def test_a_draft_is_what_followed_the_longest_match_of_the_last_tokens():
+    lookup = Lookup([1, 2, 3, 9, 2, 3, 4, 5, 6])
+    lookup.add(2)
+    assert lookup.draft(3) == [3, 4, 5]  # the latest "2" is followed by 3 4 5
+    lookup.add(3)
+    assert lookup.draft(2) == [4, 5]
+    lookup.add(9)
+    assert lookup.draft(4) == [2, 3, 4, 5]  # "9" occurs once, after 1 2 3
+    assert Lookup([7]).draft(3) == []
+
+
+def test_prefixes_of_similar_length_share_a_forward():
+    assert buckets([40]) == [(0, 1)]
+    assert buckets([10, 11, 12, 12]) == [(0, 4)]  # padding 3 tokens costs less than a forward
+    assert buckets([10, 11, 80, 90]) == [(0, 2), (2, 4)]
