@@ -16,8 +16,9 @@ model with its defaults (``NER.from_pretrained()``: bf16 where the CPU has it, c
 - ``predict``: ``rait predict``'s evaluation workload (:func:`rait.inference.predict.run_predict` with the
   CLI's defaults: free decoding, batch 128, 256 new tokens, no examples) on ``--predict-per-benchmark`` seeded
   test passages of each ``--predict-benchmarks``, questions/s, model loading excluded;
-- the peak resident memory of each process (``ru_maxrss``; model loading included), and every answer, so
-  the variants' outputs are compared (``identical``: how many entity lists / predictions are the same).
+- the peak resident memory of each process (``ru_maxrss``; model loading included);
+- ``identical``: how many raw answers the variants share: the predict workload's (bf16) and, in fp32 (where
+  answers do not depend on the batch), the sentence's and the batch texts' in both decodings (first round).
 
 ``--old-commit`` exports that commit's ``src`` with ``git archive`` into a temporary folder (``--old-src``
 names one instead); this checkout's ``src`` is copied first, so edits during the run change nothing. Each
@@ -131,7 +132,32 @@ def predict_phase(ner, job: dict, args) -> dict:
     }
 
 
-PHASES = {"latency": latency_phase, "batch": batch_phase, "predict": predict_phase}
+def identity_phase(ner, job: dict, args) -> dict:
+    """Raw answers in fp32 (no bf16 batch dependence): the sentence and the batch texts, both decodings."""
+    from rait import NER
+
+    predictor = NER.from_pretrained(precision="fp32").predictor
+    query = _predict_module().PassageQuery
+    queries = [query(SENTENCE, SENTENCE_TYPES)] + [query(text, BATCH_TYPES) for text in job["batch_texts"]]
+    answers = {}
+    for decoding in ("constrained-words", "free"):
+        predictor.decoding = decoding
+        answers[decoding] = [[str(a) for a in passage] for passage in predictor.answer_many(queries)]
+    return {"answers": answers}
+
+
+PHASES = {
+    "latency": latency_phase,
+    "batch": batch_phase,
+    "predict": predict_phase,
+    "identity": identity_phase,
+}
+TIMED = ("latency", "batch", "predict")
+FIGURES = {
+    "latency": ("median_s", "s"),
+    "batch": ("texts_per_s", "texts/s"),
+    "predict": ("questions_per_s", "questions/s"),
+}
 
 
 def profile(args) -> None:
@@ -209,6 +235,7 @@ def run_variant(variant: str, src: Path, phase: str, args, job: Path, workdir: P
 
 def best(runs: dict[str, list[dict]]) -> dict:
     """A variant's figures: each phase's best round (latency: the lowest median)."""
+    runs = {phase: runs[phase] for phase in TIMED}
     every = [run for phase in runs.values() for run in phase]
     return {
         "latency_median_s": min(r["latency"]["median_s"] for r in runs["latency"]),
@@ -229,14 +256,19 @@ def best(runs: dict[str, list[dict]]) -> dict:
 
 
 def identical(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> dict:
-    """How many answers two variants' first rounds share."""
-    batch_a, batch_b = a["batch"][0]["batch"]["entities"], b["batch"][0]["batch"]["entities"]
+    """How many raw answers two variants share: the predict workload's (bf16, first round) and the fp32
+    answers of the identity phase (sentence + batch texts, per decoding)."""
     pred_a, pred_b = a["predict"][0]["predict"]["outputs"], b["predict"][0]["predict"]["outputs"]
-    return {
-        "latency_entities": a["latency"][0]["latency"]["entities"] == b["latency"][0]["latency"]["entities"],
-        "batch_texts": f"{sum(x == y for x, y in zip(batch_a, batch_b, strict=True))}/{len(batch_a)}",
-        "predict_outputs": f"{sum(pred_a[k] == pred_b.get(k) for k in pred_a)}/{len(pred_a)}",
-    }
+    same = {"predict_outputs_bf16": f"{sum(pred_a[k] == pred_b.get(k) for k in pred_a)}/{len(pred_a)}"}
+    fp32_a, fp32_b = a["identity"][0]["identity"]["answers"], b["identity"][0]["identity"]["answers"]
+    for decoding, passages in fp32_a.items():
+        pairs = [
+            pair
+            for pa, pb in zip(passages, fp32_b[decoding], strict=True)
+            for pair in zip(pa, pb, strict=True)
+        ]
+        same[f"fp32_{decoding}"] = f"{sum(x == y for x, y in pairs)}/{len(pairs)}"
+    return same
 
 
 def main_parent(args) -> None:
@@ -265,14 +297,14 @@ def main_parent(args) -> None:
     started = time.time()
     step = 0
     for round_index in range(args.rounds):
-        for phase in PHASES:
+        for phase in PHASES if round_index == 0 else TIMED:
             for variant in variants if step % 2 == 0 else variants[::-1]:
                 run = run_variant(variant, sources[variant], phase, args, job, workdir, round_index)
                 runs[variant][phase].append(run)
-                figure = {"latency": ("median_s", "s"), "batch": ("texts_per_s", "texts/s"),
-                          "predict": ("questions_per_s", "questions/s")}[phase]  # fmt: skip
+                name, unit = FIGURES.get(phase, (None, ""))
+                figure = f"{run[phase][name]:.3f} {unit}, " if name else ""
                 console.print(
-                    f"round {round_index + 1} {phase} {variant}: {run[phase][figure[0]]:.3f} {figure[1]}, "
+                    f"round {round_index + 1} {phase} {variant}: {figure}"
                     f"peak RSS {run['peak_rss_mib']:.0f} MiB, load average {os.getloadavg()[0]:.1f}"
                 )
             step += 1
@@ -301,6 +333,7 @@ def main_parent(args) -> None:
         }
         report["identical"] = identical(runs["new"], runs["old"])
         report["entities"] = {v: runs[v]["latency"][0]["latency"]["entities"] for v in variants}
+        report["answers_fp32"] = {v: runs[v]["identity"][0]["identity"]["answers"] for v in variants}
     table = Table(title=f"rait inference, {report['machine']}")
     for column in ("variant", "latency (ms)", "batch texts/s", "predict questions/s", "peak RSS MiB"):
         table.add_column(column, justify="right")
@@ -342,7 +375,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="Profile this checkout into FILE instead.")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
-    parser.add_argument("--phase", choices=("latency", "batch", "predict"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=tuple(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
