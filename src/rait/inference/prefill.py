@@ -47,53 +47,67 @@ def prefill(
     pad_id: int,
     device,
     dtype: torch.dtype,
+    start: tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]] | None = None,
 ):
     """Run the prompts ``prefixes[owner[r]] + suffixes[r]`` (every suffix non-empty). Returns the cache of
     one row per ``r`` (``cache_factory()`` makes an empty one), its valid slots, each row's next position
     id and the scores after each prompt's last token.
 
     ``forward(ids, mask, positions, cache, select)`` runs the model and returns the scores at the flat
-    positions ``select``; ``mask`` is 4-D, added to the attention scores (``dtype``: the model's)."""
+    positions ``select``; ``mask`` is 4-D, added to the attention scores (``dtype``: the model's).
+    ``start``: tokens every prompt of the predictor starts with (the system turn and the passage turn's
+    opening) and their cache per layer, computed once: when every prefix starts with them they are not run
+    again."""
     rows_of: dict[int, list[int]] = {}
     for row, prefix in enumerate(owner):
         rows_of.setdefault(prefix, []).append(row)
     passages = list(rows_of)
-    total = {p: len(prefixes[p]) + sum(len(suffixes[r]) for r in rows_of[p]) for p in passages}
+    head, head_cache = start if start is not None else ([], [])
+    if head and any(prefixes[p][: len(head)] != head for p in passages):
+        head, head_cache = [], []
+    offset = len(head)
+    total = {p: len(prefixes[p]) - offset + sum(len(suffixes[r]) for r in rows_of[p]) for p in passages}
     passages.sort(key=total.get)
     pwidth = max(len(prefixes[p]) for p in passages)
     swidth = max(len(s) for s in suffixes)
     width = pwidth + swidth
     gathered: list[tuple[list[int], list, torch.Tensor]] = []  # (rows, per layer (keys, values), scores)
-    for start, end in buckets([total[p] for p in passages]):
-        members = passages[start:end]
+    for first, end in buckets([total[p] for p in passages]):
+        members = passages[first:end]
         length = total[members[-1]]
+        span_all = offset + length  # cache slots: the shared start, then this forward's tokens
         ids = torch.full((len(members), length), pad_id, dtype=torch.long)
         positions = torch.zeros((len(members), length), dtype=torch.long)
-        allowed = torch.eye(length, dtype=torch.bool).repeat(len(members), 1, 1)  # pads attend to themselves
+        allowed = torch.zeros((len(members), length, span_all), dtype=torch.bool)
+        allowed[:, :, offset:] = torch.eye(length, dtype=torch.bool)  # pads attend to themselves
+        allowed[:, :, :offset] = True
         select, rows, source = [], [], []
         for b, p in enumerate(members):
             prefix = prefixes[p]
             n = len(prefix)
-            ids[b, :n] = torch.tensor(prefix, dtype=torch.long)
-            positions[b, :n] = torch.arange(n)
-            allowed[b, :n, :n] = torch.ones((n, n), dtype=torch.bool).tril()
-            offset = n
+            rest = n - offset
+            ids[b, :rest] = torch.tensor(prefix[offset:], dtype=torch.long)
+            positions[b, :rest] = torch.arange(offset, n)
+            allowed[b, :rest, offset : offset + rest] = torch.ones((rest, rest), dtype=torch.bool).tril()
+            at = rest
             for r in rows_of[p]:
                 k = len(suffixes[r])
-                span = slice(offset, offset + k)
+                span = slice(at, at + k)
                 ids[b, span] = torch.tensor(suffixes[r], dtype=torch.long)
                 positions[b, span] = torch.arange(n, n + k)
-                allowed[b, span, :n] = True
-                allowed[b, span, span] = torch.ones((k, k), dtype=torch.bool).tril()
-                select.append(b * length + offset + k - 1)
+                allowed[b, span, offset : offset + rest] = True
+                allowed[b, span, offset + at : offset + at + k] = torch.ones((k, k), dtype=torch.bool).tril()
+                select.append(b * length + at + k - 1)
                 rows.append(r)
                 # this row's cache slots: prefix left-padded to pwidth, suffix left-padded to swidth
-                slots = (
-                    [0] * (pwidth - n) + list(range(n)) + [0] * (swidth - k) + list(range(offset, offset + k))
-                )
-                source.append([b * length + s for s in slots])
-                offset += k
+                slots = [0] * (pwidth - n) + list(range(n))
+                slots += [0] * (swidth - k) + list(range(offset + at, offset + at + k))
+                source.append([b * span_all + s for s in slots])
+                at += k
         part = cache_factory()
+        for layer, (keys, values) in enumerate(head_cache):
+            size = (len(members), -1, -1, -1)
+            part.update(keys.expand(size).contiguous(), values.expand(size).contiguous(), layer)
         additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         scores = forward(
             ids.to(device),
@@ -121,6 +135,14 @@ def prefill(
     next_pos = torch.tensor([len(prefixes[p]) + len(s) for p, s in zip(owner, suffixes, strict=True)])
     scores = torch.cat([s for _, _, s in gathered])[place]
     return cache, mask.to(device), next_pos.to(device), scores
+
+
+def shared_start(prompts: list[list[int]]) -> list[int]:
+    """The tokens all ``prompts`` start with."""
+    end = 0
+    while all(len(p) > end for p in prompts) and len({p[end] for p in prompts}) == 1:
+        end += 1
+    return prompts[0][:end]
 
 
 def _gather(states: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, 
 from rait.inference.confidence import ChoiceRecorder
 from rait.inference.decoding import DRAFT_BUDGET, Decoder
 from rait.inference.entities import scored_answer
-from rait.inference.prefill import prefill
+from rait.inference.prefill import prefill, shared_start
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
@@ -48,6 +48,7 @@ class Predictor(Answerer):
 
     draft_budget: int = DRAFT_BUDGET
     jump_forward: bool = True
+    _start_cache: tuple[list[int], list] | None = None
 
     def __init__(
         self,
@@ -142,6 +143,22 @@ class Predictor(Answerer):
     def _token_bytes(self) -> list[bytes | None]:
         return self._token_vocab().token_bytes
 
+    def _start(self) -> tuple[list[int], list]:
+        """The tokens every prompt in the predictor's language starts with (the system turn and the passage
+        turn's opening) and their cache per layer, computed once (:func:`rait.inference.prefill.prefill`)."""
+        if self._start_cache is None:
+            from transformers import DynamicCache
+
+            prompts = [self._token_ids(self.tokenizer, PassageQuery(text, ("x",)))[0] for text in ("a", "b")]
+            head = shared_start(prompts)
+            cache = DynamicCache(config=self.model.config)
+            if head:
+                ids = torch.tensor([head], device=self.device)
+                positions = torch.arange(len(head), device=self.device)[None]
+                self._forward(ids, torch.ones_like(ids), positions, cache, None)
+            self._start_cache = (head, [(layer.keys, layer.values) for layer in cache.layers] if head else [])
+        return self._start_cache
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -185,6 +202,7 @@ class Predictor(Answerer):
             self.pad_id,
             self.device,
             self.model.dtype,
+            self._start(),
         )
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
         choices = ChoiceRecorder(self._choice_tokens(), len(suffixes))
