@@ -71,7 +71,8 @@ def prefill(
     pwidth = max(len(prefixes[p]) for p in passages)
     swidth = max(len(s) for s in suffixes)
     width = pwidth + swidth
-    gathered: list[tuple[list[int], list, torch.Tensor]] = []  # (rows, per layer (keys, values), scores)
+    merged: list[torch.Tensor | None] = []  # per layer: keys, values of every row
+    all_scores = None
     for first, end in buckets([total[p] for p in passages]):
         members = passages[first:end]
         length = total[members[-1]]
@@ -116,25 +117,28 @@ def prefill(
             part,
             torch.tensor(select, device=device),
         )
-        index = torch.tensor(source, device=device)
-        layers = [(_gather(layer.keys, index), _gather(layer.values, index)) for layer in part.layers]
-        gathered.append((rows, layers, scores))
-    order = [r for rows, _, _ in gathered for r in rows]
-    place = torch.empty(len(order), dtype=torch.long)
-    place[torch.tensor(order)] = torch.arange(len(order))
-    place = place.to(device)
+        index, targets = torch.tensor(source, device=device), torch.tensor(rows, device=device)
+        for layer, states in enumerate(part.layers):  # written into the rows' cache, the bucket's freed
+            for kind, tensor in enumerate((states.keys, states.values)):
+                picked = _gather(tensor, index)
+                if len(merged) <= layer * 2 + kind:
+                    merged.append(picked.new_empty((len(owner), *picked.shape[1:])))
+                merged[layer * 2 + kind][targets] = picked
+        if all_scores is None:
+            all_scores = scores.new_empty((len(owner), scores.shape[-1]))
+        all_scores[targets] = scores
+        del part
     cache = cache_factory()
-    for layer in range(len(gathered[0][1])):
-        keys = torch.cat([layers[layer][0] for _, layers, _ in gathered])[place]
-        values = torch.cat([layers[layer][1] for _, layers, _ in gathered])[place]
+    for layer in range(len(merged) // 2):
+        keys, values = merged[2 * layer], merged[2 * layer + 1]
+        merged[2 * layer] = merged[2 * layer + 1] = None
         cache.update(keys, values, layer)
     mask = torch.zeros((len(owner), width), dtype=torch.long)
     for r, prefix in enumerate(owner):
         mask[r, pwidth - len(prefixes[prefix]) : pwidth] = 1
         mask[r, width - len(suffixes[r]) :] = 1
     next_pos = torch.tensor([len(prefixes[p]) + len(s) for p, s in zip(owner, suffixes, strict=True)])
-    scores = torch.cat([s for _, _, s in gathered])[place]
-    return cache, mask.to(device), next_pos.to(device), scores
+    return cache, mask.to(device), next_pos.to(device), all_scores
 
 
 def shared_start(prompts: list[list[int]]) -> list[int]:
