@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -79,7 +80,7 @@ def timed(base: str, body: dict, out: dict, key: str) -> None:
 
 
 def one_round(args, mode: str) -> dict:
-    log = ROOT / "results" / "serving" / f"bench_serve_pieces_{mode}.log"
+    log = Path(tempfile.gettempdir()) / f"bench_serve_pieces_{mode}.log"  # the server's output
     process, base = start(args, args.max_batch_chars if mode == "pieces" else WHOLE_CHARS, log)
     try:
         timed(base, SMALL, {}, "warm-up")
