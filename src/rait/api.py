@@ -33,7 +33,8 @@ from rait.inference import (
     merge_chunk_entities,
     select_entities,
 )
-from rait.records import Record
+from rait.precision import DEFAULT_PRECISION
+from rait.records import DEFAULT_SEED, Record
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
     DEFAULT_NUM_EXAMPLES,
@@ -95,7 +96,7 @@ class NER:
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         lang: str | None = None,
         embedder=None,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         threshold: float | None = DEFAULT_THRESHOLD,
         multi_label: bool = DEFAULT_MULTI_LABEL,
@@ -132,7 +133,7 @@ class NER:
         batch_size: int = DEFAULT_BATCH_SIZE,
         device: str | None = None,
         backend: str = "hf",
-        precision: str = "auto",
+        precision: str = DEFAULT_PRECISION,
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         system_prompt: str | None = None,
         decoding: str | None = None,

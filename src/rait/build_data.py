@@ -24,7 +24,7 @@ from rait.errors import DataError, RaitError
 from rait.fileio import atomic_write, check_output_file, sha256_file, write_json
 from rait.locks import output_lock
 from rait.negatives import DEFAULT_HARD_POOL, NEGATIVE_SAMPLINGS, NegativeRecipe
-from rait.records import Conversation, Record
+from rait.records import DEFAULT_SEED, Conversation, Record
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
     DEFAULT_K,
@@ -71,7 +71,7 @@ class BuildConfig:
     negative_sampling: str = "frequency"
     hard_pool: int = DEFAULT_HARD_POOL
     embedder: str | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     source_format: str | None = None
     stopwords: str | None = None
     index: str = "flat"

@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from rait.records import Record
+from rait.records import DEFAULT_SEED, Record
 from rait.templates import NegativeTypeSampler
 
 NEGATIVE_SAMPLINGS = ("frequency", "hard", "mixed")
@@ -37,7 +37,7 @@ class NegativeRecipe(NegativeTypeSampler):
     def __init__(
         self,
         type_counts: Counter[str],
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         *,
         count: int | None = None,
         ratio: float | None = None,

@@ -17,6 +17,7 @@ import torch
 from rait.errors import RaitError
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_PRECISION = "auto"
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -39,7 +40,7 @@ def resolve_precision(precision: str | None, device: str | torch.device) -> str:
     """``fp32``, ``bf16`` or (``auto`` on a CUDA device without bf16) ``fp16`` for ``device``.
 
     An explicit ``bf16`` is honoured on any device; ``None`` means ``auto``."""
-    precision = precision or "auto"
+    precision = precision or DEFAULT_PRECISION
     if precision not in PRECISIONS:
         raise RaitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":

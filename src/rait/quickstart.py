@@ -22,6 +22,7 @@ from rait.evaluation import EvalReport, evaluate_file, render_table
 from rait.fileio import read_jsonl, write_json
 from rait.inference import PredictConfig, PredictStats, entities_from_answers, run_predict
 from rait.models import DEFAULT_MODEL
+from rait.records import DEFAULT_SEED
 
 QUICKSTART_STEPS = 12
 
@@ -48,7 +49,7 @@ def run_quickstart(
     batch_size: int = 4,
     max_new_tokens: int = 48,
     embedder: str | None = None,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     console: Console | None = None,
     progress: bool = True,
 ) -> QuickstartResult:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+DEFAULT_SEED = 42  # the seed of every sampling step, LoRA init and data order when none is given
+
 
 @dataclass(frozen=True, slots=True)
 class Mention:

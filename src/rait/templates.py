@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rait.answers import format_answer
-from rait.records import Conversation, Record, Turn
+from rait.records import DEFAULT_SEED, Conversation, Record, Turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ class NegativeTypeSampler:
     Seeded per record (``seed`` + record id), so the types of a record do not depend on which other
     records are processed or in what order."""
 
-    def __init__(self, type_counts: Counter[str], seed: int = 42, prob: float = 0.5):
+    def __init__(self, type_counts: Counter[str], seed: int = DEFAULT_SEED, prob: float = 0.5):
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"negative-type probability must be in [0, 1], got {prob}")
         self.types = sorted(t for t in type_counts if type_counts[t] > 0)
@@ -112,7 +112,7 @@ class NegativeTypeSampler:
 
     @classmethod
     def from_records(
-        cls, records: Iterable[Record], seed: int = 42, prob: float = 0.5
+        cls, records: Iterable[Record], seed: int = DEFAULT_SEED, prob: float = 0.5
     ) -> NegativeTypeSampler:
         """Count each distinct (mention, type) pair of a passage once, as the reference's filtered data."""
         counts: Counter[str] = Counter()

@@ -11,6 +11,7 @@ from rait.build_data import FORMATS, METHODS, BuildConfig, build_data, manifest_
 from rait.console import escape, make_console
 from rait.errors import RaitError
 from rait.negatives import DEFAULT_HARD_POOL, NEGATIVE_SAMPLINGS
+from rait.records import DEFAULT_SEED
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
     DEFAULT_K,
@@ -80,7 +81,7 @@ def build_data_command(
             help="minilm, use-multilingual, or a sentence-transformers id/path [default: by language]."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 42,
+    seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = DEFAULT_SEED,
     source_format: Annotated[
         str | None, typer.Option(help="Format of a source file [default: detected].")
     ] = None,

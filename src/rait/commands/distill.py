@@ -8,6 +8,7 @@ from rich.table import Table
 
 from rait.console import escape, make_console
 from rait.distill import DistillConfig, distill
+from rait.records import DEFAULT_SEED
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +60,7 @@ def distill_command(
     sample: Annotated[
         int | None, typer.Option("--sample", "-n", help="Chunks to sample (default: all).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 42,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = DEFAULT_SEED,
     tokenizer: Annotated[
         str | None,
         typer.Option(

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from rait import bootstrap
 from rait.console import escape, make_console
 
 
@@ -130,8 +131,10 @@ def report_command(
     ] = None,
     bootstrap_samples: Annotated[
         int, typer.Option("--bootstrap-samples", min=1, help="Resamples for the 95% intervals.")
-    ] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    ] = bootstrap.DEFAULT_SAMPLES,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the bootstrap resampling.")
+    ] = bootstrap.DEFAULT_SEED,
 ) -> None:
     """Write the paper's views of an experiment's results: report.md, PNG plots and scores.json (the numbers),
     with bootstrap intervals where the results have per-sentence counts."""

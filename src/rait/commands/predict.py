@@ -27,7 +27,9 @@ from rait.inference import (
     run_predict,
 )
 from rait.models import DEFAULT_MODEL
+from rait.precision import DEFAULT_PRECISION
 from rait.quickstart import QUICKSTART_STEPS, run_quickstart
+from rait.records import DEFAULT_SEED
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES, EXAMPLE_MODES
 
 ENGINES = ("local", "ray")
@@ -93,7 +95,7 @@ def predict_command(
             f"--input file; 0: all [default: {DEFAULT_MAX_EXAMPLES} of a benchmark, all of an --input file]."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of benchmark and pool sampling.")] = 42,
+    seed: Annotated[int, typer.Option(help="Seed of benchmark and pool sampling.")] = DEFAULT_SEED,
     examples: Annotated[str, typer.Option(help=f"In-context examples: {', '.join(EXAMPLE_MODES)}.")] = "none",
     pool: Annotated[
         str | None,
@@ -145,7 +147,7 @@ def predict_command(
     ] = "hf",
     precision: Annotated[
         str, typer.Option(help="auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16.")
-    ] = "auto",
+    ] = DEFAULT_PRECISION,
     system_prompt: Annotated[
         str | None,
         typer.Option(

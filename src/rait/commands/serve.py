@@ -17,6 +17,7 @@ from rait.inference import (
     DEFAULT_MULTI_LABEL,
     DEFAULT_THRESHOLD,
 )
+from rait.precision import DEFAULT_PRECISION
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_NUM_EXAMPLES
 from rait.serve import DEFAULT_MAX_BATCH_CHARS
 
@@ -48,7 +49,7 @@ def serve_command(
         int, typer.Option(help="Answer length cap, in tokens.")
     ] = DEFAULT_MAX_NEW_TOKENS,
     backend: Annotated[str, typer.Option(help=f"{' or '.join(BACKENDS)} (vllm: GPU).")] = "hf",
-    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = DEFAULT_PRECISION,
     system_prompt: Annotated[
         str | None,
         typer.Option(help="none, default or a text [default: the one the model was trained with]."),

@@ -11,6 +11,8 @@ import typer
 from rich.logging import RichHandler
 
 from rait.console import escape, make_console
+from rait.precision import DEFAULT_PRECISION
+from rait.records import DEFAULT_SEED
 from rait.training import FINETUNING, LENGTH_RULES, merge_adapter, resolve_config, train
 
 _DEFAULTS = "[default: the config file's, else the paper's]"
@@ -79,7 +81,9 @@ def train_command(
         bool | None,
         typer.Option("--group-by-length/--no-group-by-length", help="Batch similar lengths [on]."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of LoRA init, data order and dropout [42].")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"Seed of LoRA init, data order and dropout [{DEFAULT_SEED}].")
+    ] = None,
     save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N optimizer steps [200].")] = None,
     save_total_limit: Annotated[int | None, typer.Option(help="Checkpoints kept [2].")] = None,
     logging_steps: Annotated[int | None, typer.Option(help="Log every N optimizer steps [10].")] = None,
@@ -88,7 +92,9 @@ def train_command(
     ] = None,
     precision: Annotated[
         str | None,
-        typer.Option(help="auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16 [auto]."),
+        typer.Option(
+            help=f"auto (bf16 where the CPU/GPU computes it natively), fp32 or bf16 [{DEFAULT_PRECISION}]."
+        ),
     ] = None,
     require_chat_template: Annotated[
         bool | None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rait.data.formats import LoadStats, load_records
 from rait.errors import DataError, RaitError
-from rait.records import Mention, Record
+from rait.records import DEFAULT_SEED, Mention, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +342,7 @@ def load_benchmark(
     *,
     data_dir: str | Path | None = None,
     max_examples: int | None = DEFAULT_MAX_EXAMPLES,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     stats: LoadStats | None = None,
 ) -> list[Record]:
     """A split of a benchmark or training source as records with natural-language types.

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rait.errors import DataError, RaitError
 from rait.fileio import read_jsonl, read_text
+from rait.records import DEFAULT_SEED
 
 TEXT_UNITS = ("file", "paragraph", "line")
 CORPUS_SUFFIXES = (".txt", ".jsonl")
@@ -218,7 +219,7 @@ def iter_chunks(
             progress()
 
 
-def sample_chunks(chunks: Iterator[Chunk], size: int | None, seed: int = 42) -> list[Chunk]:
+def sample_chunks(chunks: Iterator[Chunk], size: int | None, seed: int = DEFAULT_SEED) -> list[Chunk]:
     """A seeded uniform sample of ``size`` chunks (all when ``None``), in corpus order.
 
     Reservoir sampling: memory stays proportional to ``size`` whatever the corpus size."""

@@ -40,7 +40,7 @@ from rait.distill.teachers import (
 from rait.errors import RaitError
 from rait.fileio import check_output_file, write_json
 from rait.locks import output_lock
-from rait.records import Mention, Record
+from rait.records import DEFAULT_SEED, Mention, Record
 
 
 @dataclass(slots=True)
@@ -56,7 +56,7 @@ class DistillConfig:
     text_unit: str = "file"
     text_field: str = "text"
     sample_size: int | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     teachers: list[str] = field(default_factory=lambda: ["local"])
     base_url: str | None = None
     api_key: str | None = None

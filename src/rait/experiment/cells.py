@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rait.records import DEFAULT_SEED
+
 
 @dataclass(frozen=True, slots=True)
 class TrainCell:
@@ -18,7 +20,7 @@ class TrainCell:
     method: str
     strategy: str | None = None
     k: int = 0
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     train_seed: int | None = None
     recipe: str = ""
 

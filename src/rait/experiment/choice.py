@@ -19,6 +19,7 @@ from rait.errors import RaitError
 from rait.experiment.config import ExperimentConfig
 from rait.experiment.runner import Step, collect_results, plan
 from rait.experiment.selection import SEARCHED, validation_loss
+from rait.precision import DEFAULT_PRECISION
 from rait.records import Conversation
 
 RULE = (
@@ -108,7 +109,7 @@ def common_holdout(config: ExperimentConfig, cells: Sequence[str] | None = None)
 
 
 def holdout_loss(
-    model_dir: str | Path, conversations: Sequence[Conversation], *, precision: str = "auto"
+    model_dir: str | Path, conversations: Sequence[Conversation], *, precision: str = DEFAULT_PRECISION
 ) -> dict:
     """Mean loss of a trained adapter on the assistant tokens of ``conversations``, token-weighted over the
     whole set, in eval mode (no dropout) without gradients, encoded as it was trained (its
@@ -154,7 +155,7 @@ def compare_models(
     cells: Sequence[str] | None = None,
     *,
     max_conversations: int | None = None,
-    precision: str = "auto",
+    precision: str = DEFAULT_PRECISION,
 ) -> dict:
     """Every finished model of ``config`` (or of ``cells``, which must all be finished) scored by
     :func:`holdout_loss` on :func:`common_holdout` (its first ``max_conversations``), and the one to ship.

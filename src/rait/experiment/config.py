@@ -20,7 +20,8 @@ from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, Train
 from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
 from rait.fileio import read_text
 from rait.inference import DECODINGS, DEFAULT_MAX_NEW_TOKENS
-from rait.precision import PRECISIONS
+from rait.precision import DEFAULT_PRECISION, PRECISIONS
+from rait.records import DEFAULT_SEED
 from rait.retrieval import DEFAULT_BM25_THRESHOLD, DEFAULT_K, DEFAULT_MIXED_RATIO, EXAMPLE_MODES, STRATEGIES
 
 LANGS = ("en", "zh")
@@ -57,7 +58,7 @@ class EvaluationSpec:
     modes: list[ModeSpec]
     base: bool = True
     max_examples: int = DEFAULT_MAX_EXAMPLES
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     predict: dict = field(default_factory=dict)
     protocol: str = "uniner"  # rait.answers.PROTOCOLS: where an answer's list is looked for
     files: dict[str, FileSource] = field(default_factory=dict)  # benchmarks given as data files, by name
@@ -168,7 +169,7 @@ PREDICT_DEFAULTS = {
     "K": DEFAULT_K,
     "mixed_ratio": DEFAULT_MIXED_RATIO,
     "chunk_size": 32,
-    "precision": "auto",
+    "precision": DEFAULT_PRECISION,
     "allow_identical_examples": False,
     # the paper's protocol: every mention kept (rait.inference.confidence; the files keep the scores)
     "threshold": 0.0,
@@ -382,7 +383,7 @@ def _training(r: _Reader, data) -> TrainingSpec:
     spec = TrainingSpec(
         source=r.string(data["source"], "training.source"),
         grids=grids,
-        seeds=r.integers(data.get("seeds", [42]), "training.seeds"),
+        seeds=r.integers(data.get("seeds", [DEFAULT_SEED]), "training.seeds"),
         format=r.string(fmt, "training.format") if fmt is not None else None,
         build=_build_options(r, data.get("build")),
         hyper=hyper,
@@ -477,7 +478,7 @@ def _predict_options(r: _Reader, value) -> dict:
             raise r.error(
                 f"evaluation.predict.{name}", f"must be a {type(default).__name__}, got {_kind(given)}"
             )
-    if options.get("precision", "auto") not in PRECISIONS:
+    if options.get("precision", DEFAULT_PRECISION) not in PRECISIONS:
         raise r.error("evaluation.predict.precision", f"must be one of {', '.join(PRECISIONS)}")
     if not 0 <= options.get("threshold", 0.0) <= 1:
         raise r.error("evaluation.predict.threshold", f"must be from 0 to 1, got {options['threshold']}")
@@ -505,7 +506,7 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
         modes=modes,
         base=base,
         max_examples=r.integer(data.get("max_examples", DEFAULT_MAX_EXAMPLES), "evaluation.max_examples", 1),
-        seed=r.integer(data.get("seed", 42), "evaluation.seed"),
+        seed=r.integer(data.get("seed", DEFAULT_SEED), "evaluation.seed"),
         predict=_predict_options(r, data.get("predict")),
         protocol=r.choice(data.get("protocol", "uniner"), "evaluation.protocol", PROTOCOLS),
         files=files,

@@ -11,6 +11,7 @@ from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import PREDICT_DEFAULTS, ExperimentConfig, ExperimentError
 from rait.experiment.selection import validation_loss
 from rait.fileio import write_json
+from rait.precision import DEFAULT_PRECISION
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ def _answerer(
     lang: str,
     max_new_tokens: int,
     batch_size: int,
-    precision: str = "auto",
+    precision: str = DEFAULT_PRECISION,
     system_prompt: str = "none",
     stop_repetition: bool = True,
     decoding: str = "free",

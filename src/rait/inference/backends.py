@@ -11,6 +11,7 @@ from rait.inference.answerer import DEFAULT_BATCH_SIZE, check_decoding
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.inference.transformers import Predictor
 from rait.inference.vllm import VllmPredictor
+from rait.precision import DEFAULT_PRECISION
 
 BACKENDS = ("hf", "vllm")
 
@@ -26,7 +27,7 @@ def load_predictor(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     device: str | None = None,
-    precision: str = "auto",
+    precision: str = DEFAULT_PRECISION,
     system_prompt: str | None = None,
     decoding: str = "free",
     stop_repetition: bool = True,

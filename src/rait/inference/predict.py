@@ -33,7 +33,8 @@ from rait.inference.confidence import (
 from rait.inference.entities import answer_mentions, answer_scores, located_entities, select_mentions
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS
 from rait.locks import output_lock
-from rait.records import QueryPrediction, Record
+from rait.precision import DEFAULT_PRECISION
+from rait.records import DEFAULT_SEED, QueryPrediction, Record
 from rait.retrieval import (
     DEFAULT_BM25_THRESHOLD,
     DEFAULT_NUM_EXAMPLES,
@@ -260,7 +261,7 @@ class PredictConfig:
     tag_names: list[str] | None = None
     max_examples: int | None = DEFAULT_MAX_EXAMPLES
     input_max_examples: int | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     examples: str = "none"
     pool: str | None = None
     pool_size: int | None = None
@@ -274,7 +275,7 @@ class PredictConfig:
     stop_repetition: bool = True
     batch_size: int = DEFAULT_BATCH_SIZE
     backend: str = "hf"
-    precision: str = "auto"
+    precision: str = DEFAULT_PRECISION
     max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS
     system_prompt: str | None = None  # None: the one the model was trained with (else "none")
     decoding: str = DEFAULT_DECODING

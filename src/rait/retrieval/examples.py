@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rait.errors import RaitError
-from rait.records import Record
+from rait.records import DEFAULT_SEED, Record
 from rait.retrieval.pool import DEFAULT_BM25_THRESHOLD, DEFAULT_K, DEFAULT_MIXED_RATIO, DEFAULT_NUM_EXAMPLES
 
 POOL_MODES = ("out-domain", "in-domain")
@@ -38,7 +38,7 @@ class Retriever:
     pool: object
     k: int = DEFAULT_NUM_EXAMPLES
     bm25_threshold: float | None = None
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     allow_identical: bool = False
     strategy: str | None = None
     K: int = DEFAULT_K
@@ -65,7 +65,7 @@ def example_retriever(
     *,
     k: int = DEFAULT_NUM_EXAMPLES,
     bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
-    seed: int = 42,
+    seed: int = DEFAULT_SEED,
     allow_identical: bool = False,
 ) -> Retriever | None:
     """The examples of an example mode from ``pool``: None for ``none``; the ``k`` nearest, BM25-filtered

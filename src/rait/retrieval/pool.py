@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from rait.console import progress
 from rait.data.sources import detect_lang, load_source, subsample
 from rait.errors import RaitError
-from rait.records import Record
+from rait.records import DEFAULT_SEED, Record
 from rait.retrieval.bm25 import BM25Index
 from rait.retrieval.embed import Embedder, get_embedder, l2_normalise
 
@@ -58,7 +58,7 @@ def check_options(
 # ----------------------------------------------------------------------------------------------- kNN
 
 
-def build_index(vectors: np.ndarray, kind: str = "flat", seed: int = 42) -> faiss.Index:
+def build_index(vectors: np.ndarray, kind: str = "flat", seed: int = DEFAULT_SEED) -> faiss.Index:
     """A faiss inner-product index over L2-normalised ``vectors`` (so scores are cosines).
 
     ``flat`` is exact (the default; reproducible). For pools in the millions use ``hnsw`` (graph,
@@ -138,7 +138,7 @@ def _unit(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
-def mixed_nn_rows(seeds: Sequence[str], ratio: float, seed: int = 42) -> np.ndarray:
+def mixed_nn_rows(seeds: Sequence[str], ratio: float, seed: int = DEFAULT_SEED) -> np.ndarray:
     """The rows (sorted) that get NN examples under ``mixed_nn``: exactly ``round(ratio * n)`` of them,
     those whose ``seed`` + query id hashes lowest, so the choice does not depend on query order."""
     order = sorted(range(len(seeds)), key=lambda i: (_unit(f"{seed}:mixed:{seeds[i]}"), seeds[i], i))
@@ -194,7 +194,7 @@ class ExamplePool:
 
     @classmethod
     def from_benchmark(
-        cls, name: str, size: int | None, seed: int = 42, embedder: Embedder | None = None, **kwargs
+        cls, name: str, size: int | None, seed: int = DEFAULT_SEED, embedder: Embedder | None = None, **kwargs
     ) -> ExamplePool:
         """In-domain pool: ``size`` seeded labelled examples (``None`` = all; 0 = an empty pool) of a
         benchmark's train split (:func:`rait.data.benchmarks.load_benchmark`)."""
@@ -213,7 +213,7 @@ class ExamplePool:
         *,
         fmt: str | None = None,
         size: int | None = None,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         **kwargs,
     ) -> ExamplePool:
         """Out-domain pool from a training source (a file, a registered source name or ``hub:<id>``),
@@ -398,7 +398,7 @@ class ExamplePool:
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         mixed_ratio: float = DEFAULT_MIXED_RATIO,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
     ) -> list[list[int]]:
         """Examples for every pool record from the other records (RA-IT training data): row i holds
         pool indices; seeded by ``seed`` + record id."""
@@ -425,7 +425,7 @@ class ExamplePool:
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         mixed_ratio: float = DEFAULT_MIXED_RATIO,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,
         exclude_identical: bool = True,
@@ -460,7 +460,7 @@ class ExamplePool:
         K: int = DEFAULT_K,
         bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
         mixed_ratio: float = DEFAULT_MIXED_RATIO,
-        seed: int = 42,
+        seed: int = DEFAULT_SEED,
         exclude_ids: Iterable[str] | None = None,
         query_ids: Sequence[str] | None = None,
         exclude_identical: bool = True,

@@ -8,7 +8,8 @@ from pathlib import Path
 from rait.errors import DataError, RaitError
 from rait.fileio import read_json, read_text
 from rait.models import DEFAULT_MODEL, TRAIN_CONFIG_FILE
-from rait.precision import PRECISIONS
+from rait.precision import DEFAULT_PRECISION, PRECISIONS
+from rait.records import DEFAULT_SEED
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 LENGTH_RULES = ("truncate", "drop")
@@ -42,12 +43,12 @@ class TrainConfig:
     max_length: int = 2048  # tokens per conversation
     length_rule: str = "truncate"  # longer conversations: "truncate" or "drop" (counts are logged)
     group_by_length: bool = True  # batch conversations of similar length (less padding)
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     save_steps: int = 200  # checkpoint every N optimizer steps
     save_total_limit: int | None = 2  # checkpoints kept (None = all)
     logging_steps: int = 10
     gradient_checkpointing: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16 (rait.precision): bf16 where the hardware has it natively
+    precision: str = DEFAULT_PRECISION  # auto | fp32 | bf16 (rait.precision): bf16 where it is native
     require_chat_template: bool = False  # False: a model without one gets the ChatML fallback (logged)
     system_prompt: str = "none"  # none | default (the chat template's own) | a text; inference reuses it
     validation_fraction: float = (
