@@ -14,9 +14,9 @@ Variants, each in its own process (so its peak resident memory is its own):
 - ``bare_fp32`` / ``bare_bf16``: a plain loop (forward with labels, backward, clip, AdamW step); bf16 loads
   the frozen base weights in bf16 and runs the forward under bf16 autocast, exactly as ``rait train
   --precision bf16`` sets the model up;
-- ``old_rait``: ``rait.train.train`` of an older checkout (``--old-src``, default the f87dffb worktree at
+- ``old_rait``: ``rait.training.train`` of an older checkout (``--old-src``, default the f87dffb worktree at
   ../h12-old/src; fp32, the only CPU precision it had);
-- ``rait_fp32`` / ``rait_bf16``: this checkout's ``rait.train.train`` with ``--precision fp32`` / ``bf16``;
+- ``rait_fp32`` / ``rait_bf16``: this checkout's ``rait.training.train`` with ``--precision fp32`` / ``bf16``;
 - ``trl_bf16``: trl's ``SFTTrainer`` with ``assistant_only_loss`` on the same conversations (ChatML with
   generation marks, no system prompt: the same tokens), bf16, the same LoRA and optimizer settings,
   gradient checkpointing off as in rait; otherwise trl's defaults.

@@ -602,7 +602,7 @@ def test_run_train_keeps_the_sample_hold_out_for_another_training_seed(tmp_path,
     from rait.experiment import stages
 
     seen = []
-    monkeypatch.setattr("rait.train.train", lambda config: seen.append(config) or Path(config.output_dir))
+    monkeypatch.setattr("rait.training.train", lambda config: seen.append(config) or Path(config.output_dir))
     path = tmp_path / "fake.yaml"
     path.write_text(CONFIG)
     config = load_config(path, output_dir=tmp_path / "out")
