@@ -60,6 +60,11 @@ def start_server(args, max_batch: int, max_wait_ms: float, log: Path) -> tuple[s
     command += ["--max-new-tokens", str(args.max_new_tokens), "--decoding", args.decoding]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return process, wait_until_up(process, port, log)
+
+
+def wait_until_up(process: subprocess.Popen, port: int, log: Path) -> str:
+    """The base URL once ``/health`` answers; RuntimeError naming ``log`` if it exits or times out."""
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -67,7 +72,7 @@ def start_server(args, max_batch: int, max_wait_ms: float, log: Path) -> tuple[s
             raise RuntimeError(f"server exited with {process.returncode}; see {log}")
         try:
             if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                return process, base
+                return base
         except httpx.HTTPError:
             pass
         time.sleep(0.5)

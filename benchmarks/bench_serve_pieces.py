@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_serve import REQUEST_TIMEOUT_S, START_TIMEOUT_S, free_port, sample_requests  # noqa: E402
+from bench_serve import REQUEST_TIMEOUT_S, free_port, sample_requests, wait_until_up  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WHOLE_CHARS = 10**9  # --max-batch-chars that never splits a request
@@ -49,19 +49,7 @@ def start(args, max_batch_chars: int | None, log: Path) -> tuple[subprocess.Pope
         command += ["--max-batch-chars", str(max_batch_chars)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"server did not start within {START_TIMEOUT_S} s; see {log}")
+    return process, wait_until_up(process, port, log)
 
 
 def big_request(chars: int) -> dict:
