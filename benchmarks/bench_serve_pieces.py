@@ -3,9 +3,10 @@
 For each mode it starts ``rait serve MODEL`` (the built-in model unless ``--model``) on a free loopback
 port, sends a warm-up request, then a big request (``--big-chars`` characters of the bundled English sample
 passages x 8 types) and, ``--delay`` seconds later, a one-sentence request with 2 types, and times both.
-``pieces``: the server's scheduling (a big request is served in pieces, other requests go between them;
-serve's default ``--max-batch-chars`` unless given here); ``whole``: ``--max-batch-chars`` so large that a
-request is one piece, as before pieces existed. The modes alternate for ``--rounds`` rounds.
+``pieces``: the server's scheduling (a long text is served chunk by chunk, other requests go between them;
+serve's defaults); ``pieces-N``: the same with ``--max-chunk-tokens N`` (``--chunk-tokens``; smaller chunks,
+other answers); ``whole``: ``--max-batch-chars`` so large that all of a request goes in one batch, as before
+pieces existed. The modes alternate for ``--rounds`` rounds; each records the big request's batches.
 
     python benchmarks/bench_serve_pieces.py --rounds 1
 
@@ -34,7 +35,7 @@ BIG_TYPES = ["person", "organization", "location", "date", "event", "product", "
 SMALL = {"text": "Marie Curie moved to Paris.", "types": ["person", "location"]}
 
 
-def start(args, max_batch_chars: int | None, log: Path) -> tuple[subprocess.Popen, str]:
+def start(args, options: list[str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [
         sys.executable,
@@ -44,9 +45,8 @@ def start(args, max_batch_chars: int | None, log: Path) -> tuple[subprocess.Pope
         *([args.model] if args.model else []),
         "--port",
         str(port),
+        *options,
     ]
-    if max_batch_chars is not None:
-        command += ["--max-batch-chars", str(max_batch_chars)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return process, wait_until_up(process, port, log)
@@ -65,11 +65,22 @@ def timed(base: str, body: dict, out: dict, key: str) -> None:
     start = time.perf_counter()
     response = httpx.post(f"{base}/v1/extract", json=body, timeout=REQUEST_TIMEOUT_S)
     out[key] = {"seconds": time.perf_counter() - start, "status": response.status_code}
+    if response.status_code == 200:
+        out[key]["batches"] = response.json()["timing"]["batches"]
 
 
-def one_round(args, mode: str) -> dict:
+def modes(args) -> dict[str, list[str]]:
+    """Each mode's ``rait serve`` options."""
+    return {
+        "pieces": [],
+        f"pieces-{args.chunk_tokens}": ["--max-chunk-tokens", str(args.chunk_tokens)],
+        "whole": ["--max-batch-chars", str(WHOLE_CHARS)],
+    }
+
+
+def one_round(args, mode: str, options: list[str]) -> dict:
     log = Path(tempfile.gettempdir()) / f"bench_serve_pieces_{mode}.log"  # the server's output
-    process, base = start(args, args.max_batch_chars if mode == "pieces" else WHOLE_CHARS, log)
+    process, base = start(args, options, log)
     try:
         timed(base, SMALL, {}, "warm-up")
         out: dict = {}
@@ -92,18 +103,20 @@ def main() -> None:
         "--delay", type=float, default=1.0, help="seconds between the big and the small request"
     )
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument(
-        "--max-batch-chars", type=int, default=None, help="of the pieces mode [default: serve's]"
-    )
+    parser.add_argument("--chunk-tokens", type=int, default=256, help="--max-chunk-tokens of pieces-N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "results" / "serving" / "bench_serve_pieces.json"))
     args = parser.parse_args()
     (ROOT / "results" / "serving").mkdir(parents=True, exist_ok=True)
-    rounds = [{mode: one_round(args, mode) for mode in ("pieces", "whole")} for _ in range(args.rounds)]
-    print("| round | mode | small request (s) | big request (s) |\n|---|---|---:|---:|")
+    rounds = [
+        {mode: one_round(args, mode, options) for mode, options in modes(args).items()}
+        for _ in range(args.rounds)
+    ]
+    print("| round | mode | small request (s) | big request (s) | its batches |\n|---|---|---:|---:|---:|")
     for i, found in enumerate(rounds, 1):
         for mode, out in found.items():
-            print(f"| {i} | {mode} | {out['small']['seconds']:.2f} | {out['big']['seconds']:.2f} |")
+            small, big = out["small"], out["big"]
+            print(f"| {i} | {mode} | {small['seconds']:.2f} | {big['seconds']:.2f} | {big.get('batches')} |")
     command = "python benchmarks/bench_serve_pieces.py " + " ".join(sys.argv[1:])
     result = {
         "command": command.strip(),

@@ -24,6 +24,7 @@ httpx = pytest.importorskip("httpx", reason="the serve tests need httpx (serve e
 uvicorn = pytest.importorskip("uvicorn", reason="rait serve needs the serve extra: pip install -e '.[serve]'")
 
 from rait.api import NER  # noqa: E402
+from rait.inference import DEFAULT_MAX_CHUNK_TOKENS  # noqa: E402
 from rait.records import Mention, Record  # noqa: E402
 from rait.serve.app import ServeLimits, create_app  # noqa: E402
 from rait.testing import lookup_predictor, save_tiny_model  # noqa: E402
@@ -382,17 +383,18 @@ def test_a_bad_request_never_fails_the_good_requests_batched_with_it():
     assert len(recorder.calls[1]) == 4  # the poison and the three good texts did share one batch
 
 
-def test_a_big_request_is_served_in_pieces_and_a_small_one_goes_between():
-    big = {"text": " ".join([TEXT] * 12), "types": ["person", "location", "award", "date"]}
-    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
-    with running_server(NER(predictor)) as base:
+def _big_then_small(big: dict, limits: ServeLimits, max_chunk_tokens: int = DEFAULT_MAX_CHUNK_TOKENS):
+    """``big`` served whole, then served with ``limits`` while a one-sentence request arrives during its
+    first batch: (the whole response, the big and the small responses, the texts of each predictor call)."""
+    with running_server(
+        NER(lookup_predictor(KNOWN, max_new_tokens=16), max_chunk_tokens=max_chunk_tokens)
+    ) as base:
         whole = post(base, big).json()
-    assert whole["timing"]["batches"] == 1
     predictor = lookup_predictor(KNOWN, max_new_tokens=16)
     gate = Gate(predictor)
     recorder = Recorder(predictor)  # records each call before the gate holds it
-    limits = ServeLimits(max_batch_chars=len(big["text"]) + 100, max_wait_ms=0)  # one type of it per batch
-    with running_server(NER(predictor), limits) as base:
+    n_big = len(big["text"]) if isinstance(big["text"], list) else 1
+    with running_server(NER(predictor, max_chunk_tokens=max_chunk_tokens), limits) as base:
         responses: dict[str, httpx.Response] = {}
 
         def client(name: str, body: dict) -> None:
@@ -405,14 +407,59 @@ def test_a_big_request_is_served_in_pieces_and_a_small_one_goes_between():
             threading.Thread(target=client, args=("small", {"text": "Paris.", "types": ["location"]}))
         )
         threads[1].start()
-        wait_until(lambda: _pending(base) == 2, "the small request did not queue")
+        wait_until(lambda: _pending(base) == n_big + 1, "the small request did not queue")
         gate.event.set()
         for thread in threads:
             thread.join(DEADLINE_S)
-    pieces = responses["big"].json()
-    assert pieces["timing"]["batches"] == 4 and pieces["results"] == whole["results"]  # same entities
-    assert responses["small"].json()["timing"]["batches"] == 1
-    assert recorder.calls[1] == [big["text"], "Paris."]  # served beside the big one's second piece
+    return whole, responses["big"].json(), responses["small"].json(), recorder.calls
+
+
+def test_a_big_request_is_served_text_by_text_and_a_small_one_goes_first():
+    """A request of several texts is cut text by text (each with all its types, never by type): a small
+    request arriving meanwhile is served before its next text, and the entities are those served whole."""
+    types = ["person", "location", "award", "date"]
+    limits = ServeLimits(max_batch_chars=len(TEXT) * len(types) + 100, max_wait_ms=0)  # one text per batch
+    whole, big, small, calls = _big_then_small({"text": [TEXT] * 4, "types": types}, limits)
+    assert whole["timing"]["batches"] == 1
+    assert big["timing"]["batches"] == 4 and big["results"] == whole["results"]  # same entities
+    assert small["timing"]["batches"] == 1
+    assert calls[:3] == [[TEXT], ["Paris."], [TEXT]]  # the small one alone, before the 2nd text
+
+
+def test_a_long_text_is_served_chunk_by_chunk_and_a_small_request_goes_first():
+    """A text the facade splits into chunks is served one chunk per batch (its own chunks, so the same
+    entities and chunks as served whole), and a small request is served before its second chunk."""
+    limits = ServeLimits(max_batch_chars=len(TEXT) * 2 + 50, max_wait_ms=0)  # one chunk per batch
+    big = {"text": " ".join([TEXT] * 4), "types": ["person", "location"]}
+    whole, served, small, calls = _big_then_small(big, limits, max_chunk_tokens=48)
+    [result] = whole["results"]
+    assert result["chunks"] == [[i * (len(TEXT) + 1), (i + 1) * len(TEXT) + i] for i in range(4)]
+    assert served["timing"]["batches"] == 4 and served["results"] == whole["results"]
+    assert small["timing"]["batches"] == 1
+    assert calls[:3] == [[TEXT], ["Paris."], [TEXT]]
+
+
+def test_the_request_with_least_left_goes_first_and_a_passed_over_one_goes_first_after_two_batches():
+    from rait.serve.batcher import MAX_PASSED, Batcher, _Job
+
+    def job(*texts: str) -> _Job:
+        made = _Job(list(texts), [("person",)] * len(texts), "none", None, None)
+        made.cut()
+        return made
+
+    batcher = Batcher(None, max_batch=4, max_batch_chars=100)
+    active = [job("b" * 60, "B" * 60)]  # 120 characters x types left
+    batches = []
+    for small in ("s" * 50, "t" * 50, "u" * 50, "v" * 50):  # a stream of smaller requests, one per batch
+        active.append(job(small))
+        batches.append([piece.chars[0] for piece in batcher._take(active)])
+        active = [j for j in active if j.pieces]
+    assert MAX_PASSED == 2 and batches == [["s"], ["t"], ["b"], ["u", "v"]]
+
+    batcher = Batcher(None, max_batch=4, max_batch_chars=400)  # room for all, but the big text waits
+    active = [job("b" * 200), job("s" * 20, "t" * 20)]
+    assert [piece.chars[0] for piece in batcher._take(active)] == ["s", "t"]
+    assert [piece.chars[0] for piece in batcher._take(active)] == ["b"]
 
 
 def test_bodies_that_are_not_utf8_or_nested_too_deeply_are_422(server):

@@ -63,6 +63,16 @@ class Extraction:
     def chunked(self) -> bool:
         return len(self.chunks) > 1
 
+    @classmethod
+    def joined(cls, chunks: Sequence[tuple[int, int]], parts: Sequence[Extraction]) -> Extraction:
+        """One text's extraction from those of its ``chunks`` (each extracted as a text of its own, every
+        entity kept), merged as :meth:`NER.extract` merges a text it split; one part is the text's own."""
+        if len(parts) == 1:
+            return parts[0]
+        entities = [(start, part.entities) for (start, _), part in zip(chunks, parts, strict=True)]
+        malformed = sum(part.n_malformed for part in parts)
+        return cls(merge_chunk_entities(entities), list(chunks), malformed, max(p.n_examples for p in parts))
+
 
 class NER:
     """Open NER with a RA-IT model: each entity type is asked as its own question about the passage.
@@ -294,6 +304,11 @@ class NER:
             extraction.entities = select_entities(extraction.entities, threshold, multi_label)
         return results
 
+    def chunk_spans(self, text: str, types: Sequence[str]) -> list[tuple[int, int]]:
+        """The character spans of the chunks :meth:`extract` splits ``text`` into when asking it ``types``
+        without examples (one span covering it when it fits)."""
+        return self.answerer.spans(PassageQuery(text, tuple(types), (), self.lang or detect_lang(text)))
+
     @contextmanager
     def _decoding(self, decoding: str | None):
         """Decode with ``decoding`` inside the block (the predictor's own setting is restored after)."""
@@ -337,16 +352,15 @@ class NER:
         results = []
         for index, chunked, answers in self.answerer.iter_chunk_answers(queries):
             query = queries[index]
-            located, malformed = [], 0
-            for (start, _), chunk, chunk_answers in zip(chunked.spans, chunked.queries, answers, strict=True):
+            parts = []
+            for chunk, chunk_answers in zip(chunked.queries, answers, strict=True):
                 entities, bad = entities_from_answers(chunk.text, query.types, chunk_answers)
-                located.append((start, entities))
-                malformed += bad
-            entities = located[0][1] if len(located) == 1 else merge_chunk_entities(located)
+                parts.append(Extraction(entities, [(0, len(chunk.text))], bad, len(query.examples)))
+            extraction = Extraction.joined(chunked.spans, parts)
             self.n_queries += len(query.types) * len(chunked.queries)
-            self.n_malformed += malformed
-            self.n_chunked += len(chunked.queries) > 1
-            results.append(Extraction(entities, list(chunked.spans), malformed, len(query.examples)))
+            self.n_malformed += extraction.n_malformed
+            self.n_chunked += extraction.chunked
+            results.append(extraction)
         return results
 
 

@@ -79,8 +79,8 @@ def serve_command(
     max_batch_chars: Annotated[
         int,
         typer.Option(
-            help="Most characters x types in one predictor batch; bigger requests are predicted in pieces, "
-            "taking turns with the others."
+            help="Most characters x types in one predictor batch; requests are served text by text and a "
+            "long text chunk by chunk, taking turns with the others."
         ),
     ] = DEFAULT_MAX_BATCH_CHARS,
     allowed_host: Annotated[

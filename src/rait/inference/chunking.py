@@ -196,10 +196,13 @@ class ChunkedAnswerer(Answerer):
             return 1 << 62
         return max(min(limits), MIN_CHUNK_TOKENS)
 
+    def spans(self, query: PassageQuery) -> list[tuple[int, int]]:
+        """Character spans of the chunks of one passage (``[(0, len(text))]`` when it fits)."""
+        return chunk_spans(query.text, self.tokenizer, self.budget(query), self.overlap_tokens)
+
     def split(self, query: PassageQuery) -> ChunkedQuery:
         """The chunks of one passage (one chunk, the query itself, when it fits)."""
-        budget = self.budget(query)
-        spans = chunk_spans(query.text, self.tokenizer, budget, self.overlap_tokens)
+        spans = self.spans(query)
         if len(spans) == 1:
             return ChunkedQuery(((0, len(query.text)),), (query,))
         self.n_chunked += 1
@@ -207,7 +210,7 @@ class ChunkedAnswerer(Answerer):
         logger.info(
             "passage of %d characters is longer than %d tokens: split into %d chunks",
             len(query.text),
-            budget,
+            self.budget(query),
             len(spans),
         )
         return ChunkedQuery(tuple(spans), tuple(replace(query, text=query.text[s:e]) for s, e in spans))

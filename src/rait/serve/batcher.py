@@ -1,16 +1,20 @@
-"""Request batching: concurrent requests are merged into predictor calls, big requests in pieces.
+"""Request batching: concurrent requests are merged into predictor calls, a big request piece by piece.
 
-A request is cut into pieces: a text with its types, or, when the text's characters times its number of types
-pass a quarter of ``max_batch_chars``, with a group of its types (the answers of each type are independent, so
-the pieces' entities together are the whole text's). Requests wait in an asyncio queue; the worker takes the
-first, keeps taking requests for at most ``max_wait_ms`` or until ``max_batch`` pieces are waiting, then fills
-a batch taking one piece of each waiting request in turn, up to ``max_batch`` pieces and ``max_batch_chars``
-characters x types. So a small request that arrives while a big one is being served goes into the next batch,
-beside the big one's next piece, instead of waiting for all of it. A batch runs through
-:meth:`rait.api.NER.extract` on one worker thread (the model is never called concurrently), one call per
-(example mode, decoding). When a call fails, each of its texts is retried alone, so only the requests whose
-own text fails get the error. Past ``max_queue`` texts waiting or running, a request is refused at once
-(:class:`QueueFull`) instead of queueing without bound."""
+A request is cut into pieces: one per text with all its types, and a text that :class:`rait.api.NER` would
+split into chunks (longer than ``max_chunk_tokens``) one piece per chunk, when it is asked without examples.
+The pieces are the facade's own chunks, so the answers are those of the text served whole; a text is never
+cut by its types (its questions share its prefix: that was measured to double its time,
+``benchmarks/bench_serve_pieces.py``). Requests wait in an asyncio queue; the worker takes the first, keeps
+taking requests for at most ``max_wait_ms`` or until ``max_batch`` pieces are waiting, then fills a batch
+taking one piece of each waiting request in turn, the requests with the least left to serve first, up to
+``max_batch`` pieces and ``max_batch_chars`` characters x types; a request passed over in ``MAX_PASSED``
+batches in a row goes first, and a piece much costlier than the batch's first (``MIX_RATIO``) waits for a
+later batch. So a small request that arrives while a big one is being served goes into the next batch, before
+the big one's next piece, instead of waiting for all of it. A batch runs
+through :meth:`rait.api.NER.extract` on one worker thread (the model is never called concurrently), one call
+per (example mode, decoding). When a call fails, each of its pieces is retried alone, so only the requests
+whose own text fails get the error. Past ``max_queue`` texts waiting or running, a request is refused at
+once (:class:`QueueFull`) instead of queueing without bound."""
 
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ from dataclasses import dataclass, field
 from rait.api import NER, Extraction
 from rait.serve import DEFAULT_MAX_BATCH_CHARS
 
-PIECES_PER_BATCH = 4  # a piece is at most this fraction of max_batch_chars, so others fit beside it
+MAX_PASSED = 2  # a request left out of this many batches in a row goes first in the next
+MIX_RATIO = 4  # a batch's pieces cost at most this many times its first one (or a quarter of its room)
 
 
 class QueueFull(Exception):
@@ -35,12 +40,20 @@ class QueueFull(Exception):
 class _Piece:
     job: _Job
     text: int  # index in job.texts
-    first_type: int  # index in job.types[text] of this piece's first type
-    types: tuple[str, ...]
+    span: tuple[int, int]  # the characters of that text it holds
+
+    @property
+    def chars(self) -> str:
+        start, end = self.span
+        return self.job.texts[self.text][start:end]
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return self.job.types[self.text]
 
     @property
     def cost(self) -> int:
-        return len(self.job.texts[self.text]) * len(self.types)
+        return (self.span[1] - self.span[0]) * len(self.types)
 
 
 @dataclass(slots=True)
@@ -52,21 +65,26 @@ class _Job:
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
     pieces: deque[_Piece] = field(default_factory=deque)  # not yet taken into a batch
-    parts: dict[int, list[tuple[int, Extraction]]] = field(default_factory=dict)  # text -> found pieces
+    chunks: list[list[tuple[int, int]]] = field(default_factory=list)  # per text, the spans of its pieces
+    found: dict[tuple[int, int], Extraction] = field(default_factory=dict)  # (text, piece start) -> found
     n_open: int = 0  # pieces not yet answered
+    split: bool = False  # cut by the chunks of its texts
     started: float | None = None
     predict_ms: float = 0.0
     batch_texts: int = 0
     batches: int = 0
     last_batch: int = -1
+    passed: int = 0  # batches in a row formed without a piece of it
 
-    def cut(self, piece_chars: int) -> None:
-        """Cut into pieces of at most ``piece_chars`` characters x types (at least one type each)."""
-        for index, (text, types) in enumerate(zip(self.texts, self.types, strict=True)):
-            size = max(1, piece_chars // max(1, len(text)))
-            for start in range(0, len(types), size):
-                self.pieces.append(_Piece(self, index, start, types[start : start + size]))
+    def cut(self, ner: NER | None = None) -> None:
+        """One piece per text, or per chunk of a text that ``ner`` splits (asked without examples)."""
+        self.chunks = [
+            ner.chunk_spans(text, types) if ner is not None else [(0, len(text))]
+            for text, types in zip(self.texts, self.types, strict=True)
+        ]
+        self.pieces = deque(_Piece(self, i, span) for i, spans in enumerate(self.chunks) for span in spans)
         self.n_open = len(self.pieces)
+        self.split = ner is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +116,6 @@ class Batcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
         self.max_batch_chars = max_batch_chars
-        self.piece_chars = max(1, max_batch_chars // PIECES_PER_BATCH)
         self.pending_texts = 0  # queued or being predicted
         self.n_batches = 0
         self._queue: asyncio.Queue[_Job] | None = None
@@ -129,7 +146,7 @@ class Batcher:
         if self.pending_texts + len(texts) > self.max_queue:
             raise QueueFull(f"server busy: {self.pending_texts} texts queued (limit {self.max_queue})")
         job = _Job(list(texts), list(types), examples, decoding, asyncio.get_running_loop().create_future())
-        job.cut(self.piece_chars)
+        job.cut()
         self.pending_texts += len(job.texts)
         try:
             await self._queue.put(job)
@@ -154,18 +171,38 @@ class Batcher:
             active.append(job)
 
     def _take(self, active: list[_Job]) -> list[_Piece]:
-        """One piece of each active job in turn, up to ``max_batch`` pieces and ``max_batch_chars``."""
+        """One piece of each active job in turn, up to ``max_batch`` pieces and ``max_batch_chars``: the jobs
+        with the least left to serve first, except that a job passed over in ``MAX_PASSED`` batches goes
+        first; a piece over ``MIX_RATIO`` times the first piece's cost (and over a quarter of
+        ``max_batch_chars``) waits for a later batch, so a small request never waits for a big piece."""
+        waiting = sorted(
+            (job for job in active if job.pieces),
+            key=lambda job: (job.passed < MAX_PASSED, sum(piece.cost for piece in job.pieces)),
+        )
         batch: list[_Piece] = []
-        cost = 0
-        while any(job.pieces for job in active):
-            for job in active:
-                if not job.pieces:
+        cost, most = 0, None  # the costliest piece that may join the batch
+        grew = True
+        while grew:
+            grew = False
+            for job in waiting:
+                if not job.pieces or most is not None and job.pieces[0].cost > most:
                     continue
                 piece = job.pieces[0]
                 if batch and (len(batch) >= self.max_batch or cost + piece.cost > self.max_batch_chars):
-                    return batch
+                    return self._passed(waiting, batch)
                 batch.append(job.pieces.popleft())
                 cost += piece.cost
+                grew = True
+                if most is None:
+                    most = max(MIX_RATIO * piece.cost, self.max_batch_chars // MIX_RATIO)
+        return self._passed(waiting, batch)
+
+    @staticmethod
+    def _passed(waiting: list[_Job], batch: list[_Piece]) -> list[_Piece]:
+        """``batch``, after counting for each waiting job whether it was passed over."""
+        taken = {id(piece.job) for piece in batch}
+        for job in waiting:
+            job.passed = 0 if id(job) in taken else job.passed + 1
         return batch
 
     async def _run(self) -> None:
@@ -176,6 +213,12 @@ class Batcher:
                 active.append(await self._queue.get())
             await self._gather(active)
             active = [job for job in active if not job.future.done()]  # a client may have gone away
+            new = [job for job in active if job.examples == "none" and not job.split]
+            if new:  # on the worker thread: the tokenizer is never used concurrently
+                for job, exc in await loop.run_in_executor(self._executor, self._cut, new):
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                active = [job for job in active if not job.future.done()]
             batch = self._take(active)
             if not batch:
                 continue
@@ -186,6 +229,17 @@ class Batcher:
             for piece, found in zip(batch, answers, strict=True):
                 self._deliver(piece, found, started, predict_ms, len(batch))
             active = [job for job in active if job.pieces and not job.future.done()]
+
+    def _cut(self, jobs: list[_Job]) -> list[tuple[_Job, Exception]]:
+        """Cut ``jobs`` (not yet served, asked without examples) by the chunks of their texts; the jobs
+        that failed to cut, with their exception."""
+        failed = []
+        for job in jobs:
+            try:
+                job.cut(self.ner)
+            except Exception as exc:  # noqa: BLE001 - reported to this request only
+                failed.append((job, exc))
+        return failed
 
     def _deliver(self, piece: _Piece, found, started: float, predict_ms: float, size: int) -> None:
         job = piece.job
@@ -200,10 +254,13 @@ class Batcher:
             job.batches += 1
             job.predict_ms += predict_ms
             job.batch_texts = max(job.batch_texts, size)
-        job.parts.setdefault(piece.text, []).append((piece.first_type, found))
+        job.found[piece.text, piece.span[0]] = found
         job.n_open -= 1
         if job.n_open == 0:
-            extractions = [_merge(job.parts[i]) for i in range(len(job.texts))]
+            extractions = [
+                Extraction.joined(spans, [job.found[i, start] for start, _ in spans])
+                for i, spans in enumerate(job.chunks)
+            ]
             queue_ms = (job.started - job.enqueued) * 1000
             job.future.set_result(
                 BatchResult(extractions, queue_ms, job.predict_ms, job.batch_texts, job.batches)
@@ -234,36 +291,13 @@ class Batcher:
         return results
 
     def _extract(self, pieces: list[_Piece], examples: str, decoding: str | None) -> list[Extraction]:
-        """The pieces' extractions; pieces of one text are asked as one text (its prefix computed once)."""
-        texts: dict[tuple[int, int], list[_Piece]] = {}
-        for piece in pieces:
-            texts.setdefault((id(piece.job), piece.text), []).append(piece)
-        groups = list(texts.values())
-        found = self.ner.extract(
-            [group[0].job.texts[group[0].text] for group in groups],
-            [tuple(t for piece in group for t in piece.types) for group in groups],
+        """The pieces' extractions, every entity (each request applies its threshold and multi_label)."""
+        return self.ner.extract(
+            [piece.chars for piece in pieces],
+            [piece.types for piece in pieces],
             examples,
-            batch_size=len(groups),
+            batch_size=len(pieces),
             decoding=decoding,
-            threshold=0,  # every entity: each request applies its threshold and multi_label to the whole
+            threshold=0,
             multi_label=True,
         )
-        split: dict[int, Extraction] = {}
-        for group, whole in zip(groups, found, strict=True):
-            for n, piece in enumerate(group):
-                entities = [e for e in whole.entities if e["type"] in piece.types]
-                malformed = whole.n_malformed if n == 0 else 0  # counted once, with the first piece
-                split[id(piece)] = Extraction(entities, whole.chunks, malformed, whole.n_examples)
-        return [split[id(piece)] for piece in pieces]
-
-
-def _merge(parts: list[tuple[int, Extraction]]) -> Extraction:
-    """One text's extraction from its pieces' (in type order, entities by position as
-    :func:`rait.entities.entities_from_answers` orders them)."""
-    parts = sorted(parts, key=lambda part: part[0])
-    if len(parts) == 1:
-        return parts[0][1]
-    entities = [entity for _, found in parts for entity in found.entities]
-    entities.sort(key=lambda e: (not e["found"], e["start"] or 0, -(e["end"] or 0)))
-    first = parts[0][1]
-    return Extraction(entities, first.chunks, sum(f.n_malformed for _, f in parts), first.n_examples)
