@@ -1,0 +1,104 @@
+"""The CPU's bf16 matrix-product speed at the shapes of SmolLM2-135M (the built-in model's base), for the
+speed issue's arithmetic: GFLOP/s of ``F.linear`` for a prompt (3,000 tokens) and for decoding steps (1-90
+rows), and one decoder layer's seven projections run separately against fused (q/k/v in one product,
+gate/up in one), with whether the fused outputs are identical.
+
+    python benchmarks/bench_matmul.py [--threads 1 2]
+
+Prints the figures and writes ``results/bench_matmul.json``. Run it alone: it measures the machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+HIDDEN, KV, FFN, VOCAB = 576, 192, 1536, 49152  # SmolLM2-135M
+PRODUCTS = [(3000, HIDDEN, FFN), (3000, FFN, HIDDEN), (90, HIDDEN, FFN), (8, HIDDEN, FFN), (1, HIDDEN, VOCAB)]
+LAYER_ROWS = (1, 5, 20, 90)
+
+
+def seconds(call, repeats: int) -> float:
+    for _ in range(3):
+        call()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - started) / repeats
+
+
+def products() -> list[dict]:
+    found = []
+    for rows, inner, out in PRODUCTS:
+        x = torch.randn(rows, inner, dtype=torch.bfloat16)
+        weight = torch.randn(out, inner, dtype=torch.bfloat16)
+        took = seconds(lambda x=x, weight=weight: F.linear(x, weight), 20)
+        found.append(
+            {"shape": [rows, inner, out], "ms": took * 1e3, "gflops": 2 * rows * inner * out / took / 1e9}
+        )
+    return found
+
+
+def layers() -> list[dict]:
+    shapes = {"q": (HIDDEN, HIDDEN), "k": (KV, HIDDEN), "v": (KV, HIDDEN), "o": (HIDDEN, HIDDEN)}
+    shapes |= {"gate": (FFN, HIDDEN), "up": (FFN, HIDDEN), "down": (HIDDEN, FFN)}
+    w = {name: torch.randn(*shape, dtype=torch.bfloat16) for name, shape in shapes.items()}
+    qkv, gate_up = torch.cat([w["q"], w["k"], w["v"]]), torch.cat([w["gate"], w["up"]])
+    found = []
+    for rows in LAYER_ROWS:
+        x = torch.randn(1, rows, HIDDEN, dtype=torch.bfloat16)
+
+        def separate(x=x):
+            F.linear(x, w["q"]), F.linear(x, w["k"]), F.linear(x, w["v"]), F.linear(x, w["o"])
+            F.linear(F.silu(F.linear(x, w["gate"])) * F.linear(x, w["up"]), w["down"])
+
+        def fused(x=x):
+            F.linear(x, qkv).split([HIDDEN, KV, KV], -1), F.linear(x, w["o"])
+            gate, up = F.linear(x, gate_up).chunk(2, -1)
+            F.linear(F.silu(gate) * up, w["down"])
+
+        a, b = seconds(separate, 200), seconds(fused, 200)
+        same = torch.equal(F.linear(x, qkv)[..., :HIDDEN], F.linear(x, w["q"])) and torch.equal(
+            F.linear(x, gate_up)[..., FFN:], F.linear(x, w["up"])
+        )
+        found.append({"rows": rows, "separate_ms": a * 1e3, "fused_ms": b * 1e3, "identical": same})
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_matmul.json")
+    args = parser.parse_args()
+    report = {
+        "command": "python benchmarks/bench_matmul.py " + " ".join(sys.argv[1:]),
+        "torch": torch.__version__,
+    }
+    report["machine"] = platform.processor() or platform.machine()
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        found = {"products": products(), "layer": layers()}
+        report[f"threads_{threads}"] = found
+        print(f"== {threads} thread(s)")
+        for entry in found["products"]:
+            print(f"  linear {entry['shape']}: {entry['gflops']:.0f} GFLOP/s ({entry['ms']:.2f} ms)")
+        for entry in found["layer"]:
+            ratio = entry["separate_ms"] / entry["fused_ms"]
+            print(
+                f"  layer, {entry['rows']} rows: separate {entry['separate_ms']:.3f} ms, fused "
+                f"{entry['fused_ms']:.3f} ms ({ratio:.2f}x), identical {entry['identical']}"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
