@@ -190,9 +190,45 @@ def profile(args) -> None:
             call()
         report.write(f"== {name}: torch profiler\n")
         report.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25) + "\n")
+    report.write(prompt_forward_profile(calls["batch"]))
     args.profile.parent.mkdir(parents=True, exist_ok=True)
     args.profile.write_text(report.getvalue())
     print(f"-> {args.profile}")
+
+
+def prompt_forward_profile(call) -> str:
+    """The torch profiler's top operators (and shapes) inside the prompt forward only
+    (:func:`rait.inference.prefill.prefill`) during ``call``."""
+    import torch
+
+    import rait.inference.transformers as backend
+
+    inner = backend.prefill
+    prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True)
+    spent = [0.0]
+
+    def profiled(*args, **kwargs):
+        with prof:
+            started = time.perf_counter()
+            found = inner(*args, **kwargs)
+            spent[0] += time.perf_counter() - started
+        return found
+
+    backend.prefill = profiled
+    try:
+        started = time.perf_counter()
+        call()
+        total = time.perf_counter() - started
+    finally:
+        backend.prefill = inner
+    averages = prof.key_averages()
+    return (
+        f"== batch: prompt forward only, {spent[0]:.3f} s of {total:.3f} s (torch profiler)\n"
+        + averages.table(sort_by="self_cpu_time_total", row_limit=15)
+        + "\n"
+        + prof.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=15)
+        + "\n"
+    )
 
 
 def batch_texts(source: str, n: int) -> list[str]:
