@@ -28,6 +28,7 @@ from rait.experiment import (
     run_experiment,
 )
 from rait.locks import lock_path
+from rait.records import QueryPrediction
 
 CONFIG = """\
 name: fake
@@ -322,6 +323,49 @@ def test_collect_writes_the_finished_cells_while_the_experiment_runs(config, tmp
     )
 
 
+def test_collect_can_choose_every_cells_mentions_again_by_score(config):
+    run_experiment(config, stages=FakeStages().stages())
+    text = "Marie Curie met Pierre Curie in Paris."
+    eval_steps = [step for step in plan(config) if step.stage == "eval"]
+    for step in eval_steps:  # real predictions in place of the fake ones: 2 of 3 mentions right
+        rows = [
+            QueryPrediction(
+                step.cell.benchmark,
+                "s1",
+                "person",
+                ["Marie Curie"],
+                '["Marie Curie", "Pierre Curie"]',
+                text,
+                scores=[0.95, 0.5],
+            ),
+            QueryPrediction(
+                step.cell.benchmark, "s1", "location", ["Paris"], '["Paris"]', text, scores=[0.97]
+            ),
+        ]
+        path = config.output_dir / step.read_marker()["result"]["path"]
+        path.write_text("".join(json.dumps(row.to_dict()) + "\n" for row in rows))
+    everything = collect_results(config, choice=(0.0, True))
+    assert {round(row["precision"], 2) for row in everything["rows"]} == {66.67}
+    chosen = collect_results(config, choice=(0.9, False))
+    assert chosen["choice"] == {"threshold": 0.9, "multi_label": False} and "choice" not in collect_results(
+        config
+    )
+    assert len(chosen["rows"]) == len(eval_steps)
+    assert {round(row["f1"], 2) for row in chosen["rows"]} == {100.0}
+
+    args = ["experiment", str(config.path), "-o", str(config.output_dir), "--collect"]
+    result = CliRunner().invoke(app, [*args, "--threshold", "0.9", "--one-type-per-span"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((config.output_dir / "results.0.9-one-type.json").read_text()) == chosen
+    assert (config.output_dir / "results.0.9-one-type.md").is_file()
+    result = CliRunner().invoke(app, [*args[:-1], "--threshold", "0.9"])
+    assert isinstance(result.exception, RaitError) and "with --collect" in str(result.exception)
+
+    path.write_text(json.dumps(dataclasses.replace(rows[0], scores=None).to_dict()) + "\n")
+    with pytest.raises(ExperimentError, match="has no mention scores"):
+        collect_results(config, choice=(0.9, False))
+
+
 def test_collect_and_dry_run_exclude_each_other(config):
     args = ["experiment", str(config.path), "--collect", "--dry-run"]
     result = CliRunner().invoke(app, args)
@@ -405,7 +449,6 @@ def test_invalid_yaml_reports_its_line(tmp_path):
 
 def test_protocol_reaches_scoring_and_results(tmp_path):
     from rait.experiment import run_evaluate
-    from rait.records import QueryPrediction
 
     path = tmp_path / "ra_it.yaml"
     path.write_text(CONFIG.replace("max_examples: 5", "max_examples: 5\n  protocol: ra-it"))

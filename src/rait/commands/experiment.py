@@ -35,6 +35,20 @@ def experiment_command(
             help="Store every finished LoRA adapter in the adapter store (bf16, for git); run nothing.",
         ),
     ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="With --collect: choose every cell's mentions again, dropping those scored below this "
+            "(0 to 1), and write results.<threshold>-<one-type|multi-label>.json/.md instead.",
+        ),
+    ] = None,
+    multi_label: Annotated[
+        bool,
+        typer.Option(
+            "--multi-label/--one-type-per-span",
+            help="With --threshold: every type of a span, or only its best-scoring one.",
+        ),
+    ] = True,
     adapters: Annotated[
         Path | None,
         typer.Option(
@@ -50,9 +64,13 @@ def experiment_command(
     from rait.errors import RaitError
     from rait.experiment import collect_results, load_config, plan, run_experiment, write_results
     from rait.fileio import check_output_dir
+    from rait.inference import check_threshold
 
     if sum((collect, dry_run, export_adapters)) > 1:
         raise RaitError("--collect, --dry-run and --export-adapters exclude each other: give one of them")
+    if threshold is not None and not collect:
+        raise RaitError("--threshold chooses the mentions of finished cells again: give it with --collect")
+    choice = None if threshold is None else (check_threshold(threshold), multi_label)
     console = make_console()
     cfg = load_config(config, output_dir=output_dir)
     if adapters is not None:
@@ -63,7 +81,7 @@ def experiment_command(
     if collect:  # no experiment lock: the writes are atomic, a running experiment keeps going
         check_output_dir(cfg.output_dir)
         steps = plan(cfg)
-        results = collect_results(cfg, steps)
+        results = collect_results(cfg, steps, choice)
         json_path, md_path = write_results(cfg, results)
         stale = sum(1 for step in steps if step.stage == "eval" and step.status() == "stale")
         console.print(

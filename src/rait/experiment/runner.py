@@ -15,7 +15,14 @@ from rait.experiment.cells import EvalCell, TrainCell
 from rait.experiment.config import ExperimentConfig, ExperimentError
 from rait.experiment.selection import SEARCHED, candidate_name, select
 from rait.experiment.settings import EXECUTION_SETTINGS, execution_settings
-from rait.experiment.stages import Stages, _answerer, _out_domain_pool, default_stages, train_key
+from rait.experiment.stages import (
+    Stages,
+    _answerer,
+    _out_domain_pool,
+    default_stages,
+    run_evaluate,
+    train_key,
+)
 from rait.fileio import atomic_write, check_output_dir, read_json, write_json
 from rait.locks import output_lock
 
@@ -306,11 +313,14 @@ def _run_steps(config: ExperimentConfig, stages: Stages | None, log: Callable[[s
     return results
 
 
-def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -> dict:
+def collect_results(
+    config: ExperimentConfig, steps: list[Step] | None = None, choice: tuple[float, bool] | None = None
+) -> dict:
     """The results table from the finished eval steps' markers: one row per eval cell, with its per-sentence
     counts (``sentences``) where the marker has them; with ``training.search``, ``selection``: per training
     cell the chosen hyper-parameters and every candidate's validation loss, or for a cell outside
-    ``search.sizes`` the cell it took them from (``selected_by``)."""
+    ``search.sizes`` the cell it took them from (``selected_by``). ``choice``: (threshold, multi_label) to
+    score every cell's predictions again with its mentions chosen by score (recorded as ``choice``)."""
     steps = steps if steps is not None else plan(config)
     rows, missing, selection = [], [], {}
     for step in steps:
@@ -326,6 +336,8 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
             missing.append(step.name)
             continue
         metrics = marker["result"]["metrics"]
+        if choice is not None:
+            metrics = run_evaluate(config, step.cell, config.output_dir / marker["result"]["path"], choice)
         row = {
             **step.cell.describe(),
             **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
@@ -347,15 +359,20 @@ def collect_results(config: ExperimentConfig, steps: list[Step] | None = None) -
         "missing": missing,
         "rows": rows,
         **({"selection": selection} if selection else {}),
+        **({"choice": {"threshold": choice[0], "multi_label": choice[1]}} if choice is not None else {}),
     }
 
 
 def write_results(config: ExperimentConfig, results: dict) -> tuple[Path, Path]:
-    """Write ``results.json`` and ``results.md`` under the experiment's output directory."""
+    """Write ``results.json`` and ``results.md`` under the experiment's output directory (with a ``choice``:
+    ``results.<threshold>-<one-type|multi-label>.json`` and ``.md``)."""
     from rait.report import results_markdown
 
-    json_path = config.output_dir / RESULTS_JSON
-    md_path = config.output_dir / RESULTS_MD
+    json_path, md_path = config.output_dir / RESULTS_JSON, config.output_dir / RESULTS_MD
+    if "choice" in results:
+        choice = results["choice"]
+        tag = f"{choice['threshold']:g}-{'multi-label' if choice['multi_label'] else 'one-type'}"
+        json_path, md_path = json_path.with_suffix(f".{tag}.json"), md_path.with_suffix(f".{tag}.md")
     write_json(json_path, results)
     with atomic_write(md_path) as handle:
         handle.write(results_markdown(results))

@@ -213,13 +213,23 @@ def predict_cell(
     return output
 
 
-def run_evaluate(config: ExperimentConfig, cell: EvalCell, predictions: Path) -> dict:
+def run_evaluate(
+    config: ExperimentConfig, cell: EvalCell, predictions: Path, choice: tuple[float, bool] | None = None
+) -> dict:
     """UniversalNER micro scores of one cell's predictions (:func:`rait.evaluation.evaluate_file`), with the
     config's scoring protocol, and ``sentences``: [n_correct, n_pred, n_gold] per test sentence id, for the
-    report's bootstrap."""
-    from rait.evaluation import evaluate_file
+    report's bootstrap. ``choice``: (threshold, multi_label) to choose the mentions again from their scores
+    first (:func:`rait.inference.reselect`), as a product default would."""
+    from rait.evaluation import evaluate, read_prediction_files
+    from rait.inference import reselect
 
-    report = evaluate_file(predictions, protocol=config.evaluation.protocol)
+    rows = read_prediction_files([predictions])
+    if choice is not None:
+        try:
+            rows = reselect(rows, *choice)
+        except ValueError as exc:
+            raise ExperimentError(f"{predictions}: {exc}") from None
+    report = evaluate(rows, protocol=config.evaluation.protocol)
     scores = report.to_dict()["benchmarks"]
     if cell.benchmark not in scores:
         raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
