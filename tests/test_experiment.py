@@ -29,6 +29,7 @@ from rait.experiment import (
 )
 from rait.locks import lock_path
 from rait.records import QueryPrediction
+from rait.report import build_report
 
 CONFIG = """\
 name: fake
@@ -357,7 +358,9 @@ def test_collect_can_choose_every_cells_mentions_again_by_score(config):
     result = CliRunner().invoke(app, [*args, "--threshold", "0.9", "--one-type-per-span"])
     assert result.exit_code == 0, result.output
     assert json.loads((config.output_dir / "results.0.9-one-type.json").read_text()) == chosen
-    assert (config.output_dir / "results.0.9-one-type.md").is_file()
+    assert "threshold 0.9, one type per span" in (config.output_dir / "results.0.9-one-type.md").read_text()
+    report = build_report(chosen, config.output_dir / "report", samples=10).read_text()
+    assert "mentions chosen again by score: threshold 0.9, one type per span" in report
     result = CliRunner().invoke(app, [*args[:-1], "--threshold", "0.9"])
     assert isinstance(result.exception, RaitError) and "with --collect" in str(result.exception)
 

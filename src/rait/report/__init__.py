@@ -23,7 +23,7 @@ from rait.fileio import atomic_write, write_json
 from rait.report.export import SCORES_JSON, _scores_json, scores_json
 from rait.report.results import load_results
 from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
-from rait.report.tables import markdown_table, results_markdown, stop_counts
+from rait.report.tables import choice_fact, markdown_table, results_markdown, stop_counts
 from rait.report.views import (
     View,
     decoding_differences,
@@ -114,6 +114,7 @@ def build_report(
         f"embedder `{results['embedder']}`" if results.get("embedder") else "",
         f"up to {results['max_examples']} sentences per benchmark" if results.get("max_examples") else "",
         f"scored with the `{results['protocol']}` protocol" if results.get("protocol") else "",
+        choice_fact(results),
         f"results from `{source}`" if source else "",
     ]
     lines += [

@@ -86,11 +86,13 @@ def results_markdown(results: dict) -> str:
         setting = Setting.of(row)
         rows.setdefault((row["model"], setting.inference_label), {})[row["benchmark"]] = row["f1"]
     done, missing = len(results["rows"]), len(results.get("missing", []))
+    facts = [f"{done} of {done + missing} eval cells done"]
+    facts += [f"scored with the `{results['protocol']}` protocol"] if results.get("protocol") else []
+    facts += [choice] if (choice := choice_fact(results)) else []
     lines = [
         f"# Results: {results.get('experiment', '')}",
         "",
-        f"Micro-F1 (%) per benchmark; {done} of {done + missing} eval cells done"
-        + (f"; scored with the `{results['protocol']}` protocol." if results.get("protocol") else "."),
+        f"Micro-F1 (%) per benchmark; {'; '.join(facts)}.",
         "",
     ]
     if stops := stop_counts(results):
@@ -105,3 +107,12 @@ def results_markdown(results: dict) -> str:
     lines.append("|---|---|" + "---:|" * (len(benchmarks) + 1))
     lines += ["| " + " | ".join([model, *cells]) + " |" for model, cells in table]
     return "\n".join(lines) + "\n"
+
+
+def choice_fact(results: dict) -> str:
+    """How the mentions were chosen again by score before scoring (``rait experiment --collect
+    --threshold``), or ``""``."""
+    if (choice := results.get("choice")) is None:
+        return ""
+    types = "every type of a span" if choice["multi_label"] else "one type per span"
+    return f"mentions chosen again by score: threshold {choice['threshold']:g}, {types}"
