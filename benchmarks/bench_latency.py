@@ -19,6 +19,8 @@ model with its defaults (``NER.from_pretrained()``: bf16 where the CPU has it, c
 - the peak resident memory of each process (``ru_maxrss``; model loading included);
 - ``identical``: how many raw answers the variants share: the predict workload's (bf16) and, in fp32 (where
   answers do not depend on the batch), the sentence's and the batch texts' in both decodings (first round).
+  Where this checkout cuts answers scored below the threshold, also whether its default entities equal
+  those chosen from whole answers (fp32, the batch texts).
 
 ``--old-commit`` exports that commit's ``src`` with ``git archive`` into a temporary folder (``--old-src``
 names one instead); this checkout's ``src`` is copied first, so edits during the run change nothing. Each
@@ -143,7 +145,26 @@ def identity_phase(ner, job: dict, args) -> dict:
     for decoding in ("constrained-words", "free"):
         predictor.decoding = decoding
         answers[decoding] = [[str(a) for a in passage] for passage in predictor.answer_many(queries)]
-    return {"answers": answers}
+    return {"answers": answers, **_cut_check(job)}
+
+
+def _cut_check(job: dict) -> dict:
+    """Where the predictor cuts answers scored below the threshold (``Predictor.min_score``): whether the
+    default call's entities equal those chosen from whole answers (fp32, the batch texts)."""
+    from rait import NER
+
+    try:
+        from rait.inference import Predictor, select_entities
+    except ImportError:  # an old source, before rait.inference
+        return {}
+    if not hasattr(Predictor, "min_score"):
+        return {}
+    ner = NER.from_pretrained(precision="fp32")
+    texts = job["batch_texts"]
+    cut = ner.batch_predict_entities(texts, list(BATCH_TYPES))
+    whole = ner.batch_predict_entities(texts, list(BATCH_TYPES), threshold=0, multi_label=True)
+    chosen = [select_entities(entities, ner.threshold, ner.multi_label) for entities in whole]
+    return {"cut_entities_equal_whole": cut == chosen, "cut_entities": sum(map(len, cut))}
 
 
 PHASES = {
@@ -191,9 +212,41 @@ def profile(args) -> None:
         report.write(f"== {name}: torch profiler\n")
         report.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25) + "\n")
     report.write(prompt_forward_profile(calls["batch"]))
+    report.write(forward_passes(ner, calls))
     args.profile.parent.mkdir(parents=True, exist_ok=True)
     args.profile.write_text(report.getvalue())
     print(f"-> {args.profile}")
+
+
+def forward_passes(ner, calls: dict) -> str:
+    """Each model call of each of ``calls``: the tokens fed (rows x width), the cache slots after it and
+    its milliseconds."""
+    predictor, lines = ner.predictor, []
+    inner = predictor._forward
+
+    def timed(ids, mask, *rest):
+        started = time.perf_counter()
+        found = inner(ids, mask, *rest)
+        passes.append((tuple(ids.shape), mask.shape[-1], time.perf_counter() - started))
+        return found
+
+    predictor._forward = timed
+    try:
+        for name, call in calls.items():
+            passes: list = []
+            started = time.perf_counter()
+            call()
+            took = time.perf_counter() - started
+            lines.append(
+                f"== {name}: {len(passes)} forward passes, {sum(p[2] for p in passes):.3f} of {took:.3f} s"
+            )
+            lines += [
+                f"  fed {rows} x {width}, cache {slots}: {ms * 1e3:.0f} ms"
+                for (rows, width), slots, ms in passes
+            ]
+    finally:
+        del predictor._forward
+    return "\n".join(lines) + "\n"
 
 
 def prompt_forward_profile(call) -> str:
@@ -304,6 +357,9 @@ def identical(a: dict[str, list[dict]], b: dict[str, list[dict]]) -> dict:
             for pair in zip(pa, pb, strict=True)
         ]
         same[f"fp32_{decoding}"] = f"{sum(x == y for x, y in pairs)}/{len(pairs)}"
+    cut = a["identity"][0]["identity"]
+    if "cut_entities_equal_whole" in cut:
+        same["fp32_cut_entities_equal_whole"] = cut["cut_entities_equal_whole"]
     return same
 
 

@@ -1,7 +1,10 @@
 """The CPU's bf16 matrix-product speed at the shapes of SmolLM2-135M (the built-in model's base), for the
 speed issue's arithmetic: GFLOP/s of ``F.linear`` for a prompt (3,000 tokens) and for decoding steps (1-90
-rows), and one decoder layer's seven projections run separately against fused (q/k/v in one product,
-gate/up in one), with whether the fused outputs are identical.
+rows), one decoder layer's seven projections run separately against fused (q/k/v in one product,
+gate/up in one), with whether the fused outputs are identical, and the 30 layers' projections of a
+decoding step (distinct weights, streamed from memory as in the model) at 1-47 rows in bf16, fp32 and with
+int8 weights (``torch.ops.aten._weight_int8pack_mm``, per-channel scales, bf16 activations), in GB/s of
+weights read.
 
     python benchmarks/bench_matmul.py [--threads 1 2]
 
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, KV, FFN, VOCAB = 576, 192, 1536, 49152  # SmolLM2-135M
 PRODUCTS = [(3000, HIDDEN, FFN), (3000, FFN, HIDDEN), (90, HIDDEN, FFN), (8, HIDDEN, FFN), (1, HIDDEN, VOCAB)]
 LAYER_ROWS = (1, 5, 20, 90)
+LAYERS, STACK_ROWS = 30, (1, 5, 47)
 
 
 def seconds(call, repeats: int) -> float:
@@ -72,6 +76,44 @@ def layers() -> list[dict]:
     return found
 
 
+def stack() -> list[dict]:
+    """A decoding step's projections, every layer's own weights: ms and GB/s of weights per dtype."""
+    shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN), (FFN, HIDDEN)]
+    shapes = (shapes + [(HIDDEN, FFN)]) * LAYERS
+    bf16 = [torch.randn(*shape, dtype=torch.bfloat16) for shape in shapes]
+    weights = {"bf16": bf16, "fp32": [w.float() for w in bf16], "int8": [_int8(w) for w in bf16]}
+    found = []
+    for rows in STACK_ROWS:
+        entry = {"rows": rows}
+        for kind, stacked in weights.items():
+            dtype = torch.float32 if kind == "fp32" else torch.bfloat16
+            inputs = {n: torch.randn(rows, n, dtype=dtype) for n in (HIDDEN, FFN)}
+            if kind == "int8":
+
+                def call(stacked=stacked, inputs=inputs):
+                    for w, scale in stacked:
+                        torch.ops.aten._weight_int8pack_mm(inputs[w.shape[1]], w, scale)
+
+                size = sum(w.numel() for w, _ in stacked)
+            else:
+
+                def call(stacked=stacked, inputs=inputs):
+                    for w in stacked:
+                        F.linear(inputs[w.shape[1]], w)
+
+                size = sum(w.numel() * w.element_size() for w in stacked)
+            took = seconds(call, 10)
+            entry[kind] = {"ms": took * 1e3, "gb_per_s": size / took / 1e9}
+        found.append(entry)
+    return found
+
+
+def _int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = weight.float().abs().amax(1).clamp(min=1e-8) / 127
+    quantized = (weight.float() / scale[:, None]).round().clamp(-128, 127).to(torch.int8)
+    return quantized, scale.to(torch.bfloat16)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -84,7 +126,7 @@ def main() -> None:
     report["machine"] = platform.processor() or platform.machine()
     for threads in args.threads:
         torch.set_num_threads(threads)
-        found = {"products": products(), "layer": layers()}
+        found = {"products": products(), "layer": layers(), "decoding_step": stack()}
         report[f"threads_{threads}"] = found
         print(f"== {threads} thread(s)")
         for entry in found["products"]:
@@ -95,6 +137,12 @@ def main() -> None:
                 f"  layer, {entry['rows']} rows: separate {entry['separate_ms']:.3f} ms, fused "
                 f"{entry['fused_ms']:.3f} ms ({ratio:.2f}x), identical {entry['identical']}"
             )
+        for entry in found["decoding_step"]:
+            kinds = ", ".join(
+                f"{kind} {entry[kind]['ms']:.1f} ms ({entry[kind]['gb_per_s']:.1f} GB/s)"
+                for kind in ("bf16", "fp32", "int8")
+            )
+            print(f"  decoding step, {LAYERS} layers' projections, {entry['rows']} rows: {kinds}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {args.out}")

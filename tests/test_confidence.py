@@ -127,6 +127,31 @@ def test_scores_lie_in_0_1_and_a_higher_threshold_returns_a_subset(tiny):
             previous = as_keys
 
 
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_a_threshold_cuts_low_answers_short_and_returns_what_selection_of_whole_answers_keeps(
+    multi_label, monkeypatch
+):
+    model, tokenizer = tiny_model_and_tokenizer()
+    predictor = Predictor(model.double(), tokenizer, max_new_tokens=24, decoding="constrained")
+    ner = NER(predictor, threshold=0, multi_label=True)
+    texts = [TEXT, "Marie Curie won the Nobel Prize in Stockholm.", "Angela Merkel met Macron in Berlin."]
+    types = ["person", "location", "country", "award"]
+    every = ner.batch_predict_entities(texts, types)
+    scores = sorted({e["score"] for entities in every for e in entities})
+    threshold = scores[len(scores) // 2]
+    reasons, decode = [], Predictor._decode
+
+    def recording(self, ids):
+        reasons.append(decode(self, ids).finish_reason)
+        return decode(self, ids)
+
+    monkeypatch.setattr(Predictor, "_decode", recording)
+    kept = ner.batch_predict_entities(texts, types, threshold=threshold, multi_label=multi_label)
+    assert kept == [select_entities(entities, threshold, multi_label) for entities in every]
+    assert "dropped" in reasons
+    assert predictor.min_score is None  # set for the call only
+
+
 def _entity(text, entity_type, start, score):
     return {
         "text": text,

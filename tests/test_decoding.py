@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from rait.chat import encode_turns
 from rait.inference import PassageQuery, Predictor
-from rait.inference.decoding import Lookup
+from rait.inference.decoding import Decoder, Lookup
 from rait.inference.prefill import buckets
+from rait.templates import question_turn
 from rait.testing import tiny_model_and_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -22,25 +24,37 @@ TYPES = ("person", "location", "organization")
 
 
 class CountingPredictor(Predictor):
-    """Counts the model calls; with ``block``, the model writes ``block[position % len(block)]`` (a loop)."""
+    """Counts the model calls; with ``block``, the model writes ``block[position % len(block)]`` (a loop).
+    With ``openings``, after the prompt's last token it prefers ``["`` at even positions and ``[`` at odd
+    ones (an answer's usual first tokens, which a random model never writes), so every row opens with one
+    of the drafted branches; the rest of the answer is the model's."""
 
     calls = 0
     block: tuple[int, ...] = ()
+    openings = False
 
     def _forward(self, ids, mask, positions, cache, select):
         self.calls += 1
         logits = super()._forward(ids, mask, positions, cache, select)
-        if logits is not None and self.block:
-            for row, position in enumerate(positions.reshape(-1)[select].tolist()):
+        if logits is None:
+            return logits
+        fed = ids.reshape(-1)[select].tolist()
+        prompt_end = encode_turns(self.tokenizer, [question_turn("x", "en")], add_generation_prompt=True)[-1]
+        for row, position in enumerate(positions.reshape(-1)[select].tolist()):
+            if self.block:
                 logits[row, self.block[position % len(self.block)]] = logits[row].max() + 1.0
+            elif self.openings and fed[row] == prompt_end:
+                logits[row, self._branches[position % 2]] = logits[row].max() + 1.0
         return logits
 
 
-def answers(model, tokenizer, decoding: str, fast: bool, batch_size: int, block=()) -> tuple[list, int]:
+def answers(
+    model, tokenizer, decoding: str, fast: bool, batch_size: int, block=(), min_score=None, openings=False
+) -> tuple[list, int]:
     predictor = CountingPredictor(
         model, tokenizer, max_new_tokens=40, decoding=decoding, batch_size=batch_size
     )
-    predictor.block = block
+    predictor.block, predictor.min_score, predictor.openings = block, min_score, openings
     if not fast:
         predictor.draft_budget, predictor.jump_forward = 0, False
     found = predictor.answer_many([PassageQuery(text, TYPES) for text in SENTENCES])
@@ -60,6 +74,46 @@ def test_drafts_and_forced_tokens_give_the_one_token_per_call_answers(arch, deco
             fast, fast_calls = answers(model, tokenizer, decoding, True, batch_size, block)
             assert fast == reference
             assert fast_calls < plain_calls or decoding == "free" and not block
+
+
+@pytest.mark.parametrize("decoding", ["free", "constrained", "constrained-words"])
+def test_first_tokens_drafted_in_the_prompt_forward_change_no_answer(decoding, monkeypatch):
+    model, tokenizer = tiny_model_and_tokenizer("llama")
+    model = model.double()
+    kept = []
+    first = Decoder._first
+
+    def counting(self, rows, scores, mask, branches):
+        mask = first(self, rows, scores, mask, branches)
+        kept.append(int(mask[:, mask.shape[1] - len(branches) :].sum()) if branches else 0)
+        return mask
+
+    monkeypatch.setattr(Decoder, "_first", counting)
+    for batch_size in (1, 64):
+        reference, plain_calls = answers(model, tokenizer, decoding, False, batch_size, openings=True)
+        kept.clear()
+        fast, fast_calls = answers(model, tokenizer, decoding, True, batch_size, openings=True)
+        assert fast == reference
+        assert sum(kept) and fast_calls < plain_calls
+
+
+@pytest.mark.parametrize("decoding", ["constrained", "constrained-words"])
+def test_an_answer_scored_below_min_score_ends_at_its_first_choice_point(decoding):
+    model, tokenizer = tiny_model_and_tokenizer("llama")
+    model = model.double()
+    whole, whole_calls = answers(model, tokenizer, decoding, True, 64)
+    firsts = sorted({answer[2][0] for passage in whole for answer in passage if answer[2]})
+    floor = firsts[len(firsts) // 2]  # the median answer score: some answers fall below it, some not
+    cut, cut_calls = answers(model, tokenizer, decoding, True, 64, min_score=floor)
+    dropped = 0
+    for whole_passage, cut_passage in zip(whole, cut, strict=True):
+        for before, after in zip(whole_passage, cut_passage, strict=True):
+            if before[2] and before[2][0] < floor:
+                assert after == ("[]", "dropped", ())
+                dropped += 1
+            else:
+                assert after == before
+    assert dropped and cut_calls <= whole_calls
 
 
 def test_a_draft_is_what_followed_the_longest_match_of_the_last_tokens():

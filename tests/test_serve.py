@@ -185,6 +185,38 @@ def test_threshold_and_multi_label_per_request(server):
     assert (info["threshold"], info["multi_label"]) == (0.92, False)
 
 
+def test_a_batch_is_decoded_at_the_lowest_threshold_of_its_requests(server):
+    base, predictor = server
+    seen = []
+    greedy = predictor._greedy
+
+    def recording(*args, **kwargs):
+        seen.append(predictor.min_score)
+        return greedy(*args, **kwargs)
+
+    predictor._greedy = recording
+    try:
+        for threshold in (None, 0.5, 0):
+            post(base, {"text": TEXT, "types": ["person"], "threshold": threshold})
+    finally:
+        del predictor._greedy
+    assert seen == [0.92, 0.5, None] and predictor.min_score is None
+
+    from rait.serve.batcher import Batcher, _Job
+
+    class Recorder:
+        def extract(self, texts, types, examples, **options):
+            calls.append(options["threshold"])
+            return []
+
+    calls = []
+    jobs = [_Job([t], [("person",)], "none", None, None, floor) for t, floor in (("a", 0.9), ("b", 0.5))]
+    for job in jobs:
+        job.cut()
+    Batcher(Recorder())._extract([job.pieces[0] for job in jobs], "none", None)
+    assert calls == [0.5]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field", "message"),
     [

@@ -3,8 +3,10 @@ mention strings (:func:`format_answer` writes it, :func:`parse_answer_items` rea
 protocol), and a generated answer carries why its generation ended (:class:`Answer`, ``FINISH_REASONS``).
 
 Every answer ends for one of ``FINISH_REASONS``: ``stop`` (the model wrote its end-of-turn token),
-``length`` (it reached ``max_new_tokens``: the answer may be cut) or ``repetition`` (it was caught in a loop,
-:func:`rait.inference.stopping.repeats_itself`).
+``length`` (it reached ``max_new_tokens``: the answer may be cut), ``repetition`` (it was caught in a loop,
+:func:`rait.inference.stopping.repeats_itself`) or ``dropped`` (cut at its first choice point because its
+score was below the caller's threshold: answered ``[]``; only where the answers serve that threshold,
+:attr:`rait.inference.transformers.Predictor.min_score`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from collections.abc import Sequence
 
 PROTOCOLS = ("uniner", "ra-it")
-FINISH_REASONS = ("stop", "length", "repetition")
+FINISH_REASONS = ("stop", "length", "repetition", "dropped")
 
 _LIST = re.compile(r"\[(.*?)\]")  # upstream: non-greedy, '.' does not cross newlines
 _DECODER = json.JSONDecoder()

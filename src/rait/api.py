@@ -94,7 +94,8 @@ class NER:
     Every entity has a confidence ``score`` in [0, 1] (:mod:`rait.inference.confidence`; none with a backend
     that gives none). Entities scored below ``threshold`` are dropped (None or 0: none), and unless
     ``multi_label`` each span keeps only its best-scoring type (GLiNER's ``flat_ner``); calls may override
-    both."""
+    both. With a threshold, an answer is decoded only until its score is known: one scored below it ends
+    there (its mentions would be dropped; such answers never count as malformed)."""
 
     def __init__(
         self,
@@ -296,7 +297,7 @@ class NER:
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         multi_label = self.multi_label if multi_label is None else check_multi_label(multi_label)
         results: list[Extraction] = []
-        with self._decoding(decoding):
+        with self._decoding(decoding), self._min_score(threshold):
             for start in range(0, len(texts), batch_size):
                 batch = texts[start : start + batch_size]
                 results += self._extract_batch(batch, per_text[start : start + batch_size], examples)
@@ -324,6 +325,20 @@ class NER:
             yield
         finally:
             self.predictor.decoding = current
+
+    @contextmanager
+    def _min_score(self, threshold: float | None):
+        """Let the predictor cut answers scored below ``threshold`` inside the block (hf backend; their
+        mentions would be dropped anyway: :attr:`rait.inference.transformers.Predictor.min_score`)."""
+        if not threshold or not isinstance(self.predictor, Predictor):
+            yield
+            return
+        current = self.predictor.min_score
+        self.predictor.min_score = threshold
+        try:
+            yield
+        finally:
+            self.predictor.min_score = current
 
     def _examples_for(self, texts: list[str], examples) -> list[list[Record]]:
         if examples is None or isinstance(examples, str) and examples == "none":

@@ -9,16 +9,23 @@ exactly as if each (prefix, suffix) prompt ran alone. Passages of similar length
 (:func:`buckets`). The cache is then gathered into one row per question: prefix left-padded to the longest
 prefix, suffix left-padded after it (pad slots masked out, position ids skipping them), the layout decoding
 continues from (:class:`rait.inference.decoding.Decoder`).
+
+*Branches* draft the answer's first token in the same forward: after each suffix, one token per branch (e.g.
+``["`` and ``[``, the usual openings of an answer), all at the position after the suffix, each seeing the
+prompt and itself only. The scores after a branch are the next token's if the model writes that branch's
+token first; the decoder keeps the one it confirms and masks the others' slots.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
-CALL_TOKENS = 16  # a forward's fixed cost (weights read, per-layer overhead) in tokens of compute
+# a forward's fixed cost (weights read, per-layer overhead) in tokens of compute: on a 2-core CPU, bf16, a
+# forward of a few rows takes about 70 ms and a prompt token about 0.65 ms (docs/inference.md)
+CALL_TOKENS = 96
 
 
 def buckets(lengths: list[int]) -> list[tuple[int, int]]:
@@ -48,10 +55,13 @@ def prefill(
     device,
     dtype: torch.dtype,
     start: tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]] | None = None,
+    branches: Sequence[int] = (),
 ):
     """Run the prompts ``prefixes[owner[r]] + suffixes[r]`` (every suffix non-empty). Returns the cache of
     one row per ``r`` (``cache_factory()`` makes an empty one), its valid slots, each row's next position
-    id and the scores after each prompt's last token.
+    id and, per row, the scores after the prompt's last token, then after each of ``branches`` (the tokens
+    drafted first, see the module doc; their slots are the row's last, valid in the mask: the decoder
+    masks the ones it rejects) -- ``[rows, 1 + len(branches), vocab]``.
 
     ``forward(ids, mask, positions, cache, select)`` runs the model and returns the scores at the flat
     positions ``select``; ``mask`` is 4-D, added to the attention scores (``dtype``: the model's).
@@ -65,11 +75,11 @@ def prefill(
     head, head_cache = start if start is not None else ([], [])
     if head and any(prefixes[p][: len(head)] != head for p in passages):
         head, head_cache = [], []
-    offset = len(head)
-    total = {p: len(prefixes[p]) - offset + sum(len(suffixes[r]) for r in rows_of[p]) for p in passages}
+    offset, nb = len(head), len(branches)
+    total = {p: len(prefixes[p]) - offset + sum(len(suffixes[r]) + nb for r in rows_of[p]) for p in passages}
     passages.sort(key=total.get)
     pwidth = max(len(prefixes[p]) for p in passages)
-    swidth = max(len(s) for s in suffixes)
+    swidth = max(len(s) for s in suffixes) + nb
     width = pwidth + swidth
     merged: list[torch.Tensor | None] = []  # per layer: keys, values of every row
     all_scores = None
@@ -99,12 +109,18 @@ def prefill(
                 allowed[b, span, offset : offset + rest] = True
                 allowed[b, span, offset + at : offset + at + k] = torch.ones((k, k), dtype=torch.bool).tril()
                 select.append(b * length + at + k - 1)
+                for j, token in enumerate(branches):  # each branch sees the prompt and itself
+                    slot = at + k + j
+                    ids[b, slot], positions[b, slot] = token, n + k
+                    allowed[b, slot, offset : offset + rest] = True
+                    allowed[b, slot, offset + at : offset + at + k] = True
+                    select.append(b * length + slot)
                 rows.append(r)
-                # this row's cache slots: prefix left-padded to pwidth, suffix left-padded to swidth
+                # this row's cache slots: prefix left-padded to pwidth, suffix (and branches) to swidth
                 slots = [0] * (pwidth - n) + list(range(n))
-                slots += [0] * (swidth - k) + list(range(offset + at, offset + at + k))
+                slots += [0] * (swidth - k - nb) + list(range(offset + at, offset + at + k + nb))
                 source.append([b * span_all + s for s in slots])
-                at += k
+                at += k + nb
         part = cache_factory()
         for layer, (keys, values) in enumerate(head_cache):
             size = (len(members), -1, -1, -1)
@@ -125,8 +141,8 @@ def prefill(
                     merged.append(picked.new_empty((len(owner), *picked.shape[1:])))
                 merged[layer * 2 + kind][targets] = picked
         if all_scores is None:
-            all_scores = scores.new_empty((len(owner), scores.shape[-1]))
-        all_scores[targets] = scores
+            all_scores = scores.new_empty((len(owner), 1 + nb, scores.shape[-1]))
+        all_scores[targets] = scores.reshape(len(rows), 1 + nb, -1)
         del part
     cache = cache_factory()
     for layer in range(len(merged) // 2):
@@ -136,7 +152,7 @@ def prefill(
     mask = torch.zeros((len(owner), width), dtype=torch.long)
     for r, prefix in enumerate(owner):
         mask[r, pwidth - len(prefixes[prefix]) : pwidth] = 1
-        mask[r, width - len(suffixes[r]) :] = 1
+        mask[r, width - len(suffixes[r]) - nb :] = 1
     next_pos = torch.tensor([len(prefixes[p]) + len(s) for p, s in zip(owner, suffixes, strict=True)])
     return cache, mask.to(device), next_pos.to(device), all_scores
 

@@ -75,10 +75,10 @@ class Continuation(list):
 
 def with_finish_reason(text: str, parts: Sequence[str], scores: Sequence[float] | None = None) -> str:
     """``text`` (an answer merged from ``parts``, e.g. the chunks of a long passage) carrying the parts' most
-    telling finish reason: ``length`` if any hit the cap, else ``repetition`` if any looped, else ``stop``;
-    and ``scores`` (its mentions' scores); plain when no part reports a reason."""
+    telling finish reason: ``length`` if any hit the cap, else ``repetition`` if any looped, else ``stop``,
+    else ``dropped``; and ``scores`` (its mentions' scores); plain when no part reports a reason."""
     reasons = {finish_reason(part) for part in parts}
-    for reason in ("length", "repetition", "stop"):
+    for reason in ("length", "repetition", "stop", "dropped"):
         if reason in reasons:
             return Answer(text, reason, scores)
     return text

@@ -20,13 +20,15 @@ from rait.answers import Answer
 from rait.chat import encode_system, encode_turns, ensure_chat_template, stop_token_ids
 from rait.errors import RaitError
 from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, check_decoding
-from rait.inference.confidence import ChoiceRecorder
+from rait.inference.confidence import SCORE_DIGITS, SCORE_RULE, ChoiceRecorder
 from rait.inference.decoding import DRAFT_BUDGET, Decoder
 from rait.inference.entities import scored_answer
 from rait.inference.prefill import prefill, shared_start
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation
 from rait.records import Record
 from rait.templates import prompt_turns, question_turn
+
+BRANCH_OPENINGS = ('["', "[")  # an answer's usual first tokens, drafted in the prompt forward
 
 
 class Predictor(Answerer):
@@ -44,10 +46,16 @@ class Predictor(Answerer):
     before the cap (:mod:`rait.inference.constrained`); ``"constrained-words"`` also keeps strings from
     starting or ending inside a word; ``"free"``: the paper's unconstrained greedy decoding. ``draft_budget``
     and ``jump_forward`` (:class:`rait.inference.decoding.Decoder`) only save model calls: 0 and False
-    decode one token per call."""
+    decode one token per call.
+
+    ``min_score``: where the caller keeps only mentions scored at least this (a threshold, under the score
+    rule ``first``), an answer whose first choice point scores below it is cut there and answered ``[]``
+    with finish reason ``dropped``: the mentions it would have written would all be dropped. None (the
+    default, and what ``rait predict`` uses, as its files keep every score): every answer is decoded whole."""
 
     draft_budget: int = DRAFT_BUDGET
     jump_forward: bool = True
+    min_score: float | None = None
     _start_cache: tuple[list[int], list] | None = None
 
     def __init__(
@@ -135,13 +143,22 @@ class Predictor(Answerer):
         return ConstrainedRows([by_text[text] for text in passages])
 
     def _decode(self, ids: list[int]) -> Answer:
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         reason, probs = getattr(ids, "finish_reason", "stop"), getattr(ids, "open_probs", None)
+        if reason == "dropped":
+            return Answer("[]", reason, [])
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return Answer(text, reason) if probs is None else scored_answer(text, reason, probs)
 
     @functools.cached_property
     def _token_bytes(self) -> list[bytes | None]:
         return self._token_vocab().token_bytes
+
+    @functools.cached_property
+    def _branches(self) -> tuple[int, ...]:
+        """The first tokens drafted in the prompt forward: the tokenizer's single tokens for the usual
+        openings of an answer, ``["`` and ``[`` (:func:`rait.inference.prefill.prefill`)."""
+        found = (self._encode(opening) for opening in BRANCH_OPENINGS)
+        return tuple(dict.fromkeys(ids[0] for ids in found if len(ids) == 1))
 
     def _start(self) -> tuple[list[int], list]:
         """The tokens every prompt in the predictor's language starts with (the system turn and the passage
@@ -203,6 +220,7 @@ class Predictor(Answerer):
             self.device,
             self.model.dtype,
             self._start(),
+            self._branches if self.draft_budget else (),
         )
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
         choices = ChoiceRecorder(self._choice_tokens(), len(suffixes))
@@ -217,13 +235,25 @@ class Predictor(Answerer):
             token_bytes=self._token_bytes,
             encode=self._encode,
             observe=choices.observe,
+            drop=self._drop_rule(choices),
         )
         prompts = [prefixes[o] + s for o, s in zip(owner, suffixes, strict=True)]
-        outputs = decoder.run(logits, cache, mask, next_pos, prompts, passages)
+        outputs = decoder.run(
+            logits, cache, mask, next_pos, prompts, passages, self._branches if self.draft_budget else ()
+        )
         reasons = [out.finish_reason for out in outputs]
         if guide is not None:  # answers that ended by looping: cut after their last complete string
             guide.rewrite(outputs, self._encode)
         return [Continuation(ids, reasons[row], choices.probs[row]) for row, ids in enumerate(outputs)]
+
+    def _drop_rule(self, choices: ChoiceRecorder):
+        """``Decoder``'s ``drop``: a row whose answer's score (``p_open`` at its first choice point, rounded
+        as entities are) is below :attr:`min_score`; None where no row can be dropped."""
+        floor = self.min_score
+        if not floor or SCORE_RULE != "first":
+            return None
+        probs = choices.probs
+        return lambda row: bool(probs[row]) and round(probs[row][0], SCORE_DIGITS) < floor
 
 
 def _shared_start(seqs: list[list[int]]) -> int:

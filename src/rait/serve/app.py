@@ -256,13 +256,13 @@ def create_app(
             raise ApiError(
                 422, f"decoding: this server's model decodes only {ner.predictor.decoding!r}", "decoding"
             )
+        threshold = ner.threshold if body.threshold is None else body.threshold
         try:
-            served = await batcher.submit(texts, types, body.examples, body.decoding)
+            served = await batcher.submit(texts, types, body.examples, body.decoding, threshold)
         except QueueFull as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         except Exception as exc:  # noqa: BLE001 - this request's prediction failed; logged, not re-raised
             return _crash(exc)
-        threshold = ner.threshold if body.threshold is None else body.threshold
         multi_label = ner.multi_label if body.multi_label is None else body.multi_label
         results = [
             {

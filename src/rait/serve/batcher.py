@@ -12,7 +12,8 @@ batches in a row goes first, and a piece much costlier than the batch's first (`
 later batch. So a small request that arrives while a big one is being served goes into the next batch, before
 the big one's next piece, instead of waiting for all of it. A batch runs
 through :meth:`rait.api.NER.extract` on one worker thread (the model is never called concurrently), one call
-per (example mode, decoding). When a call fails, each of its pieces is retried alone, so only the requests
+per (example mode, decoding), at the lowest threshold of its requests (answers scored below it are cut
+short; each request then applies its own). When a call fails, each of its pieces is retried alone, so only the requests
 whose own text fails get the error. Past ``max_queue`` texts waiting or running, a request is refused at
 once (:class:`QueueFull`) instead of queueing without bound."""
 
@@ -63,6 +64,7 @@ class _Job:
     examples: str
     decoding: str | None
     future: asyncio.Future
+    floor: float = 0.0  # the lowest score the request keeps (its threshold)
     enqueued: float = field(default_factory=time.perf_counter)
     pieces: deque[_Piece] = field(default_factory=deque)  # not yet taken into a batch
     chunks: list[list[tuple[int, int]]] = field(default_factory=list)  # per text, the spans of its pieces
@@ -141,11 +143,15 @@ class Batcher:
         types: Sequence[tuple[str, ...]],
         examples: str = "none",
         decoding: str | None = None,
+        floor: float | None = None,
     ) -> BatchResult:
-        """Extract entities from ``texts`` (``types``: one tuple per text) in the next batches."""
+        """Extract entities from ``texts`` (``types``: one tuple per text) in the next batches. ``floor``:
+        the lowest score the caller keeps (its threshold): entities scored below it may be left out, and
+        answers scored below it are cut short; None keeps every entity."""
         if self.pending_texts + len(texts) > self.max_queue:
             raise QueueFull(f"server busy: {self.pending_texts} texts queued (limit {self.max_queue})")
-        job = _Job(list(texts), list(types), examples, decoding, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        job = _Job(list(texts), list(types), examples, decoding, future, floor or 0.0)
         job.cut()
         self.pending_texts += len(job.texts)
         try:
@@ -291,13 +297,14 @@ class Batcher:
         return results
 
     def _extract(self, pieces: list[_Piece], examples: str, decoding: str | None) -> list[Extraction]:
-        """The pieces' extractions, every entity (each request applies its threshold and multi_label)."""
+        """The pieces' extractions, every entity scored at least the lowest of their requests' floors (each
+        request applies its own threshold and multi_label)."""
         return self.ner.extract(
             [piece.chars for piece in pieces],
             [piece.types for piece in pieces],
             examples,
             batch_size=len(pieces),
             decoding=decoding,
-            threshold=0,
+            threshold=min(piece.job.floor for piece in pieces),
             multi_label=True,
         )
