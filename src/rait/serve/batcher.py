@@ -13,9 +13,9 @@ later batch. So a small request that arrives while a big one is being served goe
 the big one's next piece, instead of waiting for all of it. A batch runs
 through :meth:`rait.api.NER.extract` on one worker thread (the model is never called concurrently), one call
 per (example mode, decoding), at the lowest threshold of its requests (answers scored below it are cut
-short; each request then applies its own). When a call fails, each of its pieces is retried alone, so only the requests
-whose own text fails get the error. Past ``max_queue`` texts waiting or running, a request is refused at
-once (:class:`QueueFull`) instead of queueing without bound."""
+short; each request then applies its own). When a call fails, each of its pieces is retried alone, so only
+the requests whose own text fails get the error. Past ``max_queue`` texts waiting or running, a request is
+refused at once (:class:`QueueFull`) instead of queueing without bound."""
 
 from __future__ import annotations
 
