@@ -486,3 +486,34 @@ def test_seed_spread(paired_results, tmp_path):
     assert [entry["runs"] for entry in found] == [{"r1": 62.5, "r2": 50.0, "r3": 37.5}]
     assert (found[0]["mean"], found[0]["sd"]) == (50.0, 12.5)
     assert "seed_spread" not in scores_json(paired_results, samples=100)
+
+
+def test_findings_say_whether_each_comparison_points_the_papers_way(paired_results, tmp_path):
+    """FABRICATED: RA-IT beats vanilla IT by 12.6 (clear of zero); an RA-IT model trained with Random
+    examples beats the NN one by 0.125 on average (the paper's direction reversed, not clear of zero)."""
+    half = set(range(0, 400, 2))
+    random_rows = [
+        _row("x", "ra-it", "a", _sentences(half | set(range(1, 200, 2)) | {201})) | {"strategy": "random"},
+        _row("x", "ra-it", "b", _sentences(half | {1})) | {"strategy": "random"},
+    ]
+    results = {**paired_results, "rows": paired_results["rows"] + random_rows}
+    report = build_report(results, tmp_path, samples=2000, seed=1).read_text()
+    found = section(report, "The paper's findings").splitlines()
+    method = next(line for line in found if "RA-IT (NN, k=2) - vanilla IT" in line)
+    assert method.startswith("| Table 1 / Table 2 |") and "| +12.62 | [" in method
+    assert method.endswith("| yes |")
+    similar = next(line for line in found if "NN - Random" in line)
+    assert "| -0.12 | [" in similar and similar.endswith("| no, not clear of zero |")
+    rows = json.loads((tmp_path / SCORES_JSON).read_text())["findings"]
+    assert [row["same_direction"] for row in rows] == ["yes", "no, not clear of zero"]
+    assert rows[0]["low"] > 0 and rows[1]["low"] < 0 <= rows[1]["high"]
+
+
+def test_findings_without_intervals_and_without_comparisons(results, tmp_path):
+    from rait.report.findings import direction
+
+    assert direction(1.5, None) == "yes (no interval)" and direction(-0.2, None) == "no (no interval)"
+    report = build_report(results, tmp_path).read_text()
+    assert "(no interval)" in section(report, "The paper's findings")
+    lone = {**results, "rows": [r for r in results["rows"] if r["method"] == "base"]}
+    assert "The paper's findings" not in build_report(lone, tmp_path).read_text()

@@ -3,7 +3,8 @@
 Views: the main table (Table 1/2: per benchmark + average, best per block in bold), the data-size curve
 (Fig. 2), training retrieval strategies (Fig. 3), out-domain inference strategies (Fig. 4), in-domain pool
 size (Fig. 5), the number of examples k, RA-IT minus vanilla IT, and paired differences between decodings,
-training retrieval strategies and examples at inference. Scores are micro-F1 in percent,
+training retrieval strategies and examples at inference, and the paper's findings checked one by one
+(:mod:`.findings`). Scores are micro-F1 in percent,
 averaged over training seeds. Where the results carry per-sentence counts (``rows[].sentences``), every score
 gets a 95% bootstrap interval over test sentences (:mod:`rait.bootstrap`), shown in the tables and as error
 bars in the plots, and RA-IT minus vanilla IT is a paired bootstrap with its p-value; older results without
@@ -11,7 +12,7 @@ them are reported without intervals. A view whose data is absent from the result
 
 Modules: :mod:`.results` (loading and checking ``results.json``), :mod:`.scores` (settings and F1 per
 setting with bootstrap intervals), :mod:`.tables` (Markdown tables), :mod:`.plots` (matplotlib helpers),
-:mod:`.views` (the report's sections), :mod:`.export` (the same numbers as ``scores.json``);
+:mod:`.views` (the report's sections), :mod:`.findings`, :mod:`.export` (the same numbers as ``scores.json``);
 :func:`build_report` writes them all."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED
 from rait.fileio import atomic_write, write_json
 from rait.report.export import SCORES_JSON, _scores_json, scores_json
+from rait.report.findings import findings
 from rait.report.results import load_results
 from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
 from rait.report.tables import choice_fact, markdown_table, results_markdown, stop_counts
@@ -53,6 +55,7 @@ __all__ = [
     "build_report",
     "decoding_differences",
     "example_differences",
+    "findings",
     "k_table",
     "load_results",
     "main_table",
@@ -106,6 +109,7 @@ def build_report(
         example_differences(scores),
         seed_spread(scores, output_dir),
         selection_table(results),
+        findings(scores),
     )
     views += [view for view in optional if view]
     lines = [f"# Report: {results.get('experiment', '')}", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from statistics import mean
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, LEVEL, Estimate
+from rait.report.findings import finding_rows
 from rait.report.scores import Scores, Setting, _decoding_order, _inference_order, _model_order
 
 SCORES_JSON = "scores.json"
@@ -30,7 +31,8 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     :meth:`Scores.decoding_pairs` (one decoding minus another, same model and inference settings);
     ``strategy_differences``: per pair of :meth:`Scores.strategy_pairs` (one training retrieval strategy
     minus another, RA-IT, same size, k, inference settings and decoding); ``example_differences``: per
-    pair of :meth:`Scores.example_pairs` (examples at inference minus none, same model and decoding)."""
+    pair of :meth:`Scores.example_pairs` (examples at inference minus none, same model and decoding);
+    ``findings``: the paper's findings the results test (:func:`rait.report.findings.finding_rows`)."""
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
 
@@ -54,6 +56,7 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "decoding_differences": [_differences(scores, a, b) for a, b in scores.decoding_pairs()],
         "strategy_differences": [_differences(scores, a, b) for a, b in scores.strategy_pairs()],
         "example_differences": [_differences(scores, a, b) for a, b in scores.example_pairs()],
+        "findings": finding_rows(scores),
     }
     if spread := scores.seed_spread():  # only for models trained more than once
         found["seed_spread"] = [
