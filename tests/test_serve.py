@@ -150,22 +150,28 @@ def test_info_health_and_page(server):
     assert "/v1/extract" in page.text and "http://" not in page.text and "https://" not in page.text
 
 
-def test_decoding_per_request(server):
-    base, predictor = server
-    seen = []
-    greedy = predictor._greedy
+@contextlib.contextmanager
+def seen_in_batches(predictor, setting: str):
+    """The list of ``predictor``'s ``setting`` at each batch it decodes inside the block."""
+    seen, greedy = [], predictor._greedy
 
     def recording(*args, **kwargs):
-        seen.append(predictor.decoding)
+        seen.append(getattr(predictor, setting))
         return greedy(*args, **kwargs)
 
     predictor._greedy = recording
     try:
+        yield seen
+    finally:
+        del predictor._greedy
+
+
+def test_decoding_per_request(server):
+    base, predictor = server
+    with seen_in_batches(predictor, "decoding") as seen:
         for decoding in ("constrained", None, "free"):
             body = {"text": TEXT, "types": ["person"], "decoding": decoding}
             assert post(base, body).json()["results"][0]["entities"][0]["text"] == "Marie Curie"
-    finally:
-        del predictor._greedy
     assert seen == ["constrained", "free", "free"] and predictor.decoding == "free"
     info = httpx.get(f"{base}/v1/info").json()
     assert (info["decoding"], info["decodings"]) == ("free", ["free", "constrained", "constrained-words"])
@@ -187,19 +193,9 @@ def test_threshold_and_multi_label_per_request(server):
 
 def test_a_batch_is_decoded_at_the_lowest_threshold_of_its_requests(server):
     base, predictor = server
-    seen = []
-    greedy = predictor._greedy
-
-    def recording(*args, **kwargs):
-        seen.append(predictor.min_score)
-        return greedy(*args, **kwargs)
-
-    predictor._greedy = recording
-    try:
+    with seen_in_batches(predictor, "min_score") as seen:
         for threshold in (None, 0.5, 0):
             post(base, {"text": TEXT, "types": ["person"], "threshold": threshold})
-    finally:
-        del predictor._greedy
     assert seen == [0.92, 0.5, None] and predictor.min_score is None
 
     from rait.serve.batcher import Batcher, _Job
