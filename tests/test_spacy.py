@@ -29,21 +29,26 @@ ZH_TEXT = "马云于1999年在杭州创立了阿里巴巴集团。"
 
 
 class FixedNER:
-    """A stand-in for :class:`rait.NER` that gives fixed entities (with scores) and records its calls."""
+    """A stand-in for :class:`rait.NER` that gives fixed entities (with scores) scored at least the
+    threshold it is asked (a missing score counts as 1), every type, and records its calls and thresholds."""
 
     def __init__(self, entities: list[dict]):
         self.entities = entities
         self.calls: list[tuple] = []
+        self.thresholds: list[float] = []
+
+    def _kept(self, threshold, multi_label) -> list[dict]:
+        assert multi_label is True  # every type: the component chooses one per span
+        self.thresholds.append(threshold)
+        return [e for e in self.entities if e.get("score", 1) >= threshold]
 
     def predict_entities(self, text, types, threshold=None, multi_label=None):
-        assert (threshold, multi_label) == (0, True)  # every entity: the component chooses
         self.calls.append(("one", text))
-        return list(self.entities)
+        return self._kept(threshold, multi_label)
 
     def batch_predict_entities(self, texts, types, batch_size=32, threshold=None, multi_label=None):
-        assert (threshold, multi_label) == (0, True)
         self.calls.append(("batch", tuple(texts), batch_size))
-        return [list(self.entities) for _ in texts]
+        return [self._kept(threshold, multi_label) for _ in texts]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def test_overlaps_keep_the_best_score_and_one_type_per_span(tiny_dir):
         {"text": "big", "type": "size", "start": 17, "end": 20, "found": True, "score": 0.2},
     ]
     nlp = spacy.blank("en")
-    _add(nlp, tiny_dir).ner = FixedNER(entities)
+    fixed = _add(nlp, tiny_dir).ner = FixedNER(entities)
     doc = nlp(text)
     expected = [("New York", "state", 0.9), ("big", "size", 0.2)]
     assert [(e.text, e.label_, e._.score) for e in doc.ents] == expected
@@ -117,6 +122,7 @@ def test_overlaps_keep_the_best_score_and_one_type_per_span(tiny_dir):
         ("New York", "state"),
         ("New York City", "place"),
     ]
+    assert fixed.thresholds == [0, 0.65]  # the model is asked at the component's threshold (cut short below)
 
 
 def test_without_scores_the_longest_then_first_span_wins(tiny_dir):

@@ -106,8 +106,11 @@ class RaitNER:
         self.spans_key = spans_key
         self.name = name
 
-    def __call__(self, doc: Doc) -> Doc:  # every entity: the component applies its own threshold
-        return self._set(doc, self.ner.predict_entities(doc.text, self.types, threshold=0, multi_label=True))
+    def __call__(self, doc: Doc) -> Doc:  # entities at its threshold, every type: the component chooses
+        found = self.ner.predict_entities(
+            doc.text, self.types, threshold=self.threshold or 0, multi_label=True
+        )
+        return self._set(doc, found)
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 1000) -> Iterator[Doc]:
         """``batch_size`` (``nlp.pipe``'s) docs at a time to :meth:`rait.NER.batch_predict_entities`, which
@@ -124,7 +127,7 @@ class RaitNER:
     def _predict_batch(self, docs: list[Doc]) -> Iterator[Doc]:
         texts = [doc.text for doc in docs]
         found = self.ner.batch_predict_entities(
-            texts, self.types, batch_size=self.batch_size, threshold=0, multi_label=True
+            texts, self.types, batch_size=self.batch_size, threshold=self.threshold or 0, multi_label=True
         )
         for doc, entities in zip(docs, found, strict=True):
             yield self._set(doc, entities)
