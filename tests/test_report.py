@@ -517,3 +517,24 @@ def test_findings_without_intervals_and_without_comparisons(results, tmp_path):
     assert "(no interval)" in section(report, "The paper's findings")
     lone = {**results, "rows": [r for r in results["rows"] if r["method"] == "base"]}
     assert "The paper's findings" not in build_report(lone, tmp_path).read_text()
+
+
+def test_a_training_recipe_is_another_model_not_a_seed(paired_results, tmp_path):
+    """FABRICATED: vanilla IT with the recipe "neg10" is right on 100 more sentences of "a" (+25 points) than
+    plain vanilla IT; it is shown as its own model, compared with the plain one, and never averaged with it."""
+    half = set(range(0, 400, 2))
+    neg10 = [
+        _row("v-neg10", "vanilla", "a", _sentences(half | set(range(1, 200, 2)))) | {"recipe": "neg10"},
+        _row("v-neg10", "vanilla", "b", _sentences(half)) | {"recipe": "neg10"},
+    ]
+    results = {**paired_results, "rows": paired_results["rows"] + neg10}
+    report = build_report(results, tmp_path, samples=2000, seed=1).read_text()
+    main = section(report, "Main results")
+    assert "| Vanilla IT | 50.00 [" in main and "| Vanilla IT [neg10] | **75.00** [" in main
+    recipes = section(report, "One training recipe minus the plain one")
+    line = next(line for line in recipes.splitlines() if "| neg10 |" in line)
+    assert line.startswith("| 100 | Vanilla IT | no examples | neg10 | 62.50 | 50.00 | +12.50 | [")
+    assert "Spread between training runs" not in report
+    found = json.loads((tmp_path / SCORES_JSON).read_text())
+    assert [d["setting"]["recipe"] for d in found["recipe_differences"]] == ["neg10"]
+    assert "recipe" not in found["settings"][0]  # the plain recipe's settings read as before recipes

@@ -3,12 +3,13 @@
 Views: the main table (Table 1/2: per benchmark + average, best per block in bold), the data-size curve
 (Fig. 2), training retrieval strategies (Fig. 3), out-domain inference strategies (Fig. 4), in-domain pool
 size (Fig. 5), the number of examples k, RA-IT minus vanilla IT, and paired differences between decodings,
-training retrieval strategies and examples at inference, and the paper's findings checked one by one
-(:mod:`.findings`). Scores are micro-F1 in percent,
-averaged over training seeds. Where the results carry per-sentence counts (``rows[].sentences``), every score
-gets a 95% bootstrap interval over test sentences (:mod:`rait.bootstrap`), shown in the tables and as error
-bars in the plots, and RA-IT minus vanilla IT is a paired bootstrap with its p-value; older results without
-them are reported without intervals. A view whose data is absent from the results is skipped with a note.
+training retrieval strategies, examples at inference and training recipes, and the paper's findings
+checked one by one (:mod:`.findings`). Scores are micro-F1 in percent, averaged over training seeds (a
+named training recipe is another model, never a seed). Where the results carry per-sentence counts
+(``rows[].sentences``), every score gets a 95% bootstrap interval over test sentences
+(:mod:`rait.bootstrap`), shown in the tables and as error bars in the plots, and RA-IT minus vanilla IT is
+a paired bootstrap with its p-value; older results without them are reported without intervals. A view
+whose data is absent from the results is skipped with a note.
 
 Modules: :mod:`.results` (loading and checking ``results.json``), :mod:`.scores` (settings and F1 per
 setting with bootstrap intervals), :mod:`.tables` (Markdown tables), :mod:`.plots` (matplotlib helpers),
@@ -36,6 +37,7 @@ from rait.report.views import (
     paired_differences,
     pool_size_curve,
     precision_recall_table,
+    recipe_differences,
     seed_spread,
     selection_table,
     size_curve,
@@ -64,6 +66,7 @@ __all__ = [
     "paired_differences",
     "pool_size_curve",
     "precision_recall_table",
+    "recipe_differences",
     "results_markdown",
     "scores_json",
     "seed_spread",
@@ -107,6 +110,7 @@ def build_report(
         decoding_differences(scores),
         strategy_differences(scores),
         example_differences(scores),
+        recipe_differences(scores),
         seed_spread(scores, output_dir),
         selection_table(results),
         findings(scores),

@@ -32,6 +32,8 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     ``strategy_differences``: per pair of :meth:`Scores.strategy_pairs` (one training retrieval strategy
     minus another, RA-IT, same size, k, inference settings and decoding); ``example_differences``: per
     pair of :meth:`Scores.example_pairs` (examples at inference minus none, same model and decoding);
+    ``recipe_differences``: per pair of :meth:`Scores.recipe_pairs` (a named training recipe minus the
+    plain one); each setting names its ``recipe`` where it has one;
     ``findings``: the paper's findings the results test (:func:`rait.report.findings.finding_rows`)."""
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
@@ -56,6 +58,7 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "decoding_differences": [_differences(scores, a, b) for a, b in scores.decoding_pairs()],
         "strategy_differences": [_differences(scores, a, b) for a, b in scores.strategy_pairs()],
         "example_differences": [_differences(scores, a, b) for a, b in scores.example_pairs()],
+        "recipe_differences": [_differences(scores, a, b) for a, b in scores.recipe_pairs()],
         "findings": finding_rows(scores),
     }
     if spread := scores.seed_spread():  # only for models trained more than once
@@ -78,8 +81,11 @@ def _order(setting: Setting) -> tuple:
 
 
 def _describe(setting: Setting) -> dict:
+    fields = setting._asdict()
+    if not setting.recipe:  # the plain recipe: results from before recipes read as they did
+        del fields["recipe"]
     return {
-        **setting._asdict(),
+        **fields,
         "model_label": setting.model_label,
         "inference_label": setting.inference_label,
     }

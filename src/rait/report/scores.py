@@ -21,7 +21,9 @@ STRATEGY_NAMES = {
 
 
 class Setting(NamedTuple):
-    """A row of the results table without its seed and benchmark: what the views compare."""
+    """A row of the results table without its seed and benchmark: what the views compare. ``recipe``: the
+    named training recipe of the experiment's extra grids ("" the plain one): another model, never
+    averaged with the plain recipe's as if it were another seed."""
 
     method: str
     size: int | None
@@ -32,23 +34,28 @@ class Setting(NamedTuple):
     inference_k: int | None
     pool_size: int | None
     decoding: str = "free"
+    recipe: str = ""
 
     @classmethod
     def of(cls, row: dict) -> Setting:
-        """The setting of a results row (rows from before decodings existed are free decoding)."""
-        return cls(*(row.get(name, "free") if name == "decoding" else row[name] for name in cls._fields))
+        """The setting of a results row (rows from before decodings existed are free decoding; rows
+        without a recipe, the plain one)."""
+        defaults = {"decoding": "free", "recipe": ""}
+        values = (row.get(name, defaults[name]) if name in defaults else row[name] for name in cls._fields)
+        return cls(*values)
 
     @property
     def model(self) -> tuple:
-        return (self.method, self.size, self.strategy, self.k)
+        return (self.method, self.size, self.strategy, self.k, self.recipe)
 
     @property
     def model_label(self) -> str:
+        recipe = f" [{self.recipe}]" if self.recipe else ""
         if self.method == "base":
             return "Base model"
         if self.method == "vanilla":
-            return "Vanilla IT"
-        return f"RA-IT ({_strategy(self.strategy)}, k={self.k})"
+            return "Vanilla IT" + recipe
+        return f"RA-IT ({_strategy(self.strategy)}, k={self.k})" + recipe
 
     @property
     def sized_label(self) -> str:
@@ -100,7 +107,7 @@ def _model_order(setting: Setting) -> tuple:
         if setting.method in ("base", "vanilla", "ra-it")
         else 3
     )
-    return (setting.size or 0, method, _strategy_rank(setting.strategy), setting.k or 0)
+    return (setting.size or 0, method, _strategy_rank(setting.strategy), setting.k or 0, setting.recipe)
 
 
 def _control_last(strategy: str | None) -> tuple:
@@ -223,7 +230,7 @@ class Scores:
         decoding (free first, then by name) with the earlier as baseline; in model order."""
         groups: dict[tuple, list[Setting]] = defaultdict(list)
         for s in sorted(self.f1, key=lambda s: (_model_order(s), _decoding_order(s.decoding))):
-            groups[s[:-1]].append(s)
+            groups[s._replace(decoding="")].append(s)
         return [(s, base) for group in groups.values() for i, s in enumerate(group) for base in group[:i]]
 
     def strategy_pairs(self) -> list[tuple[Setting, Setting]]:
@@ -238,6 +245,15 @@ class Scores:
             pairs,
             key=lambda p: (_model_order(p[0]), _decoding_order(p[0].decoding), _inference_order(p[0])),
         )
+
+    def recipe_pairs(self) -> list[tuple[Setting, Setting]]:
+        """Every setting of a named training recipe with the same setting of the plain recipe, both with
+        results; in model, decoding and inference order."""
+        found = sorted(
+            (s for s in self.f1 if s.recipe and s._replace(recipe="") in self.f1),
+            key=lambda s: (_model_order(s), _decoding_order(s.decoding), _inference_order(s)),
+        )
+        return [(s, s._replace(recipe="")) for s in found]
 
     def example_pairs(self) -> list[tuple[Setting, Setting]]:
         """Every setting with examples at inference (out-domain or in-domain) with the same model and

@@ -317,6 +317,19 @@ def strategy_differences(scores: Scores) -> View | None:
     )
 
 
+def recipe_differences(scores: Scores) -> View | None:
+    """A named training recipe (e.g. more negative types, full fine-tuning) minus the plain one for the same
+    method, size, inference settings and decoding, on the average over benchmarks with its paired-bootstrap
+    interval and p-value, and per benchmark; None without both scored on every benchmark."""
+    return _average_differences(
+        scores,
+        View("recipes", "One training recipe minus the plain one (paired bootstrap over test sentences)"),
+        scores.recipe_pairs(),
+        ["Training data", "Model", "Inference", "Recipe"],
+        lambda s, _: [f"{s.size:,}", s._replace(recipe="").model_label, s.inference_label, s.recipe],
+    )
+
+
 def example_differences(scores: Scores) -> View | None:
     """On-demand RAG: examples at inference (out-domain or in-domain) minus none for the same model and
     decoding, on the average over benchmarks with its paired-bootstrap interval and p-value, and per
