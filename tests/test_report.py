@@ -520,8 +520,9 @@ def test_findings_without_intervals_and_without_comparisons(results, tmp_path):
 
 
 def test_a_training_recipe_is_another_model_not_a_seed(paired_results, tmp_path):
-    """FABRICATED: vanilla IT with the recipe "neg10" is right on 100 more sentences of "a" (+25 points) than
-    plain vanilla IT; it is shown as its own model, compared with the plain one, and never averaged with it."""
+    """FABRICATED: vanilla IT with the recipe "neg10" is right on 100 more sentences of "a" (+25 points)
+    than plain vanilla IT; it is shown as its own model, compared with the plain one, never averaged with
+    it."""
     half = set(range(0, 400, 2))
     neg10 = [
         _row("v-neg10", "vanilla", "a", _sentences(half | set(range(1, 200, 2)))) | {"recipe": "neg10"},
