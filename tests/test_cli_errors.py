@@ -216,6 +216,28 @@ def test_report_refuses_scores_outside_0_to_100(monkeypatch, capsys, tmp_path):
     assert_one_line_error(code, output, "rows[0].f1", "0 to 100")
 
 
+def test_report_names_the_models_of_an_unknown_baseline_and_writes_nothing(monkeypatch, capsys, tmp_path):
+    keys = (
+        "size",
+        "method",
+        "strategy",
+        "k",
+        "seed",
+        "mode",
+        "inference_strategy",
+        "inference_k",
+        "pool_size",
+    )
+    row = dict.fromkeys(keys, None) | {"model": "v", "method": "vanilla", "mode": "none", "benchmark": "b"}
+    (tmp_path / "results.json").write_text(json.dumps({"rows": [row | {"f1": 50.0}], "benchmarks": ["b"]}))
+    out = tmp_path / "out"
+    code, output = run(
+        monkeypatch, capsys, "report", tmp_path / "results.json", "-o", out, "--baseline", "zz"
+    )
+    assert_one_line_error(code, output, "--baseline: no model 'zz'", "models: v")
+    assert not out.exists()
+
+
 def test_a_locked_output_names_the_other_process(monkeypatch, capsys, tmp_path):
     out = tmp_path / "p.jsonl"
     script = (

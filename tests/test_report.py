@@ -539,3 +539,21 @@ def test_a_training_recipe_is_another_model_not_a_seed(paired_results, tmp_path)
     found = json.loads((tmp_path / SCORES_JSON).read_text())
     assert [d["setting"]["recipe"] for d in found["recipe_differences"]] == ["neg10"]
     assert "recipe" not in found["settings"][0]  # the plain recipe's settings read as before recipes
+
+
+def test_every_setting_against_a_baseline_model(paired_results, tmp_path):
+    """FABRICATED: with --baseline v (vanilla IT), RA-IT and vanilla's own neg10 recipe are each compared
+    with it (an unknown model: tests/test_cli_errors.py)."""
+    half = set(range(0, 400, 2))
+    neg10 = [_row("v-neg10", "vanilla", b, _sentences(half | {1})) | {"recipe": "neg10"} for b in ("a", "b")]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**paired_results, "rows": paired_results["rows"] + neg10}))
+    args = ["report", str(path), "--bootstrap-samples", "500", "--output", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, [*args, "--baseline", "v"])
+    assert result.exit_code == 0, result.output
+    view = section((tmp_path / "out" / "report.md").read_text(), "Every setting minus v without examples")
+    rows = [line for line in view.splitlines() if line.startswith("| 100 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["Vanilla IT [neg10]", "RA-IT (NN, k=2)"]
+    assert "| 62.62 | 50.00 | +12.62 |" in rows[1]
+    found = json.loads((tmp_path / "out" / SCORES_JSON).read_text())
+    assert found["baseline"] == "v" and len(found["baseline_differences"]) == 2

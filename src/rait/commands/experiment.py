@@ -153,6 +153,14 @@ def report_command(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the bootstrap resampling.")
     ] = bootstrap.DEFAULT_SEED,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="A model of the results (e.g. n2217-vanilla-s42): also compare every setting with it, "
+            "without examples, same decoding (paired bootstrap).",
+        ),
+    ] = None,
 ) -> None:
     """Write the paper's views of an experiment's results: report.md, PNG plots and scores.json (the numbers),
     with bootstrap intervals where the results have per-sentence counts."""
@@ -163,7 +171,7 @@ def report_command(
     where = check_output_dir(
         output if output is not None else (results if results.is_dir() else results.parent)
     )
-    path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed)
+    path = build_report(data, where, source=results, samples=bootstrap_samples, seed=seed, baseline=baseline)
     numbers = path.with_name(SCORES_JSON)
     make_console().print(f"Report written to {escape(path)}, scores to {escape(numbers)}", highlight=False)
 

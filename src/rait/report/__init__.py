@@ -29,6 +29,7 @@ from rait.report.scores import STRATEGY_NAMES, Cell, Scores, Setting
 from rait.report.tables import choice_fact, markdown_table, results_markdown, stop_counts
 from rait.report.views import (
     View,
+    baseline_differences,
     decoding_differences,
     example_differences,
     k_table,
@@ -54,6 +55,7 @@ __all__ = [
     "Scores",
     "Setting",
     "View",
+    "baseline_differences",
     "build_report",
     "decoding_differences",
     "example_differences",
@@ -88,13 +90,17 @@ def build_report(
     source: str | Path | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
+    baseline: str | None = None,
 ) -> Path:
     """Write every view (Markdown in ``report.md``, plots as PNG) and their numbers (``scores.json``, see
     :func:`scores_json`) under ``output_dir``; returns report.md. ``samples`` and ``seed`` set the bootstrap
-    (intervals only where the results have per-sentence counts)."""
+    (intervals only where the results have per-sentence counts). ``baseline``: a model of the results (its
+    name, e.g. ``n2217-vanilla-s42``) every other setting is also compared with (:func:`baseline_differences`;
+    a clear error for a model the results lack)."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     scores = Scores(results, samples=samples, seed=seed)
+    against = baseline_differences(scores, baseline) if baseline is not None else None
+    output_dir.mkdir(parents=True, exist_ok=True)
     views = [
         main_table(scores),
         size_curve(scores, output_dir),
@@ -116,6 +122,8 @@ def build_report(
         findings(scores),
     )
     views += [view for view in optional if view]
+    if against is not None:
+        views.append(against)
     lines = [f"# Report: {results.get('experiment', '')}", ""]
     facts = [
         f"base model `{results['base_model']}`" if results.get("base_model") else "",
@@ -156,7 +164,7 @@ def build_report(
         lines.append(view.markdown)
         if view.plot:
             lines += [f"![{view.title}]({view.plot.name})", ""]
-    write_json(output_dir / SCORES_JSON, _scores_json(results, scores))
+    write_json(output_dir / SCORES_JSON, _scores_json(results, scores, baseline))
     path = output_dir / REPORT_MD
     with atomic_write(path) as handle:
         handle.write("\n".join(lines).rstrip() + "\n")

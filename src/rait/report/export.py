@@ -38,8 +38,10 @@ def scores_json(results: dict, *, samples: int = DEFAULT_SAMPLES, seed: int = DE
     return _scores_json(results, Scores(results, samples=samples, seed=seed))
 
 
-def _scores_json(results: dict, scores: Scores) -> dict:
-    """:func:`scores_json` from an already computed :class:`Scores` (the report's)."""
+def _scores_json(results: dict, scores: Scores, baseline: str | None = None) -> dict:
+    """:func:`scores_json` from an already computed :class:`Scores` (the report's); with ``baseline`` (a
+    model's name) also ``baseline_differences``: every setting minus that model without examples, per pair of
+    :meth:`Scores.baseline_pairs`, and ``baseline`` itself."""
     bootstrap = scores.bootstrap
     interval = (
         None
@@ -61,6 +63,11 @@ def _scores_json(results: dict, scores: Scores) -> dict:
         "recipe_differences": [_differences(scores, a, b) for a, b in scores.recipe_pairs()],
         "findings": finding_rows(scores),
     }
+    if baseline is not None:
+        found["baseline"] = baseline
+        found["baseline_differences"] = [
+            _differences(scores, a, b) for a, b in scores.baseline_pairs(baseline)
+        ]
     if spread := scores.seed_spread():  # only for models trained more than once
         found["seed_spread"] = [
             {

@@ -9,6 +9,7 @@ from statistics import mean, stdev
 from typing import NamedTuple
 
 from rait.bootstrap import DEFAULT_SAMPLES, DEFAULT_SEED, BootstrapF1, Estimate
+from rait.errors import RaitError
 
 STRATEGY_NAMES = {
     "nn": "NN",
@@ -245,6 +246,27 @@ class Scores:
             pairs,
             key=lambda p: (_model_order(p[0]), _decoding_order(p[0].decoding), _inference_order(p[0])),
         )
+
+    def baseline_pairs(self, model: str) -> list[tuple[Setting, Setting]]:
+        """Every setting with the setting of the results model named ``model`` (a training cell, e.g.
+        ``n2217-vanilla-s42``) without examples in the same decoding, both with results; in model, decoding
+        and inference order. A clear error naming the models when ``model`` has no such setting."""
+        baselines = {
+            s.decoding: s
+            for s, per in self.rows.items()
+            if s.mode == "none" and any(r["model"] == model for runs in per.values() for r in runs)
+        }
+        if not baselines:
+            names = sorted({r["model"] for per in self.rows.values() for runs in per.values() for r in runs})
+            raise RaitError(
+                f"--baseline: no model {model!r} without examples in these results; "
+                f"models: {', '.join(names)}"
+            )
+        found = sorted(
+            (s for s in self.f1 if s.decoding in baselines and s != baselines[s.decoding]),
+            key=lambda s: (_decoding_order(s.decoding), _model_order(s), _inference_order(s)),
+        )
+        return [(s, baselines[s.decoding]) for s in found]
 
     def recipe_pairs(self) -> list[tuple[Setting, Setting]]:
         """Every setting of a named training recipe with the same setting of the plain recipe, both with

@@ -317,6 +317,30 @@ def strategy_differences(scores: Scores) -> View | None:
     )
 
 
+def baseline_differences(scores: Scores, model: str) -> View:
+    """Every setting minus one model without examples (``model``: its results name), same decoding: each
+    lever against one baseline, on the average over benchmarks with its paired-bootstrap interval and
+    p-value, and per benchmark (a clear error for a model the results lack)."""
+    view = View(
+        "baseline", f"Every setting minus {model} without examples (paired bootstrap over test sentences)"
+    )
+    found = _average_differences(
+        scores,
+        view,
+        scores.baseline_pairs(model),
+        ["Training data", "Model", "Inference", "Decoding"],
+        lambda s, _: [
+            _training_data(s),
+            s.model_label,
+            s._replace(decoding="free").inference_label,
+            s.decoding,
+        ],
+    )
+    if found is None:
+        view.skipped = f"no other setting scored on every benchmark beside {model}"
+    return view
+
+
 def recipe_differences(scores: Scores) -> View | None:
     """A named training recipe (e.g. more negative types, full fine-tuning) minus the plain one for the same
     method, size, inference settings and decoding, on the average over benchmarks with its paired-bootstrap
