@@ -310,7 +310,7 @@ class Decoder:
 
 def _top(scores: torch.Tensor) -> torch.Tensor:
     """Each row's highest-scoring token, the first among ties (as ``argmax``; ``max`` along a dimension
-    returns the same index and is about 4x faster on bf16 scores on a CPU)."""
+    returns the same index and is several times faster on bf16 scores on a CPU)."""
     return scores.max(-1).indices
 
 
