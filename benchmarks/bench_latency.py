@@ -138,28 +138,27 @@ def identity_phase(ner, job: dict, args) -> dict:
     """Raw answers in fp32 (no bf16 batch dependence): the sentence and the batch texts, both decodings."""
     from rait import NER
 
-    predictor = NER.from_pretrained(precision="fp32").predictor
+    fp32 = NER.from_pretrained(precision="fp32")
+    predictor, default = fp32.predictor, fp32.predictor.decoding
     query = _predict_module().PassageQuery
     queries = [query(SENTENCE, SENTENCE_TYPES)] + [query(text, BATCH_TYPES) for text in job["batch_texts"]]
     answers = {}
     for decoding in ("constrained-words", "free"):
         predictor.decoding = decoding
         answers[decoding] = [[str(a) for a in passage] for passage in predictor.answer_many(queries)]
-    return {"answers": answers, **_cut_check(job)}
+    predictor.decoding = default
+    return {"answers": answers, **_cut_check(fp32, job)}
 
 
-def _cut_check(job: dict) -> dict:
+def _cut_check(ner, job: dict) -> dict:
     """Where the predictor cuts answers scored below the threshold (``Predictor.min_score``): whether the
-    default call's entities equal those chosen from whole answers (fp32, the batch texts)."""
-    from rait import NER
-
+    default call's entities (``ner``: fp32) equal those chosen from whole answers (the batch texts)."""
     try:
         from rait.inference import Predictor, select_entities
     except ImportError:  # an old source, before rait.inference
         return {}
     if not hasattr(Predictor, "min_score"):
         return {}
-    ner = NER.from_pretrained(precision="fp32")
     texts = job["batch_texts"]
     cut = ner.batch_predict_entities(texts, list(BATCH_TYPES))
     whole = ner.batch_predict_entities(texts, list(BATCH_TYPES), threshold=0, multi_label=True)

@@ -207,29 +207,23 @@ def test_evaluate_strict_spans_checks_spans_against_the_text(monkeypatch, capsys
     assert_one_line_error(*run(monkeypatch, capsys, "evaluate", path, "--strict-spans"), "outside the text")
 
 
+def results_row(**fields) -> dict:
+    """A results.json row: every key ``rait report`` requires, None unless given."""
+    from rait.report.results import _ROW_KEYS
+
+    return dict.fromkeys(_ROW_KEYS, None) | fields
+
+
 def test_report_refuses_scores_outside_0_to_100(monkeypatch, capsys, tmp_path):
-    keys = ("model", "size", "method", "strategy", "k", "seed", "mode", "inference_strategy", "inference_k",
-            "pool_size", "benchmark")  # fmt: skip
-    row = dict.fromkeys(keys, None) | {"benchmark": "b", "f1": 150.0}
+    row = results_row(benchmark="b", f1=150.0)
     (tmp_path / "results.json").write_text(json.dumps({"rows": [row], "benchmarks": ["b"]}))
     code, output = run(monkeypatch, capsys, "report", tmp_path / "results.json")
     assert_one_line_error(code, output, "rows[0].f1", "0 to 100")
 
 
 def test_report_names_the_models_of_an_unknown_baseline_and_writes_nothing(monkeypatch, capsys, tmp_path):
-    keys = (
-        "size",
-        "method",
-        "strategy",
-        "k",
-        "seed",
-        "mode",
-        "inference_strategy",
-        "inference_k",
-        "pool_size",
-    )
-    row = dict.fromkeys(keys, None) | {"model": "v", "method": "vanilla", "mode": "none", "benchmark": "b"}
-    (tmp_path / "results.json").write_text(json.dumps({"rows": [row | {"f1": 50.0}], "benchmarks": ["b"]}))
+    row = results_row(model="v", method="vanilla", mode="none", benchmark="b", f1=50.0)
+    (tmp_path / "results.json").write_text(json.dumps({"rows": [row], "benchmarks": ["b"]}))
     out = tmp_path / "out"
     code, output = run(
         monkeypatch, capsys, "report", tmp_path / "results.json", "-o", out, "--baseline", "zz"

@@ -210,6 +210,7 @@ class Predictor(Answerer):
         constrained decoding ``passages[r]`` is the passage row ``r``'s answer copies from."""
         from transformers import DynamicCache
 
+        branches = self._branches if self.draft_budget else ()
         cache, mask, next_pos, logits = prefill(
             self._forward,
             lambda: DynamicCache(config=self.model.config),
@@ -220,7 +221,7 @@ class Predictor(Answerer):
             self.device,
             self.model.dtype,
             self._start(),
-            self._branches if self.draft_budget else (),
+            branches,
         )
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
         choices = ChoiceRecorder(self._choice_tokens(), len(suffixes))
@@ -238,9 +239,7 @@ class Predictor(Answerer):
             drop=self._drop_rule(choices),
         )
         prompts = [prefixes[o] + s for o, s in zip(owner, suffixes, strict=True)]
-        outputs = decoder.run(
-            logits, cache, mask, next_pos, prompts, passages, self._branches if self.draft_budget else ()
-        )
+        outputs = decoder.run(logits, cache, mask, next_pos, prompts, passages, branches)
         reasons = [out.finish_reason for out in outputs]
         if guide is not None:  # answers that ended by looping: cut after their last complete string
             guide.rewrite(outputs, self._encode)

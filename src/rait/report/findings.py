@@ -27,10 +27,6 @@ class Finding(NamedTuple):
     pairs: Callable[[Scores], list[Pair]]  # the comparisons that test it in a results table
 
 
-def _none(s: Setting) -> Setting:
-    return s._replace(mode="none", inference_strategy=None, inference_k=None, pool_size=None)
-
-
 def _method_pairs(scores: Scores) -> list[Pair]:
     """RA-IT as the paper's main tables train it (NN, k=2) against vanilla IT of the same size, no
     examples."""
@@ -67,7 +63,7 @@ def _in_domain_pairs(scores: Scores) -> list[Pair]:
     """Each RA-IT model with in-domain examples from its largest pool against no examples."""
     found = []
     for model in scores.settings(method="ra-it", mode="none"):
-        pools = [s for s in scores.settings(mode="in-domain") if _none(s) == model]
+        pools = [s for s in scores.settings(mode="in-domain") if s.without_examples == model]
         if pools:
             best = max(pools, key=lambda s: s.pool_size or 0)
             label = f"{model.sized_label}: in-domain N={best.pool_size:,} - no examples"
@@ -84,8 +80,8 @@ def _bm25_pairs(scores: Scores) -> list[Pair]:
             continue
         plain = s._replace(inference_strategy=s.inference_strategy.removesuffix("_bm25"))
         name = _strategy(s.inference_strategy)
-        if _none(s) in scores.f1:
-            found.append((f"{s.sized_label}: out-domain {name} - no examples", s, _none(s)))
+        if s.without_examples in scores.f1:
+            found.append((f"{s.sized_label}: out-domain {name} - no examples", s, s.without_examples))
         if plain in scores.f1:
             found.append(
                 (f"{s.sized_label}: out-domain {name} - {_strategy(plain.inference_strategy)}", s, plain)

@@ -46,6 +46,11 @@ class Setting(NamedTuple):
         return cls(*values)
 
     @property
+    def without_examples(self) -> Setting:
+        """The same model and decoding with no examples at inference."""
+        return self._replace(mode="none", inference_strategy=None, inference_k=None, pool_size=None)
+
+    @property
     def model(self) -> tuple:
         return (self.method, self.size, self.strategy, self.k, self.recipe)
 
@@ -284,10 +289,7 @@ class Scores:
             (s for s in self.f1 if s.mode != "none"),
             key=lambda s: (_model_order(s), _decoding_order(s.decoding), _inference_order(s)),
         )
-        pairs = [
-            (s, s._replace(mode="none", inference_strategy=None, inference_k=None, pool_size=None))
-            for s in with_examples
-        ]
+        pairs = [(s, s.without_examples) for s in with_examples]
         return [(s, none) for s, none in pairs if none in self.f1]
 
     def seed_runs(self, setting: Setting) -> dict[str, float] | None:
