@@ -2,9 +2,11 @@
 speed issue's arithmetic: GFLOP/s of ``F.linear`` for a prompt (3,000 tokens) and for decoding steps (1-90
 rows), one decoder layer's seven projections run separately against fused (q/k/v in one product,
 gate/up in one), with whether the fused outputs are identical, and the 30 layers' projections of a
-decoding step (distinct weights, streamed from memory as in the model) at 1-47 rows in bf16, fp32 and with
-int8 weights (``torch.ops.aten._weight_int8pack_mm``, per-channel scales, bf16 activations), in GB/s of
-weights read.
+decoding step (distinct weights, streamed from memory as in the model) at 1-47 rows in bf16, bf16 with
+packed weights (:func:`rait.inference.packing.pack_linears`), fp32 and with int8 weights
+(``torch.ops.aten._weight_int8pack_mm``, per-channel scales, bf16 activations), in GB/s of weights read;
+and whether packed layers give ``F.linear``'s exact results at every row count they take (1 to
+:data:`rait.inference.packing.PACK_ROWS`) for each of the model's weight shapes.
 
     python benchmarks/bench_matmul.py [--threads 1 2]
 
@@ -22,11 +24,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rait.inference.packing import PACK_ROWS, pack_linears
+
 ROOT = Path(__file__).resolve().parent.parent
 HIDDEN, KV, FFN, VOCAB = 576, 192, 1536, 49152  # SmolLM2-135M
 PRODUCTS = [(3000, HIDDEN, FFN), (3000, FFN, HIDDEN), (90, HIDDEN, FFN), (8, HIDDEN, FFN), (1, HIDDEN, VOCAB)]
 LAYER_ROWS = (1, 5, 20, 90)
 LAYERS, STACK_ROWS = 30, (1, 5, 47)
+KINDS = ("bf16", "bf16_packed", "fp32", "int8")
 
 
 def seconds(call, repeats: int) -> float:
@@ -81,7 +86,12 @@ def stack() -> list[dict]:
     shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (FFN, HIDDEN), (FFN, HIDDEN)]
     shapes = (shapes + [(HIDDEN, FFN)]) * LAYERS
     bf16 = [torch.randn(*shape, dtype=torch.bfloat16) for shape in shapes]
-    weights = {"bf16": bf16, "fp32": [w.float() for w in bf16], "int8": [_int8(w) for w in bf16]}
+    weights = {
+        "bf16": bf16,
+        "bf16_packed": _packed(bf16),
+        "fp32": [w.float() for w in bf16],
+        "int8": [_int8(w) for w in bf16],
+    }
     found = []
     for rows in STACK_ROWS:
         entry = {"rows": rows}
@@ -95,6 +105,13 @@ def stack() -> list[dict]:
                         torch.ops.aten._weight_int8pack_mm(inputs[w.shape[1]], w, scale)
 
                 size = sum(w.numel() for w, _ in stacked)
+            elif kind == "bf16_packed":
+
+                def call(stacked=stacked, inputs=inputs):
+                    for layer in stacked:
+                        layer(inputs[layer.in_features])
+
+                size = sum(layer.weight.numel() * 2 for layer in stacked)
             else:
 
                 def call(stacked=stacked, inputs=inputs):
@@ -105,6 +122,40 @@ def stack() -> list[dict]:
             took = seconds(call, 10)
             entry[kind] = {"ms": took * 1e3, "gb_per_s": size / took / 1e9}
         found.append(entry)
+    return found
+
+
+def _packed(weights: list[torch.Tensor]) -> list[torch.nn.Linear]:
+    layers = []
+    for weight in weights:
+        layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False, dtype=torch.bfloat16)
+        layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+        pack_linears(layer)
+        layers.append(layer)
+    return layers
+
+
+@torch.inference_mode()
+def packed_identity() -> dict:
+    """Per weight shape, the row counts at which a packed layer's output differs from ``F.linear``'s."""
+    found = {}
+    for out_features, in_features in [
+        (HIDDEN, HIDDEN),
+        (KV, HIDDEN),
+        (FFN, HIDDEN),
+        (HIDDEN, FFN),
+        (VOCAB, HIDDEN),
+    ]:
+        weight = torch.randn(out_features, in_features, dtype=torch.bfloat16) * 0.05
+        (layer,) = _packed([weight])
+        differ = [
+            rows
+            for rows in range(1, PACK_ROWS + 1)
+            if not torch.equal(
+                layer(x := torch.randn(rows, in_features, dtype=torch.bfloat16)), F.linear(x, weight)
+            )
+        ]
+        found[f"{out_features}x{in_features}"] = differ
     return found
 
 
@@ -127,6 +178,7 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         found = {"products": products(), "layer": layers(), "decoding_step": stack()}
+        found["packed_differs_at_rows"] = packed_identity()
         report[f"threads_{threads}"] = found
         print(f"== {threads} thread(s)")
         for entry in found["products"]:
@@ -139,10 +191,11 @@ def main() -> None:
             )
         for entry in found["decoding_step"]:
             kinds = ", ".join(
-                f"{kind} {entry[kind]['ms']:.1f} ms ({entry[kind]['gb_per_s']:.1f} GB/s)"
-                for kind in ("bf16", "fp32", "int8")
+                f"{kind} {entry[kind]['ms']:.1f} ms ({entry[kind]['gb_per_s']:.1f} GB/s)" for kind in KINDS
             )
             print(f"  decoding step, {LAYERS} layers' projections, {entry['rows']} rows: {kinds}")
+        for shape, differ in found["packed_differs_at_rows"].items():
+            print(f"  packed {shape}: differs from F.linear at {len(differ)} row counts {differ[:10]}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {args.out}")

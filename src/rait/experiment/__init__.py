@@ -7,7 +7,8 @@ steps whose marker exists, so a half-done experiment only does what is missing, 
 made once for all the cells that use it. The stage calls sit in one adapter layer (:class:`Stages`), so the
 runner can be driven by fakes.
 
-Modules: :mod:`.cells` (cells and grids), :mod:`.config` (YAML parsing and validation),
+Modules: :mod:`.cells` (cells and grids), :mod:`.config` (YAML parsing and validation, on
+:mod:`.yaml_reader`'s typed reads),
 :mod:`.runner` (steps, markers, resume, results table), :mod:`.stages` (adapters to build_data, train,
 predict, evaluation), :mod:`.selection` (hyper-parameters per cell by validation loss), :mod:`.choice` (the
 model to ship, across cells, by loss on a hold-out common to them)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from rait.data.file_benchmarks import FileSource, benchmark_name
 from rait.errors import DataError, RaitError
 from rait.experiment.cells import EvalCell, Grid, ModelSelector, ModeSpec, TrainCell
 from rait.experiment.selection import SEARCH_KEYS, SEARCHED, SearchSpec
+from rait.experiment.yaml_reader import Reader, join_key, kind_of
 from rait.fileio import read_text
 from rait.inference import DECODINGS, DEFAULT_MAX_NEW_TOKENS
 from rait.precision import DEFAULT_PRECISION, PRECISIONS
@@ -177,118 +177,6 @@ PREDICT_DEFAULTS = {
 }
 
 
-def _key_lines(text: str) -> dict[str, int]:
-    """1-based line of every key and list item, named like ``training.sizes`` or ``evaluation.modes[1]``."""
-    lines: dict[str, int] = {}
-
-    def walk(node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                name = f"{prefix}.{key.value}" if prefix else str(key.value)
-                lines[name] = key.start_mark.line + 1
-                walk(value, name)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                name = f"{prefix}[{index}]"
-                lines[name] = item.start_mark.line + 1
-                walk(item, name)
-
-    try:
-        walk(yaml.compose(text), "")
-    except yaml.YAMLError:
-        pass
-    return lines
-
-
-class _Reader:
-    """Type-checks YAML values, raising DataError with the file, the line and the dotted key."""
-
-    def __init__(self, path: Path, text: str):
-        self.path = path
-        self.lines = _key_lines(text)
-
-    def error(self, key: str, message: str) -> DataError:
-        probe = key
-        while probe and probe not in self.lines:
-            probe = probe[: max(probe.rfind("."), probe.rfind("["), 0)]
-        return DataError(self.path, message, line=self.lines.get(probe), field=key or None)
-
-    def mapping(self, value, key: str, allowed: Sequence[str], required: Sequence[str] = ()) -> dict:
-        if not isinstance(value, dict):
-            raise self.error(key, f"must be a mapping, got {_kind(value)}")
-        for name in value:
-            if name not in allowed:
-                raise self.error(_join(key, name), f"unknown key; allowed keys: {', '.join(allowed)}")
-        for name in required:
-            if name not in value:
-                raise self.error(key, f"missing required key '{name}'")
-        return value
-
-    def string(self, value, key: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"must be a non-empty string, got {_kind(value)}")
-        return value
-
-    def choice(self, value, key: str, choices: Sequence[str]) -> str:
-        if value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def integer(self, value, key: str, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, got {_kind(value)}")
-        if value < minimum:
-            raise self.error(key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def boolean(self, value, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {_kind(value)}")
-        return value
-
-    def items(self, value, key: str) -> list:
-        """A non-empty list; a scalar is read as a list of one."""
-        items = value if isinstance(value, list) else [value]
-        if not items:
-            raise self.error(key, "must not be empty")
-        return items
-
-    def integers(self, value, key: str, minimum: int = 0) -> tuple[int, ...]:
-        items = self.items(value, key)
-        out = tuple(
-            self.integer(v, f"{key}[{i}]" if isinstance(value, list) else key, minimum)
-            for i, v in enumerate(items)
-        )
-        return tuple(dict.fromkeys(out))
-
-    def choices(self, value, key: str, choices: Sequence[str]) -> tuple[str, ...]:
-        items = self.items(value, key)
-        out = tuple(
-            self.choice(v, f"{key}[{i}]" if isinstance(value, list) else key, choices)
-            for i, v in enumerate(items)
-        )
-        return tuple(dict.fromkeys(out))
-
-    def options(self, value, key: str, allowed: set[str]) -> dict:
-        """Stage options, checked against the stage's accepted names."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.error(key, f"must be a mapping, got {_kind(value)}")
-        for name in value:
-            if name not in allowed:
-                raise self.error(_join(key, name), f"unknown option; accepted: {', '.join(sorted(allowed))}")
-        return dict(value)
-
-
-def _join(prefix: str, name) -> str:
-    return f"{prefix}.{name}" if prefix else str(name)
-
-
-def _kind(value) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
-
-
 def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML; errors name the file, line and key. ``output_dir``
     overrides the config's (default ``runs/<name>``); relative paths are relative to the current directory."""
@@ -301,7 +189,7 @@ def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> Ex
         raise DataError(
             path, f"invalid YAML: {getattr(exc, 'problem', exc)}", line=mark.line + 1 if mark else None
         ) from None
-    r = _Reader(path, text)
+    r = Reader(path, text)
     data = r.mapping(data, "", _TOP_KEYS, required=("model", "training", "evaluation"))
     name = r.string(data.get("name", path.stem), "name")
     lang = r.choice(data.get("lang", "en"), "lang", LANGS)
@@ -320,7 +208,7 @@ def load_config(path: str | Path, *, output_dir: str | Path | None = None) -> Ex
     )
 
 
-def _grid(r: _Reader, data: dict, key: str, defaults: Grid, recipes: dict | None = None) -> Grid:
+def _grid(r: Reader, data: dict, key: str, defaults: Grid, recipes: dict | None = None) -> Grid:
     """A grid from ``data``; factors it does not name come from ``defaults``; ``recipes``: the names it may
     use (None: the main grid, which has none)."""
     names = defaults.recipes
@@ -345,7 +233,7 @@ def _grid(r: _Reader, data: dict, key: str, defaults: Grid, recipes: dict | None
     )
 
 
-def _recipes(r: _Reader, value) -> dict[str, Recipe]:
+def _recipes(r: Reader, value) -> dict[str, Recipe]:
     """``training.recipes``: name -> ``{build, hyper}``, each checked as ``training.build`` / ``hyper``."""
     if value is None:
         return {}
@@ -367,7 +255,7 @@ def _recipes(r: _Reader, value) -> dict[str, Recipe]:
     return recipes
 
 
-def _training(r: _Reader, data) -> TrainingSpec:
+def _training(r: Reader, data) -> TrainingSpec:
     data = r.mapping(data, "training", _TRAINING_KEYS, required=("source", "sizes"))
     recipes = _recipes(r, data.get("recipes"))
     main = _grid(
@@ -396,7 +284,7 @@ def _training(r: _Reader, data) -> TrainingSpec:
     return spec
 
 
-def _check_donors(r: _Reader, spec: TrainingSpec) -> None:
+def _check_donors(r: Reader, spec: TrainingSpec) -> None:
     """Every cell left out of ``training.search.sizes`` needs its donor (same method, strategy, k and seed
     at the nearest searched size) in the grid."""
     if spec.search is None:
@@ -409,7 +297,7 @@ def _check_donors(r: _Reader, spec: TrainingSpec) -> None:
             raise r.error("training.search.sizes", message)
 
 
-def _search(r: _Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
+def _search(r: Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
     """``training.search``: positive learning rates and epoch counts, optionally the training sizes searched
     (each one of the grid's); needs a validation hold-out."""
     key = "training.search"
@@ -419,7 +307,7 @@ def _search(r: _Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
         items = r.items(data[name], f"{key}.{name}")
         for i, item in enumerate(items):
             if isinstance(item, bool) or not isinstance(item, int | float) or item <= 0:
-                raise r.error(f"{key}.{name}[{i}]", f"must be a positive number, got {_kind(item)}")
+                raise r.error(f"{key}.{name}[{i}]", f"must be a positive number, got {kind_of(item)}")
         lists[name] = tuple(dict.fromkeys(float(item) for item in items))
     searched = None
     if data.get("sizes") is not None:
@@ -437,7 +325,7 @@ def _search(r: _Reader, value, hyper: dict, sizes: set[int]) -> SearchSpec:
     return SearchSpec(lists["learning_rate"], lists["epochs"], searched)
 
 
-def _build_options(r: _Reader, value, key: str = "training.build") -> dict:
+def _build_options(r: Reader, value, key: str = "training.build") -> dict:
     from rait.build_data import BuildConfig
 
     options = r.options(value, key, {f.name for f in dataclasses.fields(BuildConfig)} - _SET_BY_RUNNER)
@@ -448,7 +336,7 @@ def _build_options(r: _Reader, value, key: str = "training.build") -> dict:
     return options
 
 
-def _train_options(r: _Reader, value, key: str = "training.hyper") -> dict:
+def _train_options(r: Reader, value, key: str = "training.hyper") -> dict:
     if not value:
         return r.options(value, key, set())
     from rait.training import TrainConfig
@@ -457,11 +345,11 @@ def _train_options(r: _Reader, value, key: str = "training.hyper") -> dict:
     try:
         TrainConfig.from_dict(options, source=r.path)
     except DataError as exc:
-        raise r.error(_join(key, exc.field or ""), exc.reason) from None
+        raise r.error(join_key(key, exc.field or ""), exc.reason) from None
     return options
 
 
-def _predict_options(r: _Reader, value) -> dict:
+def _predict_options(r: Reader, value) -> dict:
     options = r.options(value, "evaluation.predict", set(PREDICT_DEFAULTS))
     for name, given in options.items():
         default = PREDICT_DEFAULTS[name]
@@ -476,7 +364,7 @@ def _predict_options(r: _Reader, value) -> dict:
         )
         if not ok:
             raise r.error(
-                f"evaluation.predict.{name}", f"must be a {type(default).__name__}, got {_kind(given)}"
+                f"evaluation.predict.{name}", f"must be a {type(default).__name__}, got {kind_of(given)}"
             )
     if options.get("precision", DEFAULT_PRECISION) not in PRECISIONS:
         raise r.error("evaluation.predict.precision", f"must be one of {', '.join(PRECISIONS)}")
@@ -485,7 +373,7 @@ def _predict_options(r: _Reader, value) -> dict:
     return options
 
 
-def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> EvaluationSpec:
+def _evaluation(r: Reader, data, lang: str, training: TrainingSpec) -> EvaluationSpec:
     data = r.mapping(data, "evaluation", _EVALUATION_KEYS, required=("benchmarks",))
     benchmarks, files = _benchmarks(r, data["benchmarks"], lang)
     base = r.boolean(data.get("base", True), "evaluation.base")
@@ -516,7 +404,7 @@ def _evaluation(r: _Reader, data, lang: str, training: TrainingSpec) -> Evaluati
 _FILE_KEYS = ("file", "name", "format", "label_map", "max_examples", "columns", "tag_names")
 
 
-def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, FileSource]]:
+def _benchmarks(r: Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str, FileSource]]:
     """Registered benchmark names, or data files: a path, or a mapping ``{file, name, format, label_map,
     max_examples, columns, tag_names}`` (see :class:`rait.data.file_benchmarks.FileSource`)."""
     from rait.data.benchmarks import BENCHMARKS
@@ -556,49 +444,49 @@ def _benchmarks(r: _Reader, value, lang: str) -> tuple[tuple[str, ...], dict[str
     return tuple(names), files
 
 
-def _file_source(r: _Reader, data: dict, key: str) -> FileSource:
+def _file_source(r: Reader, data: dict, key: str) -> FileSource:
     from rait.data.file_benchmarks import TEXT_FORMAT
     from rait.data.formats import LOAD_FORMATS, parse_columns
     from rait.data.labels import parse_label_map
 
-    path = Path(r.string(data["file"], _join(key, "file")))
+    path = Path(r.string(data["file"], join_key(key, "file")))
     if not path.exists():
         raise r.error(key, f"benchmark file {path} does not exist (relative paths are from {Path.cwd()})")
     fmt = data.get("format")
     if fmt is not None:
-        r.choice(fmt, _join(key, "format"), (*LOAD_FORMATS, TEXT_FORMAT))
+        r.choice(fmt, join_key(key, "format"), (*LOAD_FORMATS, TEXT_FORMAT))
     label_map = data.get("label_map")
     if label_map is not None:
         try:
-            parse_label_map(r.string(label_map, _join(key, "label_map")))
+            parse_label_map(r.string(label_map, join_key(key, "label_map")))
         except RaitError as exc:
-            raise r.error(_join(key, "label_map"), str(exc)) from None
+            raise r.error(join_key(key, "label_map"), str(exc)) from None
     columns = data.get("columns")
     if columns is not None:
         try:
             spec = ",".join(map(str, columns)) if isinstance(columns, list) else str(columns)
             columns = parse_columns(spec)
         except RaitError as exc:
-            raise r.error(_join(key, "columns"), str(exc)) from None
+            raise r.error(join_key(key, "columns"), str(exc)) from None
     tag_names = data.get("tag_names")
     if tag_names is not None:
         tag_names = tuple(
-            r.string(t, f"{_join(key, 'tag_names')}[{n}]")
-            for n, t in enumerate(r.items(tag_names, _join(key, "tag_names")))
+            r.string(t, f"{join_key(key, 'tag_names')}[{n}]")
+            for n, t in enumerate(r.items(tag_names, join_key(key, "tag_names")))
         )
     size = data.get("max_examples")
     return FileSource(
         path=path,
-        name=r.string(data["name"], _join(key, "name")) if "name" in data else benchmark_name(path),
+        name=r.string(data["name"], join_key(key, "name")) if "name" in data else benchmark_name(path),
         format=fmt,
         label_map=label_map,
-        max_examples=None if size is None else r.integer(size, _join(key, "max_examples"), 1),
+        max_examples=None if size is None else r.integer(size, join_key(key, "max_examples"), 1),
         columns=columns,
         tag_names=tag_names,
     )
 
 
-def _mode(r: _Reader, data, key: str, base: bool, recipes: tuple[str, ...]) -> ModeSpec:
+def _mode(r: Reader, data, key: str, base: bool, recipes: tuple[str, ...]) -> ModeSpec:
     if isinstance(data, str):
         data = {"kind": data}
     data = r.mapping(data, key, _MODE_KEYS, required=("kind",))
@@ -606,7 +494,7 @@ def _mode(r: _Reader, data, key: str, base: bool, recipes: tuple[str, ...]) -> M
     if kind == "none":
         for name in ("strategies", "k", "pool_sizes"):
             if name in data:
-                raise r.error(_join(key, name), "only for out-domain / in-domain modes")
+                raise r.error(join_key(key, name), "only for out-domain / in-domain modes")
     elif kind == "out-domain" and "pool_sizes" in data:
         raise r.error(f"{key}.pool_sizes", "only for in-domain modes")
     elif kind == "in-domain" and "pool_sizes" not in data:

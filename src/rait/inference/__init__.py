@@ -1,7 +1,8 @@
 """Inference: answer (passage, type) questions with a model and locate the answers in the passage.
 
 Modules: :mod:`.answerer` (the :class:`Answerer` interface every backend implements, :class:`PassageQuery`,
-the decodings), the backends :mod:`.transformers` (:class:`Predictor`) and :mod:`.vllm`
+the decodings), the backends :mod:`.transformers` (:class:`Predictor`; its bf16 CPU products on
+:mod:`.packing`'s packed weights) and :mod:`.vllm`
 (:class:`VllmPredictor`), :mod:`.backends` (:func:`load_predictor`, which picks one), :mod:`.constrained`
 and :mod:`.constrained_vllm` (the copy constraint), :mod:`.stopping` (length caps, the repetition rule),
 :mod:`.chunking` (long passages in sentence chunks), :mod:`.entities` (answers -> located entities),

@@ -23,6 +23,7 @@ from rait.inference.answerer import DEFAULT_BATCH_SIZE, Answerer, PassageQuery, 
 from rait.inference.confidence import SCORE_DIGITS, SCORE_RULE, ChoiceRecorder
 from rait.inference.decoding import DRAFT_BUDGET, Decoder
 from rait.inference.entities import scored_answer
+from rait.inference.packing import pack_linears
 from rait.inference.prefill import prefill, shared_start
 from rait.inference.stopping import DEFAULT_MAX_NEW_TOKENS, Continuation
 from rait.records import Record
@@ -85,6 +86,7 @@ class Predictor(Answerer):
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else min(self.stop_ids)
         self.device = next(model.parameters()).device
+        pack_linears(model)  # bf16 on a CPU: weights laid out once for the products (bit-identical)
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._decoder, self._head = base.get_decoder(), base.get_output_embeddings()
         params = inspect.signature(type(self._decoder).forward).parameters
