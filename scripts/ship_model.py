@@ -5,7 +5,8 @@
     python scripts/ship_model.py --experiment CONFIG [--cells CELL ...] [--output FILE.json]
         [--max-conversations N] [--compare-only] [--name ...] [--scores JSON] [--card ...] [--overwrite]
     python scripts/ship_model.py --experiment CONFIG --by heldout-f1 [--cells CELL ...] [--types N]
-        [--max-passages N] [--decoding D] [--output FILE.json] [--compare-only] ...
+        [--max-passages N] [--decoding D] [--threshold T] [--multi-label | --every-mention]
+        [--output FILE.json] [--compare-only] ...
 
 Writes src/rait/resources/models/NAME/ (rait.builtin.package_adapter: bf16 weights, portable base model
 name, builtin.json with the metadata) and, with --card, a draft model card to edit. JSON options take
@@ -16,8 +17,10 @@ hold-out (rait.experiment.choice.compare_models: passages no cell trained on, wi
 data); the comparison is written to --output [default: results/<experiment>.choice.json] and becomes the
 packaged model's selection metadata. With --by heldout-f1 the choice is by micro-F1 on the same hold-out
 asked like a benchmark, every type of a type list (rait.experiment.heldout.heldout_f1: every finished
-model with each inference mode and decoding the config evaluates, in-domain ones aside) [default output:
-results/<experiment>.heldout_f1.json]; a chosen candidate that uses examples at inference is recorded,
+model with each inference mode and decoding the config evaluates, in-domain ones aside), keeping the
+mentions rait.NER keeps by default (rait.inference.DEFAULT_THRESHOLD, one type per span; --threshold,
+--multi-label, or --every-mention for the paper's protocol) [default output: results/<experiment>.heldout_f1.json]; a
+chosen candidate that uses examples at inference is recorded,
 not packaged. Without --scores, its scores metadata is the chosen cell's test F1
 without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
 (rait.experiment.choice.shipped_scores); none when it has no finished one. Run it where
@@ -34,7 +37,7 @@ from typing import TYPE_CHECKING
 from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
 from rait.experiment.heldout import DEFAULT_TYPES
-from rait.inference import DECODINGS
+from rait.inference import DECODINGS, DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     from rait.experiment import ExperimentConfig
@@ -88,12 +91,20 @@ def compare_heldout_f1(args) -> tuple[ExperimentConfig, dict]:
     config = load_config(args.experiment)
     output = args.output or Path("results") / f"{config.name}.heldout_f1.json"
     check_output_file(output)
+    choice = None if args.every_mention else (args.threshold, args.multi_label)
     result = heldout_f1(
-        config, args.cells, n_types=args.types, max_passages=args.max_passages, decoding=args.decoding
+        config,
+        args.cells,
+        n_types=args.types,
+        max_passages=args.max_passages,
+        decoding=args.decoding,
+        choice=choice,
     )
     write_json(output, result)
     held = result["holdout"]
     print(f"hold-out: {held['passages']} passages x {len(held['types'])} types = {held['queries']} queries")
+    kept = "every mention" if choice is None else f"threshold {choice[0]}, multi_label {choice[1]}"
+    print(f"mentions kept: {kept}")
     print(f"{'cell':<32} {'mode':<24} {'P':>6} {'R':>6} {'F1':>6}")
     chosen = result["chosen"]
     for row in result["rows"]:
@@ -138,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", type=int, default=DEFAULT_TYPES, help="--by heldout-f1: type list size")
     parser.add_argument("--max-passages", type=int, help="--by heldout-f1: the first N hold-out passages")
     parser.add_argument("--decoding", choices=DECODINGS, help="--by heldout-f1: instead of each mode's")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="--by heldout-f1: keep mentions scored this",
+    )
+    parser.add_argument(
+        "--multi-label", action="store_true", help="--by heldout-f1: keep every type of a span, not the best"
+    )
+    parser.add_argument(
+        "--every-mention", action="store_true", help="--by heldout-f1: keep every mention (paper protocol)"
+    )
     parser.add_argument("--name", default=DEFAULT_BUILTIN, choices=sorted(BUILTIN_MODELS))
     parser.add_argument("--source", help="where the adapter comes from [default: ADAPTER_DIR as given]")
     parser.add_argument("--selection", help="how it was chosen (JSON)")
@@ -149,9 +172,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either ADAPTER_DIR or --experiment CONFIG")
     if args.experiment is None and (args.cells or args.output or args.max_conversations or args.compare_only):
         parser.error("--cells, --output, --max-conversations and --compare-only go with --experiment")
-    heldout_only = (args.types != DEFAULT_TYPES, args.max_passages, args.decoding)
+    heldout_only = (
+        args.types != DEFAULT_TYPES,
+        args.max_passages,
+        args.decoding,
+        args.threshold != DEFAULT_THRESHOLD,
+        args.multi_label,
+        args.every_mention,
+    )
     if args.by != "heldout-f1" and any(heldout_only):
-        parser.error("--types, --max-passages and --decoding go with --by heldout-f1")
+        parser.error(
+            "--types, --max-passages, --decoding, --threshold, --multi-label and --every-mention go with "
+            "--by heldout-f1"
+        )
+    if not 0 <= args.threshold <= 1:
+        parser.error(f"--threshold must be a number from 0 to 1, not {args.threshold}")
+    if args.every_mention and (args.multi_label or args.threshold != DEFAULT_THRESHOLD):
+        parser.error("--every-mention keeps every mention: drop --threshold and --multi-label")
     if args.by == "heldout-f1" and (args.experiment is None or args.max_conversations):
         parser.error("--by heldout-f1 goes with --experiment (and not --max-conversations)")
     if args.experiment is not None and args.selection is not None:

@@ -95,7 +95,7 @@ def study(tmp_path, monkeypatch):
 
     def answerer(model, adapter, *args):
         loaded.append((model, args[-1]))  # a directory without an adapter config: loaded as the model
-        return lookup_predictor(answers["ra-it" if "ra-it" in model else "vanilla"])
+        return lookup_predictor(answers["ra-it" if "ra-it" in model else "vanilla"], open_probs={})
 
     monkeypatch.setattr(stages, "_answerer", answerer)
     return config, loaded
@@ -167,3 +167,48 @@ def test_ship_script_by_heldout_f1_writes_the_record(study, tmp_path, capsys):
     assert json.loads(output.read_text())["chosen"]["cell"] == "n20-vanilla-s1"
     with pytest.raises(SystemExit):
         script.main(["--experiment", str(config.path), "--types", "2"])  # --types without --by heldout-f1
+
+
+def test_the_shipped_choice_of_mentions_can_change_the_winner(study, monkeypatch):
+    """With a threshold and one type per span, as rait.NER keeps mentions, the unsure vanilla model keeps
+    nothing and the RA-IT model's confident wrong types compete with its right ones."""
+    config, _ = study
+    scored = {
+        "vanilla": ({"person": ["Barack Obama"], "location": ["Paris"]}, {"person": 0.8, "location": 0.8}),
+        "ra-it": (
+            {"person": ["Barack Obama", "Paris"], "location": ["Paris", "Barack Obama"]},
+            {"person": 0.99, "location": 0.95},
+        ),
+    }
+
+    def answerer(model, adapter, *args):
+        known, probs = scored["ra-it" if "ra-it" in model else "vanilla"]
+        return lookup_predictor(known, open_probs=probs)
+
+    monkeypatch.setattr(stages, "_answerer", answerer)
+    cells = ["n20-vanilla-s1", "n20-ra-it-nn-k2-s1"]
+    shipped = heldout_f1(config, cells, n_types=2, decoding="free", choice=(0.9, False))
+    rows = {(r["cell"], r["mode"]): r["f1"] for r in shipped["rows"]}
+    assert rows[("n20-vanilla-s1", "none")] == 0.0
+    assert rows[("n20-ra-it-nn-k2-s1", "none")] == pytest.approx(50.0)  # Paris kept as a person only
+    assert shipped["chosen"]["cell"] == "n20-ra-it-nn-k2-s1"
+    assert shipped["choice"] == {"threshold": 0.9, "multi_label": False}
+    every = heldout_f1(config, cells, n_types=2, decoding="free")  # the same predictions, every mention
+    assert every["chosen"]["cell"] == "n20-vanilla-s1" and every["choice"] is None
+
+
+def test_ship_script_checks_the_mention_options(study):
+    config, _ = study
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    base = ["--experiment", str(config.path), "--by", "heldout-f1", "--compare-only"]
+    for wrong in (
+        ["--threshold", "1.5"],
+        ["--every-mention", "--multi-label"],
+        ["--every-mention", "--threshold", "0.5"],
+    ):
+        with pytest.raises(SystemExit):
+            script.main([*base, *wrong])
+    with pytest.raises(SystemExit):
+        script.main(["--experiment", str(config.path), "--threshold", "0.5"])  # without --by heldout-f1

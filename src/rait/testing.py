@@ -111,14 +111,18 @@ def tiny_model_and_tokenizer(arch: str = "llama", seed: int = 0):
     return model, tokenizer
 
 
-def lookup_predictor(known: dict[str, list[str]], arch: str = "llama", **kwargs):
+def lookup_predictor(
+    known: dict[str, list[str]], arch: str = "llama", open_probs: dict[str, float] | None = None, **kwargs
+):
     """A real :class:`rait.inference.Predictor` over the tiny model whose decoding is replaced by a
     lookup: for the type asked, it answers the JSON list of the ``known[type]`` mentions present in the
     passage of the prompt (so the whole path -- templates, token ids, batching, parsing, locating -- runs for
-    real, and each chunk's answer depends on that chunk only). ``iter_calls`` / ``passages`` record its
-    use."""
+    real, and each chunk's answer depends on that chunk only). With ``open_probs``, each mention of a type's
+    answer is scored ``open_probs[type]`` (1.0 for a type not in it); without, answers have no scores.
+    ``iter_calls`` / ``passages`` record its use."""
     from rait.chat import stop_token_ids
     from rait.inference import Predictor
+    from rait.inference.stopping import Continuation
 
     questions = "|".join(re.escape(w.question).replace("%s", "(.+?)") for w in WORDINGS.values())
     passage_starts = "|".join(re.escape(w.passage.split("%s")[0]) for w in WORDINGS.values())
@@ -140,11 +144,14 @@ def lookup_predictor(known: dict[str, list[str]], arch: str = "llama", **kwargs)
                 prompt = self.tokenizer.decode(prefixes[row] + suffix)
                 entity_type = "".join(re.findall(questions, prompt)[-1])
                 passage = re.split(passage_starts, prompt)[-1]
-                answer = json.dumps(
-                    [m for m in known.get(entity_type, []) if m in passage], ensure_ascii=False
+                mentions = [m for m in known.get(entity_type, []) if m in passage]
+                answer = json.dumps(mentions, ensure_ascii=False)
+                ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + stop_token_ids(
+                    self.tokenizer
                 )
-                ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"]
-                outputs.append(ids + stop_token_ids(self.tokenizer))
+                if open_probs is not None:
+                    ids = Continuation(ids, "stop", [open_probs.get(entity_type, 1.0)] * len(mentions))
+                outputs.append(ids)
             return outputs
 
     model, tokenizer = tiny_model_and_tokenizer(arch)

@@ -5,7 +5,8 @@ across recipes (:mod:`.choice`). :func:`heldout_f1` instead asks every candidate
 inference mode (no examples, or out-domain examples) and decoding, about the passages of the common
 hold-out (:func:`rait.experiment.choice.common_holdout`: no compared cell trained on them), each passage
 about *every* type of one type list, as the benchmarks ask their label sets, so most answers are empty;
-each candidate's micro-F1 over these queries, and the best one, go to a JSON record. Test sets play no
+each candidate's micro-F1 over these queries (optionally on the mentions a product default keeps: a
+threshold, one type per span), and the best one, go to a JSON record. Test sets play no
 part."""
 
 from __future__ import annotations
@@ -92,18 +93,20 @@ def heldout_f1(
     n_types: int = DEFAULT_TYPES,
     max_passages: int | None = None,
     decoding: str | None = None,
+    choice: tuple[float | None, bool] | None = None,
 ) -> dict:
     """Score every candidate (:func:`candidates`; with ``decoding``, that decoding instead of each mode's)
-    on :func:`holdout_records` and choose the one with the highest micro-F1. Predictions go to
-    ``<output_dir>/heldout/<model>/<mode>/`` (resumable). Models must be finished (those of ``cells``);
-    with ``cells`` None, unfinished ones are listed in ``not_compared``.
+    on :func:`holdout_records` and choose the one with the highest micro-F1. ``choice``: (threshold,
+    multi_label) to keep the mentions a product default keeps (:func:`rait.inference.reselect`: scores at
+    least the threshold, unless ``multi_label`` one type per span) before scoring; None keeps every mention.
+    Predictions go to ``<output_dir>/heldout/<model>/<mode>/`` (resumable). Models must be finished (those
+    of ``cells``); with ``cells`` None, unfinished ones are listed in ``not_compared``.
 
-    Returns ``rule``, ``holdout`` (passages, type list, queries, sha256 of the passage ids), ``rows`` (per
-    candidate: cell, mode, decoding, precision, recall, f1, queries, unparseable, predictions file),
-    ``chosen`` ({cell, mode, decoding}) and ``not_compared``."""
-    from rait.evaluation import evaluate_file
+    Returns ``rule``, ``holdout`` (passages, type list, queries, sha256 of the passage ids), ``choice``
+    ({threshold, multi_label} or None), ``rows`` (per candidate: cell, mode, decoding, precision, recall,
+    f1, queries, unparseable, predictions file), ``chosen`` ({cell, mode, decoding}) and ``not_compared``."""
     from rait.experiment.choice import _steps
-    from rait.experiment.stages import predict_cell
+    from rait.experiment.stages import predict_cell, run_evaluate
 
     records = holdout_records(config, cells, types=types, n_types=n_types, max_passages=max_passages)
     _, models = _steps(config)
@@ -124,8 +127,9 @@ def heldout_f1(
         model = config.output_dir / step.read_marker()["result"]["path"]
         out = config.output_dir / HOLDOUT_BENCHMARK / cell.model_name / mode.name
         predictions = predict_cell(config, cell, model, records, out)
-        scores = evaluate_file(predictions, protocol=config.evaluation.protocol).to_dict()["benchmarks"]
-        score = scores[HOLDOUT_BENCHMARK]
+        score = run_evaluate(
+            config, dataclasses.replace(cell, benchmark=HOLDOUT_BENCHMARK), predictions, choice
+        )
         rows.append(
             {
                 "cell": cell.train.name,
@@ -153,6 +157,7 @@ def heldout_f1(
         },
         "protocol": config.evaluation.protocol,
         "predict": config.evaluation.predict,
+        "choice": None if choice is None else {"threshold": choice[0], "multi_label": choice[1]},
         "rows": rows,
         "chosen": {k: rows[best][k] for k in ("cell", "mode", "decoding")},
         "not_compared": skipped,
