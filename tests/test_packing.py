@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -57,6 +59,23 @@ def test_a_layer_made_in_inference_mode_is_packed():
         assert pack_linears(layer) == 1
         x = torch.randn(3, 64).to(torch.bfloat16)
         assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+@needs_onednn_bf16
+def test_a_packed_model_can_be_copied_and_saved(tmp_path):
+    model = _bf16_model()
+    pack_linears(model)
+    ids = torch.tensor([[3, 5, 7]])
+    with torch.inference_mode():
+        expected = model(ids).logits  # packs every layer
+    copied = copy.deepcopy(model)
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    for clone in (copied, loaded):
+        assert all(m.forward.module is m for m in clone.modules() if "forward" in vars(m))
+    with torch.inference_mode():
+        assert torch.equal(copied(ids).logits, expected)
+        assert torch.equal(loaded(ids).logits, expected)
 
 
 @needs_onednn_bf16

@@ -45,6 +45,12 @@ class _PackedForward:
         self.packed: torch.Tensor | None = None
         self.key: tuple | None = None
 
+    def __getstate__(self):  # copies and pickles pack again on first use: the packed tensor has no storage
+        return {"module": self.module}
+
+    def __setstate__(self, state) -> None:
+        self.module, self.packed, self.key = state["module"], None, None
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.module.weight, self.module.bias
         if (
