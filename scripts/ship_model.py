@@ -19,8 +19,8 @@ packaged model's selection metadata. With --by heldout-f1 the choice is by micro
 asked like a benchmark, every type of a type list (rait.experiment.heldout.heldout_f1: every finished
 model with each inference mode and decoding the config evaluates, in-domain ones aside), keeping the
 mentions rait.NER keeps by default (rait.inference.DEFAULT_THRESHOLD, one type per span; --threshold,
---multi-label, or --every-mention for the paper's protocol) [default output: results/<experiment>.heldout_f1.json]; a
-chosen candidate that uses examples at inference is recorded,
+--multi-label, or --every-mention for the paper's protocol) [default output:
+results/<experiment>.heldout_f1.json]; a chosen candidate that uses examples at inference is recorded,
 not packaged. Without --scores, its scores metadata is the chosen cell's test F1
 without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
 (rait.experiment.choice.shipped_scores); none when it has no finished one. Run it where
