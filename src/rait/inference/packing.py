@@ -55,17 +55,16 @@ class _PackedForward:
         weight, bias = self.module.weight, self.module.bias
         if (
             (torch.is_grad_enabled() and weight.requires_grad)
+            or weight.dtype != torch.bfloat16
+            or weight.device.type != "cpu"
             or x.dtype != torch.bfloat16
             or x.dim() < 2
             or x.numel() > PACK_ROWS * x.shape[-1]
         ):
             return torch.nn.functional.linear(x, weight, bias)
         # inference tensors keep no version counter: only replacing them is seen
-        version = -1 if weight.is_inference() else weight._version
-        key = (id(weight), version, weight.dtype, weight.device)
+        key = (id(weight), -1 if weight.is_inference() else weight._version)
         if key != self.key:
-            if weight.dtype != torch.bfloat16 or weight.device.type != "cpu":
-                return torch.nn.functional.linear(x, weight, bias)
             self.packed, self.key = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS), key
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
 

@@ -116,6 +116,11 @@ def _model_order(setting: Setting) -> tuple:
     return (setting.size or 0, method, _strategy_rank(setting.strategy), setting.k or 0, setting.recipe)
 
 
+def _pair_order(setting: Setting) -> tuple:
+    """The order of the difference views' rows: model, then decoding, then inference settings."""
+    return (_model_order(setting), _decoding_order(setting.decoding), _inference_order(setting))
+
+
 def _control_last(strategy: str | None) -> tuple:
     """Strategies in :data:`STRATEGY_NAMES` order with Random, the control, last."""
     return (strategy == "random", _strategy_rank(strategy), strategy or "")
@@ -249,7 +254,7 @@ class Scores:
         pairs = [(s, b) for group in groups.values() for i, s in enumerate(group) for b in group[i + 1 :]]
         return sorted(
             pairs,
-            key=lambda p: (_model_order(p[0]), _decoding_order(p[0].decoding), _inference_order(p[0])),
+            key=lambda p: _pair_order(p[0]),
         )
 
     def baseline_pairs(self, model: str) -> list[tuple[Setting, Setting]]:
@@ -278,7 +283,7 @@ class Scores:
         results; in model, decoding and inference order."""
         found = sorted(
             (s for s in self.f1 if s.recipe and s._replace(recipe="") in self.f1),
-            key=lambda s: (_model_order(s), _decoding_order(s.decoding), _inference_order(s)),
+            key=_pair_order,
         )
         return [(s, s._replace(recipe="")) for s in found]
 
@@ -287,7 +292,7 @@ class Scores:
         decoding without examples, both with results; in model, decoding and inference order."""
         with_examples = sorted(
             (s for s in self.f1 if s.mode != "none"),
-            key=lambda s: (_model_order(s), _decoding_order(s.decoding), _inference_order(s)),
+            key=_pair_order,
         )
         pairs = [(s, s.without_examples) for s in with_examples]
         return [(s, none) for s, none in pairs if none in self.f1]
