@@ -2,7 +2,7 @@
 measure them on test sentences, with the built-in model.
 
     python benchmarks/confidence_defaults.py predict --split heldout [--per-benchmark 40] [--seed 42]
-        [--decoding constrained-words] [--predictions runs/confidence/heldout.jsonl]
+        [--decoding constrained-words] [--model DIR] [--predictions runs/confidence/heldout.jsonl]
     python benchmarks/confidence_defaults.py choose [--predictions runs/confidence/heldout.jsonl]
         [--output results/confidence/heldout.json]
     python benchmarks/confidence_defaults.py predict --split test --per-benchmark 200
@@ -70,7 +70,7 @@ def predict(args) -> None:
     for name in BENCHMARKS:
         split = heldout_split(name) if args.split == "heldout" else "test"
         records += load_benchmark(name, split, max_examples=args.per_benchmark, seed=args.seed)
-    predictor = load_predictor(decoding=args.decoding)
+    predictor = load_predictor(args.model, decoding=args.decoding)
     args.predictions.parent.mkdir(parents=True, exist_ok=True)
     stats = predict_records(records, predictor, args.predictions, threshold=None, multi_label=True)
     print(json.dumps(stats.to_dict()))
@@ -120,7 +120,10 @@ def choose(args) -> None:
     write_json(
         args.output,
         {
-            "what": "held-out sentences (CrossNER dev, MIT train), every type, built-in model, no examples",
+            "what": (
+                "held-out sentences (CrossNER dev, MIT train), every type, no examples, the model of "
+                "`predict` (default: the built-in model)"
+            ),
             "predictions": str(args.predictions),
             "n_queries": baseline.n_queries,
             "protocol": PROTOCOL,
@@ -193,6 +196,7 @@ def main() -> None:
     p.add_argument("--per-benchmark", type=int, default=40)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--decoding", default="constrained-words")
+    p.add_argument("--model", help="an adapter or model directory [default: the built-in model]")
     p.add_argument("--predictions", type=Path, default=ROOT / "runs" / "confidence" / "heldout.jsonl")
     c = sub.add_parser("choose")
     c.add_argument("--predictions", type=Path, default=ROOT / "runs" / "confidence" / "heldout.jsonl")

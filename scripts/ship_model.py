@@ -4,8 +4,10 @@
         [--selection JSON] [--scores JSON] [--card docs/model_card.md] [--overwrite]
     python scripts/ship_model.py --experiment CONFIG [--cells CELL ...] [--output FILE.json]
         [--max-conversations N] [--compare-only] [--name ...] [--scores JSON] [--card ...] [--overwrite]
-    python scripts/ship_model.py --experiment CONFIG --by heldout-f1 [--cells CELL ...] [--types N]
-        [--max-passages N] [--decoding D] [--threshold T] [--multi-label | --every-mention]
+    python scripts/ship_model.py --experiment CONFIG --by heldout-f1 [--cells CELL ...]
+        [--heldout training [--types N] [--max-passages N] | --heldout benchmarks [--per-benchmark N]]
+        [--decoding D] [--threshold T | --choose-threshold]
+        [--multi-label | --every-mention]
         [--output FILE.json] [--compare-only] ...
 
 Writes src/rait/resources/models/NAME/ (rait.builtin.package_adapter: bf16 weights, portable base model
@@ -15,11 +17,14 @@ inline JSON or a .json file. Commit the packaged directory; rait.NER.from_pretra
 With --experiment, the adapter is chosen among the study's finished models by their loss on the common
 hold-out (rait.experiment.choice.compare_models: passages no cell trained on, without examples, never test
 data); the comparison is written to --output [default: results/<experiment>.choice.json] and becomes the
-packaged model's selection metadata. With --by heldout-f1 the choice is by micro-F1 on the same hold-out
-asked like a benchmark, every type of a type list (rait.experiment.heldout.heldout_f1: every finished
+packaged model's selection metadata. With --by heldout-f1 the choice is by F1 on held-out data asked like
+a benchmark: the same hold-out, every type of a type list (--heldout training), or the evaluation
+benchmarks' dev sentences (train for MIT), every type of each (--heldout benchmarks; the rule for the
+built-in model, docs/experiments.md) (rait.experiment.heldout.heldout_f1: every finished
 model with each inference mode and decoding the config evaluates, in-domain ones aside), keeping the
 mentions rait.NER keeps by default (rait.inference.DEFAULT_THRESHOLD, one type per span; --threshold,
---multi-label, or --every-mention for the paper's protocol) [default output:
+--multi-label, or --every-mention for the paper's protocol; --choose-threshold: each candidate at its best
+threshold of rait.evaluation.SWEEP_THRESHOLDS on the hold-out, as if shipped with it) [default output:
 results/<experiment>.heldout_f1.json]; a chosen candidate that uses examples at inference is recorded,
 not packaged. Without --scores, its scores metadata is the chosen cell's test F1
 without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
@@ -36,7 +41,8 @@ from typing import TYPE_CHECKING
 
 from rait.builtin import BUILTIN_MODELS, DEFAULT_BUILTIN, builtin_path, model_card, package_adapter
 from rait.errors import RaitError
-from rait.experiment.heldout import DEFAULT_TYPES
+from rait.evaluation import SWEEP_THRESHOLDS
+from rait.experiment.heldout import DEFAULT_PER_BENCHMARK, DEFAULT_TYPES, HELDOUT_SETS
 from rait.inference import DECODINGS, DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -99,18 +105,24 @@ def compare_heldout_f1(args) -> tuple[ExperimentConfig, dict]:
         max_passages=args.max_passages,
         decoding=args.decoding,
         choice=choice,
+        thresholds=SWEEP_THRESHOLDS if args.choose_threshold else None,
+        heldout=args.heldout,
+        per_benchmark=args.per_benchmark,
     )
     write_json(output, result)
     held = result["holdout"]
-    print(f"hold-out: {held['passages']} passages x {len(held['types'])} types = {held['queries']} queries")
-    kept = "every mention" if choice is None else f"threshold {choice[0]}, multi_label {choice[1]}"
+    asked = f"{len(held['types'])} types" if "types" in held else f"every type of {len(held['benchmarks'])}"
+    print(f"hold-out ({held['set']}): {held['passages']} passages x {asked}: {held['queries']} queries")
+    threshold = "each candidate's best" if args.choose_threshold else None if choice is None else choice[0]
+    kept = "every mention" if choice is None else f"threshold {threshold}, multi_label {choice[1]}"
     print(f"mentions kept: {kept}")
-    print(f"{'cell':<32} {'mode':<24} {'P':>6} {'R':>6} {'F1':>6}")
+    print(f"{'cell':<32} {'mode':<24} {'thr':>5} {'P':>6} {'R':>6} {'F1':>6}")
     chosen = result["chosen"]
     for row in result["rows"]:
         mark = " *" if (row["cell"], row["mode"]) == (chosen["cell"], chosen["mode"]) else ""
         scores = " ".join(f"{row[k]:>6.2f}" for k in ("precision", "recall", "f1"))
-        print(f"{row['cell']:<32} {row['mode']:<24} {scores}{mark}")
+        at = "-" if row["threshold"] is None else f"{row['threshold']:g}"
+        print(f"{row['cell']:<32} {row['mode']:<24} {at:>5} {scores}{mark}")
     for cell, status in result["not_compared"].items():
         print(f"{cell:<32} not compared ({status})")
     print(f"chosen: {chosen['cell']} with mode {chosen['mode']}; record in {output}")
@@ -146,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--compare-only", action="store_true", help="write the comparison, package nothing")
     parser.add_argument("--by", choices=("loss", "heldout-f1"), default="loss", help="the selection rule")
+    parser.add_argument("--heldout", choices=HELDOUT_SETS, default="training", help="--by heldout-f1: which")
     parser.add_argument("--types", type=int, default=DEFAULT_TYPES, help="--by heldout-f1: type list size")
+    parser.add_argument(
+        "--per-benchmark",
+        type=int,
+        default=DEFAULT_PER_BENCHMARK,
+        help="--heldout benchmarks: sentences per benchmark",
+    )
     parser.add_argument("--max-passages", type=int, help="--by heldout-f1: the first N hold-out passages")
     parser.add_argument("--decoding", choices=DECODINGS, help="--by heldout-f1: instead of each mode's")
     parser.add_argument(
@@ -154,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DEFAULT_THRESHOLD,
         help="--by heldout-f1: keep mentions scored this",
+    )
+    parser.add_argument(
+        "--choose-threshold",
+        action="store_true",
+        help="--by heldout-f1: score each candidate at its best threshold on the hold-out",
     )
     parser.add_argument(
         "--multi-label", action="store_true", help="--by heldout-f1: keep every type of a span, not the best"
@@ -179,16 +203,29 @@ def main(argv: list[str] | None = None) -> int:
         args.threshold != DEFAULT_THRESHOLD,
         args.multi_label,
         args.every_mention,
+        args.choose_threshold,
+        args.heldout != "training",
+        args.per_benchmark != DEFAULT_PER_BENCHMARK,
     )
     if args.by != "heldout-f1" and any(heldout_only):
         parser.error(
-            "--types, --max-passages, --decoding, --threshold, --multi-label and --every-mention go with "
-            "--by heldout-f1"
+            "--heldout, --per-benchmark, --types, --max-passages, --decoding, --threshold, "
+            "--choose-threshold, --multi-label and --every-mention go with --by heldout-f1"
         )
     if not 0 <= args.threshold <= 1:
         parser.error(f"--threshold must be a number from 0 to 1, not {args.threshold}")
-    if args.every_mention and (args.multi_label or args.threshold != DEFAULT_THRESHOLD):
-        parser.error("--every-mention keeps every mention: drop --threshold and --multi-label")
+    if args.every_mention and (
+        args.multi_label or args.threshold != DEFAULT_THRESHOLD or args.choose_threshold
+    ):
+        parser.error(
+            "--every-mention keeps every mention: drop --threshold, --choose-threshold and --multi-label"
+        )
+    if args.heldout == "benchmarks" and (args.types != DEFAULT_TYPES or args.max_passages):
+        parser.error("--types and --max-passages go with --heldout training; use --per-benchmark")
+    if args.heldout == "training" and args.per_benchmark != DEFAULT_PER_BENCHMARK:
+        parser.error("--per-benchmark goes with --heldout benchmarks")
+    if args.choose_threshold and args.threshold != DEFAULT_THRESHOLD:
+        parser.error("--choose-threshold chooses the threshold: drop --threshold")
     if args.by == "heldout-f1" and (args.experiment is None or args.max_conversations):
         parser.error("--by heldout-f1 goes with --experiment (and not --max-conversations)")
     if args.experiment is not None and args.selection is not None:
@@ -213,6 +250,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise RaitError(
                         f"the chosen candidate uses examples at inference ({chosen['mode']}): package its "
                         "adapter and pool by hand; the record is written"
+                    )
+                threshold = chosen["threshold"]
+                if threshold is not None and threshold != DEFAULT_THRESHOLD:
+                    print(
+                        f"the chosen threshold {threshold:g} is not rait.inference.DEFAULT_THRESHOLD "
+                        f"({DEFAULT_THRESHOLD:g}): set the default to it with this model"
                     )
                 chosen = chosen["cell"]
                 adapter_dir = config.output_dir / _model_path(config, chosen)

@@ -368,6 +368,34 @@ def test_collect_can_choose_every_cells_mentions_again_by_score(config):
     with pytest.raises(ExperimentError, match="has no mention scores"):
         collect_results(config, choice=(0.9, False))
 
+    path.write_text("".join(json.dumps(row.to_dict()) + "\n" for row in rows))
+    models = list(dict.fromkeys(step.cell.model_name for step in eval_steps))
+    strict, *others = models  # the first model's own threshold drops Marie Curie (0.95) too
+    record = {
+        "choice": {"thresholds": [0.9, 0.96], "multi_label": False},
+        "rows": [{"cell": strict, "mode": "none", "threshold": 0.9, "f1": 10.0}]
+        + [{"cell": m, "mode": "none", "threshold": 0.9, "f1": 50.0} for m in others]
+        + [{"cell": strict, "mode": "none", "threshold": 0.96, "f1": 60.0}],
+    }
+    record_path = config.output_dir / "heldout.json"
+    record_path.write_text(json.dumps(record))
+    result = CliRunner().invoke(app, [*args, "--thresholds-from", str(record_path)])
+    assert result.exit_code == 0, result.output
+    per_model = json.loads((config.output_dir / "results.per-model-one-type.json").read_text())
+    f1 = {(row["model"], round(row["f1"], 2)) for row in per_model["rows"]}
+    assert f1 == {(strict, 66.67)} | {(m, 100.0) for m in others}
+    assert per_model["choice"]["threshold"] == {strict: 0.96, **{m: 0.9 for m in others}}
+    assert f"{strict} 0.96" in (config.output_dir / "results.per-model-one-type.md").read_text()
+    with pytest.raises(ExperimentError, match=f"no threshold for model {others[0]}"):
+        collect_results(config, choice=({strict: 0.9}, False))
+    record_path.write_text(json.dumps({"choice": {"threshold": 0.9, "multi_label": False}, "rows": []}))
+    result = CliRunner().invoke(app, [*args, "--thresholds-from", str(record_path)])
+    assert isinstance(result.exception, RaitError) and "threshold chosen per candidate" in str(
+        result.exception
+    )
+    result = CliRunner().invoke(app, [*args, "--thresholds-from", str(record_path), "--threshold", "0.5"])
+    assert isinstance(result.exception, RaitError) and "exclude each other" in str(result.exception)
+
 
 def test_collect_and_dry_run_exclude_each_other(config):
     args = ["experiment", str(config.path), "--collect", "--dry-run"]

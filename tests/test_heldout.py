@@ -14,7 +14,15 @@ from rait.data.formats import write_records
 from rait.errors import RaitError
 from rait.experiment import Stages, load_config, run_experiment, stages
 from rait.experiment.choice import common_holdout
-from rait.experiment.heldout import HOLDOUT_BENCHMARK, candidates, heldout_f1, holdout_records, type_list
+from rait.experiment.heldout import (
+    HOLDOUT_BENCHMARK,
+    benchmark_records,
+    candidates,
+    heldout_f1,
+    heldout_split,
+    holdout_records,
+    type_list,
+)
 from rait.records import Conversation, Mention, Record, Turn
 from rait.testing import lookup_predictor
 
@@ -137,7 +145,12 @@ def test_the_highest_heldout_f1_is_chosen_among_models_modes_and_decodings(study
     )
     assert rows[("n20-vanilla-s1", "none")]["f1"] == pytest.approx(100.0)
     assert rows[("n20-ra-it-nn-k2-s1", "none")]["f1"] == pytest.approx(100 * 2 / 3)  # P 1/2, R 1
-    assert result["chosen"] == {"cell": "n20-vanilla-s1", "mode": "none", "decoding": "free"}
+    assert result["chosen"] == {
+        "cell": "n20-vanilla-s1",
+        "mode": "none",
+        "decoding": "free",
+        "threshold": None,
+    }
     assert result["holdout"]["queries"] == 8 and result["holdout"]["types"] == ["location", "person"]
     assert all(r["n_queries"] == 8 for r in result["rows"])
     assert {decoding for _, decoding in loaded} == {"free"}
@@ -197,6 +210,40 @@ def test_the_shipped_choice_of_mentions_can_change_the_winner(study, monkeypatch
     assert every["chosen"]["cell"] == "n20-vanilla-s1" and every["choice"] is None
 
 
+def test_each_candidate_can_be_scored_at_its_own_best_threshold(study, monkeypatch):
+    """A model whose right answers score 0.8 loses at the shipped threshold 0.9 and wins at its own best
+    threshold; every threshold's scores are recorded, and ties go to the lowest threshold."""
+    config, _ = study
+    scored = {
+        "vanilla": ({"person": ["Barack Obama"], "location": ["Paris"]}, {"person": 0.8, "location": 0.8}),
+        "ra-it": (
+            {"person": ["Barack Obama", "Paris"], "location": ["Paris"]},
+            {"person": 0.99, "location": 0.95},
+        ),
+    }
+
+    def answerer(model, adapter, *args):
+        known, probs = scored["ra-it" if "ra-it" in model else "vanilla"]
+        return lookup_predictor(known, open_probs=probs)
+
+    monkeypatch.setattr(stages, "_answerer", answerer)
+    cells = ["n20-vanilla-s1", "n20-ra-it-nn-k2-s1"]
+    fixed = heldout_f1(config, cells, n_types=2, decoding="free", choice=(0.9, False))
+    assert fixed["chosen"]["cell"] == "n20-ra-it-nn-k2-s1" and fixed["chosen"]["threshold"] == 0.9
+    own = heldout_f1(
+        config, cells, n_types=2, decoding="free", choice=(0.9, False), thresholds=[0.9, 0.5, 0.7]
+    )
+    rows = {r["cell"]: r for r in own["rows"]}
+    assert rows["n20-vanilla-s1"]["threshold"] == 0.5 and rows["n20-vanilla-s1"]["f1"] == pytest.approx(100.0)
+    assert [p["threshold"] for p in rows["n20-vanilla-s1"]["curve"]] == [0.5, 0.7, 0.9]
+    assert [p["f1"] for p in rows["n20-vanilla-s1"]["curve"]] == pytest.approx([100.0, 100.0, 0.0])
+    assert rows["n20-ra-it-nn-k2-s1"]["threshold"] == 0.5  # the same F1 at every threshold: the lowest
+    assert own["chosen"] == {"cell": "n20-vanilla-s1", "mode": "none", "decoding": "free", "threshold": 0.5}
+    assert own["choice"] == {"thresholds": [0.5, 0.7, 0.9], "multi_label": False}
+    with pytest.raises(RaitError, match="thresholds to choose from"):
+        heldout_f1(config, cells, n_types=2, decoding="free", thresholds=[0.5])
+
+
 def test_ship_script_checks_the_mention_options(study):
     config, _ = study
     spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
@@ -207,8 +254,45 @@ def test_ship_script_checks_the_mention_options(study):
         ["--threshold", "1.5"],
         ["--every-mention", "--multi-label"],
         ["--every-mention", "--threshold", "0.5"],
+        ["--every-mention", "--choose-threshold"],
+        ["--choose-threshold", "--threshold", "0.5"],
+        ["--heldout", "benchmarks", "--types", "3"],
+        ["--per-benchmark", "5"],  # with the training hold-out
     ):
         with pytest.raises(SystemExit):
             script.main([*base, *wrong])
     with pytest.raises(SystemExit):
         script.main(["--experiment", str(config.path), "--threshold", "0.5"])  # without --by heldout-f1
+
+
+def test_candidates_can_be_scored_on_the_benchmarks_held_out_sentences(study, tmp_path, monkeypatch):
+    """--heldout benchmarks: the config's benchmarks' dev sentences (never test), every type of each."""
+    config, _ = study
+    data = tmp_path / "data" / "eval" / "en" / "bio" / "CrossNER" / "ai"
+    data.mkdir(parents=True)
+    sentence = [("Barack", "B-person"), ("Obama", "I-person"), ("visited", "O"), ("Paris", "B-location")]
+    dev = "".join("".join(f"{w}\t{t}\n" for w, t in sentence) + "\n" for _ in range(3))
+    (data / "dev.txt").write_text(dev)
+    (data / "test.txt").write_text("Alan\tB-researcher\n\n")  # never read
+    monkeypatch.setenv("RAIT_DATA_DIR", str(tmp_path / "data"))
+    assert heldout_split("crossner_ai") == "dev" and heldout_split("mit_movie") == "train"
+    records = benchmark_records(config, per_benchmark=2)
+    assert len(records) == 2 and all(r.id.startswith("crossner_ai-dev-") for r in records)
+    assert all("person" in r.types and "location" in r.types for r in records)
+    result = heldout_f1(
+        config,
+        ["n20-vanilla-s1", "n20-ra-it-nn-k2-s1"],
+        decoding="free",
+        heldout="benchmarks",
+        per_benchmark=2,
+    )
+    rows = {r["cell"]: r for r in result["rows"] if r["mode"] == "none"}
+    assert rows["n20-vanilla-s1"]["f1"] == pytest.approx(100.0)
+    assert rows["n20-ra-it-nn-k2-s1"]["f1"] == pytest.approx(100 * 2 / 3)
+    assert result["chosen"]["cell"] == "n20-vanilla-s1"
+    held = result["holdout"]
+    assert held["set"] == "benchmarks" and held["benchmarks"] == ["crossner_ai"] and held["passages"] == 2
+    assert held["queries"] == 2 * len(records[0].types) and "benchmarks" in result["rule"]
+    assert (config.output_dir / "heldout-benchmarks" / "n20-vanilla-s1" / "none").is_dir()
+    with pytest.raises(RaitError, match="unknown held-out set"):
+        heldout_f1(config, ["n20-vanilla-s1"], heldout="test")

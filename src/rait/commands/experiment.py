@@ -49,6 +49,15 @@ def experiment_command(
             help="With --threshold: every type of a span, or only its best-scoring one.",
         ),
     ] = True,
+    thresholds_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds-from",
+            help="With --collect: each model's threshold (and one type per span or not) from a held-out "
+            "F1 record (scripts/ship_model.py --by heldout-f1 --choose-threshold); writes "
+            "results.per-model-<one-type|multi-label>.json/.md.",
+        ),
+    ] = None,
     adapters: Annotated[
         Path | None,
         typer.Option(
@@ -68,9 +77,16 @@ def experiment_command(
 
     if sum((collect, dry_run, export_adapters)) > 1:
         raise RaitError("--collect, --dry-run and --export-adapters exclude each other: give one of them")
-    if threshold is not None and not collect:
+    if (threshold is not None or thresholds_from is not None) and not collect:
         raise RaitError("--threshold chooses the mentions of finished cells again: give it with --collect")
+    if threshold is not None and thresholds_from is not None:
+        raise RaitError("--threshold and --thresholds-from exclude each other: give one of them")
     choice = None if threshold is None else (check_threshold(threshold), multi_label)
+    if thresholds_from is not None:
+        from rait.experiment.heldout import chosen_thresholds
+        from rait.fileio import read_json
+
+        choice = chosen_thresholds(read_json(thresholds_from), str(thresholds_from))
     console = make_console()
     cfg = load_config(config, output_dir=output_dir)
     if adapters is not None:

@@ -314,13 +314,17 @@ def _run_steps(config: ExperimentConfig, stages: Stages | None, log: Callable[[s
 
 
 def collect_results(
-    config: ExperimentConfig, steps: list[Step] | None = None, choice: tuple[float, bool] | None = None
+    config: ExperimentConfig,
+    steps: list[Step] | None = None,
+    choice: tuple[float | dict[str, float], bool] | None = None,
 ) -> dict:
     """The results table from the finished eval steps' markers: one row per eval cell, with its per-sentence
     counts (``sentences``) where the marker has them; with ``training.search``, ``selection``: per training
     cell the chosen hyper-parameters and every candidate's validation loss, or for a cell outside
     ``search.sizes`` the cell it took them from (``selected_by``). ``choice``: (threshold, multi_label) to
-    score every cell's predictions again with its mentions chosen by score (recorded as ``choice``)."""
+    score every cell's predictions again with its mentions chosen by score (recorded as ``choice``); the
+    threshold may be one per model (``{model: threshold}``, e.g. each chosen on held-out data), and a
+    finished cell of a model it lacks raises :class:`ExperimentError`."""
     steps = steps if steps is not None else plan(config)
     rows, missing, selection = [], [], {}
     for step in steps:
@@ -337,7 +341,13 @@ def collect_results(
             continue
         metrics = marker["result"]["metrics"]
         if choice is not None:
-            metrics = run_evaluate(config, step.cell, config.output_dir / marker["result"]["path"], choice)
+            threshold, multi_label = choice
+            if isinstance(threshold, dict):
+                if step.cell.model_name not in threshold:
+                    raise ExperimentError(f"no threshold for model {step.cell.model_name} (cell {step.name})")
+                threshold = threshold[step.cell.model_name]
+            predictions = config.output_dir / marker["result"]["path"]
+            metrics = run_evaluate(config, step.cell, predictions, (threshold, multi_label))
         row = {
             **step.cell.describe(),
             **{k: metrics.get(k) for k in ("precision", "recall", "f1", "n_queries", "n_unparseable")},
@@ -365,13 +375,15 @@ def collect_results(
 
 def write_results(config: ExperimentConfig, results: dict) -> tuple[Path, Path]:
     """Write ``results.json`` and ``results.md`` under the experiment's output directory (with a ``choice``:
-    ``results.<threshold>-<one-type|multi-label>.json`` and ``.md``)."""
+    ``results.<threshold or per-model>-<one-type|multi-label>.json`` and ``.md``)."""
     from rait.report import results_markdown
 
     json_path, md_path = config.output_dir / RESULTS_JSON, config.output_dir / RESULTS_MD
     if "choice" in results:
         choice = results["choice"]
-        tag = f"{choice['threshold']:g}-{'multi-label' if choice['multi_label'] else 'one-type'}"
+        threshold = choice["threshold"]
+        tag = "per-model" if isinstance(threshold, dict) else f"{threshold:g}"
+        tag += f"-{'multi-label' if choice['multi_label'] else 'one-type'}"
         json_path, md_path = json_path.with_suffix(f".{tag}.json"), md_path.with_suffix(f".{tag}.md")
     write_json(json_path, results)
     with atomic_write(md_path) as handle:

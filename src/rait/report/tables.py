@@ -115,4 +115,8 @@ def choice_fact(results: dict) -> str:
     if (choice := results.get("choice")) is None:
         return ""
     types = "every type of a span" if choice["multi_label"] else "one type per span"
-    return f"mentions chosen again by score: threshold {choice['threshold']:g}, {types}"
+    threshold = choice["threshold"]
+    if isinstance(threshold, dict):
+        each = ", ".join(f"{model} {value:g}" for model, value in threshold.items())
+        return f"mentions chosen again by score: threshold per model ({each}), {types}"
+    return f"mentions chosen again by score: threshold {threshold:g}, {types}"
