@@ -182,14 +182,13 @@ def test_ship_script_by_heldout_f1_writes_the_record(study, tmp_path, capsys):
         script.main(["--experiment", str(config.path), "--types", "2"])  # --types without --by heldout-f1
 
 
-def test_the_shipped_choice_of_mentions_can_change_the_winner(study, monkeypatch):
-    """With a threshold and one type per span, as rait.NER keeps mentions, the unsure vanilla model keeps
-    nothing and the RA-IT model's confident wrong types compete with its right ones."""
-    config, _ = study
+def answer_with_scores(monkeypatch, ra_it_locations: list[str]) -> None:
+    """The vanilla model answers right, scored 0.8; the RA-IT one also calls Paris a person (and gives
+    ``ra_it_locations``), scored 0.99 and 0.95."""
     scored = {
         "vanilla": ({"person": ["Barack Obama"], "location": ["Paris"]}, {"person": 0.8, "location": 0.8}),
         "ra-it": (
-            {"person": ["Barack Obama", "Paris"], "location": ["Paris", "Barack Obama"]},
+            {"person": ["Barack Obama", "Paris"], "location": ra_it_locations},
             {"person": 0.99, "location": 0.95},
         ),
     }
@@ -199,6 +198,13 @@ def test_the_shipped_choice_of_mentions_can_change_the_winner(study, monkeypatch
         return lookup_predictor(known, open_probs=probs)
 
     monkeypatch.setattr(stages, "_answerer", answerer)
+
+
+def test_the_shipped_choice_of_mentions_can_change_the_winner(study, monkeypatch):
+    """With a threshold and one type per span, as rait.NER keeps mentions, the unsure vanilla model keeps
+    nothing and the RA-IT model's confident wrong types compete with its right ones."""
+    config, _ = study
+    answer_with_scores(monkeypatch, ["Paris", "Barack Obama"])
     cells = ["n20-vanilla-s1", "n20-ra-it-nn-k2-s1"]
     shipped = heldout_f1(config, cells, n_types=2, decoding="free", choice=(0.9, False))
     rows = {(r["cell"], r["mode"]): r["f1"] for r in shipped["rows"]}
@@ -214,19 +220,7 @@ def test_each_candidate_can_be_scored_at_its_own_best_threshold(study, monkeypat
     """A model whose right answers score 0.8 loses at the shipped threshold 0.9 and wins at its own best
     threshold; every threshold's scores are recorded, and ties go to the lowest threshold."""
     config, _ = study
-    scored = {
-        "vanilla": ({"person": ["Barack Obama"], "location": ["Paris"]}, {"person": 0.8, "location": 0.8}),
-        "ra-it": (
-            {"person": ["Barack Obama", "Paris"], "location": ["Paris"]},
-            {"person": 0.99, "location": 0.95},
-        ),
-    }
-
-    def answerer(model, adapter, *args):
-        known, probs = scored["ra-it" if "ra-it" in model else "vanilla"]
-        return lookup_predictor(known, open_probs=probs)
-
-    monkeypatch.setattr(stages, "_answerer", answerer)
+    answer_with_scores(monkeypatch, ["Paris"])
     cells = ["n20-vanilla-s1", "n20-ra-it-nn-k2-s1"]
     fixed = heldout_f1(config, cells, n_types=2, decoding="free", choice=(0.9, False))
     assert fixed["chosen"]["cell"] == "n20-ra-it-nn-k2-s1" and fixed["chosen"]["threshold"] == 0.9

@@ -260,16 +260,10 @@ def chosen_thresholds(record: dict, source: str = "the held-out record") -> tupl
 def _score(config: ExperimentConfig, predictions, choice: tuple[float | None, bool] | None) -> dict:
     """Precision, recall and F1 (averaged over the benchmarks), queries and unparseable answers of a
     predictions file, its mentions chosen again by ``choice`` first (:func:`rait.inference.reselect`)."""
-    from rait.evaluation import evaluate, read_prediction_files
-    from rait.inference import reselect
+    from rait.evaluation import evaluate
+    from rait.experiment.stages import chosen_rows
 
-    rows = read_prediction_files([predictions])
-    if choice is not None:
-        try:
-            rows = reselect(rows, *choice)
-        except ValueError as exc:
-            raise RaitError(f"{predictions}: {exc}") from None
-    report = evaluate(rows, protocol=config.evaluation.protocol)
+    report = evaluate(chosen_rows(predictions, choice), protocol=config.evaluation.protocol)
     return {
         "precision": report.average_precision,
         "recall": report.average_recall,

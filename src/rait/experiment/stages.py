@@ -213,6 +213,21 @@ def predict_cell(
     return output
 
 
+def chosen_rows(predictions: Path, choice: tuple[float | None, bool] | None = None) -> list:
+    """The rows of a predictions file, with ``choice`` (threshold, multi_label) their mentions chosen again
+    from their scores (:func:`rait.inference.reselect`)."""
+    from rait.evaluation import read_prediction_files
+    from rait.inference import reselect
+
+    rows = read_prediction_files([predictions])
+    if choice is None:
+        return rows
+    try:
+        return reselect(rows, *choice)
+    except ValueError as exc:
+        raise ExperimentError(f"{predictions}: {exc}") from None
+
+
 def run_evaluate(
     config: ExperimentConfig, cell: EvalCell, predictions: Path, choice: tuple[float, bool] | None = None
 ) -> dict:
@@ -220,16 +235,9 @@ def run_evaluate(
     config's scoring protocol, and ``sentences``: [n_correct, n_pred, n_gold] per test sentence id, for the
     report's bootstrap. ``choice``: (threshold, multi_label) to choose the mentions again from their scores
     first (:func:`rait.inference.reselect`), as a product default would."""
-    from rait.evaluation import evaluate, read_prediction_files
-    from rait.inference import reselect
+    from rait.evaluation import evaluate
 
-    rows = read_prediction_files([predictions])
-    if choice is not None:
-        try:
-            rows = reselect(rows, *choice)
-        except ValueError as exc:
-            raise ExperimentError(f"{predictions}: {exc}") from None
-    report = evaluate(rows, protocol=config.evaluation.protocol)
+    report = evaluate(chosen_rows(predictions, choice), protocol=config.evaluation.protocol)
     scores = report.to_dict()["benchmarks"]
     if cell.benchmark not in scores:
         raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
