@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rait.chat import encode_turns
-from rait.inference import PassageQuery, Predictor
+from rait.inference import PassageQuery, Predictor, decoding
 from rait.inference.decoding import Decoder, Lookup
 from rait.inference.prefill import buckets
 from rait.templates import question_turn
@@ -95,6 +95,49 @@ def test_first_tokens_drafted_in_the_prompt_forward_change_no_answer(decoding, m
         fast, fast_calls = answers(model, tokenizer, decoding, True, batch_size, openings=True)
         assert fast == reference
         assert sum(kept) and fast_calls < plain_calls
+
+
+def test_end_branches_choose_the_next_mention_in_the_forward_that_verifies_one(monkeypatch):
+    """A random model's constrained-words answers copy several passage words: where one closes at a drafted
+    word end and goes on with the separator, the branch fed there chooses the next token. Same answers as
+    one token per call and as drafts without end branches, in no more calls (a random model rarely writes
+    the separator as the trained one does, so the calls saved are measured on the built-in model:
+    benchmarks/bench_latency.py)."""
+    model, tokenizer = tiny_model_and_tokenizer("llama")
+    model = model.double()
+    kept = []
+    branch = Decoder._branch
+
+    def counting(self, row, row_index, scores, greedy):
+        kept.append(branch(self, row, row_index, scores, greedy))
+        return kept[-1]
+
+    monkeypatch.setattr(Decoder, "_branch", counting)
+    reference, plain_calls = answers(model, tokenizer, "constrained-words", False, 1)
+    monkeypatch.setattr(decoding, "MAX_ENDS", 0)
+    without, without_calls = answers(model, tokenizer, "constrained-words", True, 1)
+    assert not any(kept)
+    monkeypatch.setattr(decoding, "MAX_ENDS", 3)
+    fast, fast_calls = answers(model, tokenizer, "constrained-words", True, 1)
+    assert fast == without == reference
+    assert any(kept) and fast_calls <= without_calls < plain_calls
+
+
+def test_end_branches_are_drafted_word_ends_inside_a_passage_string():
+    token_bytes = [b"Marie", b" Cur", b"ie", b" won", b"Ma"]
+    lookup = Lookup([], b"Marie Curie won")
+    for token in (4,):  # '["Ma' written: inside a string, "Ma" in the passage but not at a word end
+        lookup.add(token, b'["Ma')
+    assert lookup.ends([], token_bytes, 3) == []  # "Ma|rie": no end after the pending token
+    lookup = Lookup([], b"Marie Curie won")
+    lookup.add(0, b'["Marie')
+    assert lookup.ends([1, 2, 3], token_bytes, 3) == [0, 2, 3]  # Marie| Cur ie| won|
+    assert lookup.ends([1, 2, 3], token_bytes, 1) == [0]
+    assert lookup.ends([1, 3], token_bytes, 3) == [0]  # " won" is not what follows " Cur"
+    assert lookup.ends([1, 2], token_bytes, 0) == []
+    outside = Lookup([], b"Marie Curie won")
+    outside.add(0, b'["Marie", ')
+    assert outside.ends([1], token_bytes, 3) == []
 
 
 @pytest.mark.parametrize("decoding", ["constrained", "constrained-words"])

@@ -1,7 +1,7 @@
 """The greedy decoding loop of :class:`rait.inference.transformers.Predictor`: fewer model calls than one
 per token.
 
-Every answer is exactly the one a loop that calls the model once per token would give; two things save
+Every answer is exactly the one a loop that calls the model once per token would give; three things save
 calls:
 
 - **drafts** (prompt-lookup speculative decoding): an answer mostly copies the passage, so after each token
@@ -12,15 +12,20 @@ calls:
   none, a single passage's rows up to :data:`MAX_DRAFT` each;
 - **forced tokens** (jump-forward, constrained decoding only): where the copy constraint leaves a single
   token outside a string, e.g. the end token after ``]``, it is appended without asking the model, its
-  cache filled by the next forward (an end token needs none: the row ends).
+  cache filled by the next forward (an end token needs none: the row ends);
+- **end branches**: inside a mention drafted from the passage, the separator ``", "`` is also fed as a
+  branch after each of the first :data:`MAX_ENDS` drafted word ends, each seeing the row up to its end
+  only (a tree-shaped attention mask). Where the model closes the mention there and writes the separator,
+  the branch's scores choose the next mention's first token: one forward fewer per further mention.
 
-A third thing saves whole rows where the caller keeps only confident answers: ``drop(row)`` says, after each
+A fourth thing saves whole rows where the caller keeps only confident answers: ``drop(row)`` says, after each
 token, whether whatever the row goes on to write would be thrown away (its score, fixed at the answer's first
 choice point, is below the caller's threshold); such a row ends there, ``dropped``.
 
 Rows feed different numbers of tokens per forward: each row's are left-aligned and the slots after them
-masked; slots of rejected drafts stay in the cache, masked out, and position ids skip them, so every token
-sees exactly the context and positions it would see alone. The model's scores are available at every
+masked (with end branches, a tree-shaped mask); slots of rejected drafts and branches stay in the cache,
+masked out, and position ids skip them, so every token sees exactly the context and positions it would see
+alone. The model's scores are available at every
 position where a token is chosen (only forced tokens are chosen without them).
 """
 
@@ -37,6 +42,7 @@ DRAFT_BUDGET = 48  # tokens fed per forward (rows' last tokens plus drafts) beyo
 MAX_DRAFT = 8  # draft tokens per row and forward, at most
 MATCH_MAX = 3  # longest run of last tokens a draft's source must match
 SEPARATOR = '", "'  # drafted after a closed string, before the answer has one (prepended to the prompt)
+MAX_ENDS = 3  # end branches per row and forward, at most (only where rows get whole drafts)
 
 
 class Lookup:
@@ -89,6 +95,32 @@ class Lookup:
                     break
         return seq[best + 1 : best + 1 + size] if best >= 0 else []
 
+    def ends(self, draft: Sequence[int], token_bytes: Sequence[bytes | None], limit: int) -> list[int]:
+        """The first ``limit`` counts ``i`` of ``draft`` tokens after which the string being written (inside
+        a string whose bytes occur in the passage) would end at a word boundary of the passage: the
+        passage byte that follows is not a letter or digit. The string is never empty there."""
+        written = self.written
+        start = written.rfind(b'"')
+        if limit < 1 or start < 0 or (written.count(b'"') - written.count(b'\\"')) % 2 == 0:
+            return []
+        content = written[start + 1 :]
+        at = self.passage.find(content) if content else -1
+        if at < 0:
+            return []
+        rest, offset, found = self.passage[at + len(content) :], 0, []
+        for i in range(len(draft) + 1):
+            if i:
+                data = token_bytes[draft[i - 1]] if draft[i - 1] < len(token_bytes) else None
+                if not data or rest[offset : offset + len(data)] != data:
+                    break
+                offset += len(data)
+            after = rest[offset : offset + 1]
+            if not after or not (after.isalnum() or after[0] >= 0x80):
+                found.append(i)
+                if len(found) == limit:
+                    break
+        return found
+
 
 class Row:
     """One decoded row: its answer so far, tokens chosen but not yet in the cache, and its state."""
@@ -114,7 +146,8 @@ class Decoder:
     ``observe(row, token, scores)`` sees every token written with the scores it was chosen from (None for a
     forced token); ``token_bytes`` and ``encode`` (the tokenizer's) let drafts come from the passage.
     ``drop(row)``: whether the row can end now because the caller will discard its answer (see the module
-    doc); its continuation's finish reason is then ``dropped``."""
+    doc); its continuation's finish reason is then ``dropped``. ``mask_dtype`` (the model's): end branches
+    are fed (with an additive attention mask of that dtype) where given and drafts are on."""
 
     def __init__(
         self,
@@ -129,6 +162,7 @@ class Decoder:
         encode: Callable[[str], list[int]] | None = None,
         observe: Callable[[int, int, torch.Tensor | None], None] | None = None,
         drop: Callable[[int], bool] | None = None,
+        mask_dtype: torch.dtype | None = None,
     ):
         self.forward = forward
         self.cap = max_new_tokens
@@ -141,6 +175,8 @@ class Decoder:
         self.encode = encode
         self.observe = observe
         self.drop = drop
+        self.mask_dtype = mask_dtype
+        self.separator: list[int] = []
 
     def run(
         self,
@@ -162,6 +198,7 @@ class Decoder:
         escaped = {text: _escaped(text) for text in dict.fromkeys(passages or ())}
         sources = [escaped[text] for text in passages] if passages and self.encode else [b""] * len(prompts)
         hint = self.encode(SEPARATOR) if self.encode else []
+        self.separator = hint if self.mask_dtype is not None and self.token_bytes else []
         rows = [
             Row([*hint, *prompt], pos, source)
             for prompt, pos, source in zip(prompts, next_pos.tolist(), sources, strict=True)
@@ -178,37 +215,60 @@ class Decoder:
                 mask = mask[index]
                 active = [active[b] for b in keep]
             mask = _trim(mask, cache)
-            feeds, drafts = self._feeds([rows[r] for r in active], active)
+            feeds, drafts, ends = self._feeds([rows[r] for r in active], active)
             width = max(len(feed) for feed in feeds)
+            sep = len(self.separator)
             ids = torch.zeros((len(active), width), dtype=torch.long)
             fed = torch.zeros((len(active), width), dtype=mask.dtype)
             positions = torch.zeros((len(active), width), dtype=torch.long)
             select: list[int] = []
+            lines = []  # per batch row: its pending tokens and drafts, fed before its branches
             for b, (row_index, feed) in enumerate(zip(active, feeds, strict=True)):
                 ids[b, : len(feed)] = torch.tensor(feed)
                 fed[b, : len(feed)] = 1
                 pos = rows[row_index].pos
                 positions[b] = torch.arange(pos, pos + width)
-                first = len(feed) - len(drafts[b]) - 1
-                select.extend(range(b * width + first, b * width + len(feed)))
-            mask = torch.cat([mask, fed.to(dev)], dim=1)
+                line = len(feed) - len(ends[b]) * sep
+                select.extend(range(b * width + line - len(drafts[b]) - 1, b * width + line))
+                pending = line - len(drafts[b])
+                for a, end in enumerate(ends[b]):  # each branch at the position after its end
+                    slot = line + a * sep
+                    positions[b, slot : slot + sep] = torch.arange(
+                        pos + pending + end, pos + pending + end + sep
+                    )
+                    select.extend(range(b * width + slot, b * width + slot + sep))
+                lines.append(line)
+            grown = torch.cat([mask, fed.to(dev)], dim=1)
+            attention = grown
+            if any(ends):
+                attention = self._tree_mask(mask, feeds, drafts, ends, lines, width).to(dev)
             logits = self.forward(
-                ids.to(dev), mask, positions.to(dev), cache, torch.tensor(select, device=dev)
+                ids.to(dev), attention, positions.to(dev), cache, torch.tensor(select, device=dev)
             )
+            mask = grown
             greedy = _top(logits).tolist()
             kept, start = [], 0
             for b, row_index in enumerate(active):
-                n = len(drafts[b]) + 1
+                n, branched = len(drafts[b]) + 1, len(ends[b]) * sep
                 row = rows[row_index]
+                pending = lines[b] - len(drafts[b])
                 accepted = self._verify(
                     row, row_index, drafts[b], logits[start : start + n], greedy[start : start + n]
                 )
-                kept.append(len(feeds[b]) - n + 1 + accepted)
-                start += n
-            block = torch.tensor([[1] * k + [0] * (width - k) for k in kept], dtype=mask.dtype, device=dev)
-            mask[:, mask.shape[1] - width :] = block
+                slots = list(range(pending + accepted))
+                if accepted in ends[b]:
+                    at = start + n + ends[b].index(accepted) * sep
+                    used = self._branch(row, row_index, logits[at : at + sep], greedy[at : at + sep])
+                    slot = lines[b] + ends[b].index(accepted) * sep
+                    slots += range(slot, slot + used)
+                kept.append(slots)
+                start += n + branched
+            block = torch.zeros((len(active), width), dtype=mask.dtype)
+            for b, slots in enumerate(kept):
+                block[b, slots] = 1
+            mask[:, mask.shape[1] - width :] = block.to(dev)
             for b, row_index in enumerate(active):
-                rows[row_index].pos += kept[b]
+                rows[row_index].pos += len(kept[b])
         return [Continuation(row.out, _reason(row)) for row in rows]
 
     def _first(self, rows: list[Row], scores: torch.Tensor, mask: torch.Tensor, branches: list[int]):
@@ -229,22 +289,60 @@ class Decoder:
             mask[:, width - len(branches) :] = keep.to(mask.device)
         return mask
 
-    def _feeds(self, rows: list[Row], indices: list[int]) -> tuple[list[list[int]], list[list[int]]]:
-        """Each batch row's fed tokens (pending, then drafts) and drafts; a done row feeds a dummy token."""
+    def _feeds(
+        self, rows: list[Row], indices: list[int]
+    ) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
+        """Each batch row's fed tokens (pending, drafts, then the separator once per end branch), drafts and
+        end branches (the number of drafts after each; :meth:`Lookup.ends`); a done row feeds a dummy
+        token."""
         budget = max(0, self.draft_budget - sum(len(row.pending) for row in rows))
         size = min(MAX_DRAFT, budget // max(len(rows), 1))
-        feeds, drafts = [], []
+        feeds, drafts, ends = [], [], []
         for row, row_index in zip(rows, indices, strict=True):
             draft: list[int] = []
+            found: list[int] = []
             room = self.cap - len(row.out)
             done = self._done(row)
             if not done and size:
                 draft = row.lookup.draft(min(size, room), self.encode)
                 if draft and self.guide is not None:
                     draft = self.guide.admissible(row_index, draft, room)
-            feeds.append([0] if done else row.pending + draft)
+                if self.separator and size == MAX_DRAFT:
+                    found = row.lookup.ends(draft, self.token_bytes, MAX_ENDS)
+            feeds.append([0] if done else row.pending + draft + self.separator * len(found))
             drafts.append(draft)
-        return feeds, drafts
+            ends.append(found)
+        return feeds, drafts, ends
+
+    def _tree_mask(
+        self,
+        mask: torch.Tensor,
+        feeds: list[list[int]],
+        drafts: list[list[int]],
+        ends: list[list[int]],
+        lines: list[int],
+        width: int,
+    ) -> torch.Tensor:
+        """The additive attention mask ``[rows, 1, width, slots + width]`` of a forward with end branches:
+        the valid cache slots (``mask``), the row's pending tokens and drafts causally, and each branch the
+        row up to its end and its own earlier tokens."""
+        rows, slots = mask.shape
+        sep = len(self.separator)
+        allowed = torch.zeros((rows, width, slots + width), dtype=torch.bool)
+        allowed[:, :, :slots] = mask.bool().cpu()[:, None, :]
+        for b, feed in enumerate(feeds):
+            line = lines[b]
+            allowed[b, :line, slots : slots + line] = torch.ones((line, line), dtype=torch.bool).tril()
+            pending = line - len(drafts[b])
+            for a, end in enumerate(ends[b]):
+                first = line + a * sep
+                allowed[b, first : first + sep, slots : slots + pending + end] = True
+                own = torch.ones((sep, sep), dtype=torch.bool).tril()
+                allowed[b, first : first + sep, slots + first : slots + first + sep] = own
+            for q in range(len(feed), width):  # padding sees itself only
+                allowed[b, q, slots + q] = True
+        additive = torch.zeros(allowed.shape, dtype=self.mask_dtype)
+        return additive.masked_fill_(~allowed, torch.finfo(self.mask_dtype).min)[:, None]
 
     def _verify(
         self, row: Row, row_index: int, drafts: list[int], scores: torch.Tensor, greedy: list[int]
@@ -266,6 +364,26 @@ class Decoder:
                 self._jump_forward(row, row_index)
             return j
         return len(drafts)
+
+    def _branch(self, row: Row, row_index: int, scores: torch.Tensor, greedy: list[int]) -> int:
+        """Go on through the end branch fed where the row's drafts stopped, when the tokens chosen there
+        (pending) start the separator: choose the next token at each branch position while it is the
+        separator's next; the first other becomes pending. Returns the branch slots kept (the fed
+        tokens written)."""
+        separator, count = self.separator, len(row.pending)
+        if self._done(row) or not count or row.pending != separator[:count]:
+            return 0
+        for k in range(count - 1, len(separator)):
+            token = self._choose(row, row_index, greedy[k], scores[k])
+            if self._done(row):
+                return k + 1
+            if k + 1 < len(separator) and token == separator[k + 1]:
+                continue
+            row.pending = [token]
+            if self.guide is not None and self.jump_forward:
+                self._jump_forward(row, row_index)
+            return k + 1
+        return len(separator)
 
     def _done(self, row: Row) -> bool:
         return row.finished or len(row.out) >= self.cap

@@ -239,6 +239,7 @@ class Predictor(Answerer):
             encode=self._encode,
             observe=choices.observe,
             drop=self._drop_rule(choices),
+            mask_dtype=self.model.dtype,
         )
         prompts = [prefixes[o] + s for o, s in zip(owner, suffixes, strict=True)]
         outputs = decoder.run(logits, cache, mask, next_pos, prompts, passages, branches)
