@@ -151,6 +151,7 @@ def heldout_f1(
     mode, decoding, threshold, precision, recall, f1, queries, unparseable, predictions file; with
     ``thresholds`` its ``curve``: threshold, precision, recall, f1 at each), ``chosen`` ({cell, mode,
     decoding, threshold}) and ``not_compared``."""
+    from rait.evaluation import read_prediction_files
     from rait.experiment.choice import _steps
     from rait.experiment.stages import predict_cell
 
@@ -164,6 +165,7 @@ def heldout_f1(
     else:
         records = benchmark_records(config, per_benchmark)
         folder = f"{HOLDOUT_BENCHMARK}-benchmarks"
+    tried = [None if choice is None else choice[0]] if thresholds is None else sorted(set(thresholds))
     _, models = _steps(config)
     rows, skipped = [], {}
     found = candidates(config, cells)
@@ -182,8 +184,11 @@ def heldout_f1(
         model = config.output_dir / step.read_marker()["result"]["path"]
         out = config.output_dir / folder / cell.model_name / mode.name
         predictions = predict_cell(config, cell, model, records, out)
-        tried = [None if choice is None else choice[0]] if thresholds is None else sorted(set(thresholds))
-        curve = [(t, _score(config, predictions, None if choice is None else (t, choice[1]))) for t in tried]
+        answered = read_prediction_files([predictions])
+        curve = [
+            (t, _score(config, answered, predictions, None if choice is None else (t, choice[1])))
+            for t in tried
+        ]
         threshold, score = max(curve, key=lambda point: (point[1]["f1"], -(point[0] or 0)))
         rows.append(
             {
@@ -257,13 +262,16 @@ def chosen_thresholds(record: dict, source: str = "the held-out record") -> tupl
     return {cell: threshold for cell, (_, threshold) in best.items()}, bool(choice["multi_label"])
 
 
-def _score(config: ExperimentConfig, predictions, choice: tuple[float | None, bool] | None) -> dict:
-    """Precision, recall and F1 (averaged over the benchmarks), queries and unparseable answers of a
-    predictions file, its mentions chosen again by ``choice`` first (:func:`rait.inference.reselect`)."""
+def _score(
+    config: ExperimentConfig, rows: list, predictions, choice: tuple[float | None, bool] | None
+) -> dict:
+    """Precision, recall and F1 (averaged over the benchmarks), queries and unparseable answers of the rows
+    of a predictions file, their mentions chosen again by ``choice`` first
+    (:func:`rait.inference.reselect`)."""
     from rait.evaluation import evaluate
     from rait.experiment.stages import chosen_rows
 
-    report = evaluate(chosen_rows(predictions, choice), protocol=config.evaluation.protocol)
+    report = evaluate(chosen_rows(rows, choice, predictions), protocol=config.evaluation.protocol)
     return {
         "precision": report.average_precision,
         "recall": report.average_recall,

@@ -213,13 +213,11 @@ def predict_cell(
     return output
 
 
-def chosen_rows(predictions: Path, choice: tuple[float | None, bool] | None = None) -> list:
-    """The rows of a predictions file, with ``choice`` (threshold, multi_label) their mentions chosen again
-    from their scores (:func:`rait.inference.reselect`)."""
-    from rait.evaluation import read_prediction_files
+def chosen_rows(rows: list, choice: tuple[float | None, bool] | None, predictions: Path) -> list:
+    """The rows read from ``predictions``, with ``choice`` (threshold, multi_label) their mentions chosen
+    again from their scores (:func:`rait.inference.reselect`)."""
     from rait.inference import reselect
 
-    rows = read_prediction_files([predictions])
     if choice is None:
         return rows
     try:
@@ -235,9 +233,10 @@ def run_evaluate(
     config's scoring protocol, and ``sentences``: [n_correct, n_pred, n_gold] per test sentence id, for the
     report's bootstrap. ``choice``: (threshold, multi_label) to choose the mentions again from their scores
     first (:func:`rait.inference.reselect`), as a product default would."""
-    from rait.evaluation import evaluate
+    from rait.evaluation import evaluate, read_prediction_files
 
-    report = evaluate(chosen_rows(predictions, choice), protocol=config.evaluation.protocol)
+    rows = chosen_rows(read_prediction_files([predictions]), choice, predictions)
+    report = evaluate(rows, protocol=config.evaluation.protocol)
     scores = report.to_dict()["benchmarks"]
     if cell.benchmark not in scores:
         raise ExperimentError(f"{predictions} has no predictions for {cell.benchmark}")
