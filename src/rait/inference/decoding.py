@@ -70,17 +70,10 @@ class Lookup:
         them (a mention's first token is written without the space it has in the passage, so its tokens
         are not the passage's). Else the tokens that followed the latest earlier occurrence of the longest
         run (up to :data:`MATCH_MAX`) of the last tokens."""
-        if encode is not None and self.passage:
-            written = self.written
-            start = written.rfind(b'"')
-            if start >= 0 and (written.count(b'"') - written.count(b'\\"')) % 2:
-                content = written[start + 1 :]
-                at = self.passage.find(content) if content else -1
-                if at >= 0:
-                    rest = self.passage[at + len(content) : at + len(content) + 8 * size]
-                    drafted = encode(rest.decode("utf-8", "ignore"))[:size]
-                    if drafted:
-                        return drafted
+        if encode is not None and (rest := self._passage_rest()) is not None:
+            drafted = encode(rest[: 8 * size].decode("utf-8", "ignore"))[:size]
+            if drafted:
+                return drafted
         seq, last = self.seq, len(self.seq) - 1
         best, best_len = -1, 0
         for index in reversed(self.where.get(seq[last], ())[-16:]):
@@ -95,19 +88,25 @@ class Lookup:
                     break
         return seq[best + 1 : best + 1 + size] if best >= 0 else []
 
+    def _passage_rest(self) -> bytes | None:
+        """Inside a string (an odd number of unescaped quotes written) whose bytes so far occur in the
+        passage: the passage bytes that follow them (from the first occurrence); else None."""
+        written = self.written
+        start = written.rfind(b'"')
+        if not self.passage or start < 0 or (written.count(b'"') - written.count(b'\\"')) % 2 == 0:
+            return None
+        content = written[start + 1 :]
+        at = self.passage.find(content) if content else -1
+        return None if at < 0 else self.passage[at + len(content) :]
+
     def ends(self, draft: Sequence[int], token_bytes: Sequence[bytes | None], limit: int) -> list[int]:
         """The first ``limit`` counts ``i`` of ``draft`` tokens after which the string being written (inside
         a string whose bytes occur in the passage) would end at a word boundary of the passage: the
         passage byte that follows is not a letter or digit. The string is never empty there."""
-        written = self.written
-        start = written.rfind(b'"')
-        if limit < 1 or start < 0 or (written.count(b'"') - written.count(b'\\"')) % 2 == 0:
+        rest = self._passage_rest() if limit > 0 else None
+        if rest is None:
             return []
-        content = written[start + 1 :]
-        at = self.passage.find(content) if content else -1
-        if at < 0:
-            return []
-        rest, offset, found = self.passage[at + len(content) :], 0, []
+        offset, found = 0, []
         for i in range(len(draft) + 1):
             if i:
                 data = token_bytes[draft[i - 1]] if draft[i - 1] < len(token_bytes) else None
