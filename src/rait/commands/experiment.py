@@ -78,7 +78,10 @@ def experiment_command(
     if sum((collect, dry_run, export_adapters)) > 1:
         raise RaitError("--collect, --dry-run and --export-adapters exclude each other: give one of them")
     if (threshold is not None or thresholds_from is not None) and not collect:
-        raise RaitError("--threshold chooses the mentions of finished cells again: give it with --collect")
+        raise RaitError(
+            "--threshold and --thresholds-from choose the mentions of finished cells again: give them "
+            "with --collect"
+        )
     if threshold is not None and thresholds_from is not None:
         raise RaitError("--threshold and --thresholds-from exclude each other: give one of them")
     choice = None if threshold is None else (check_threshold(threshold), multi_label)
