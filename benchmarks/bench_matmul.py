@@ -5,8 +5,8 @@ gate/up in one), with whether the fused outputs are identical, and the 30 layers
 decoding step (distinct weights, streamed from memory as in the model) at 1-47 rows in bf16, bf16 with
 packed weights (:func:`rait.inference.packing.pack_linears`), fp32 and with int8 weights
 (``torch.ops.aten._weight_int8pack_mm``, per-channel scales, bf16 activations), in GB/s of weights read;
-and whether packed layers give ``F.linear``'s exact results at every row count they take (1 to
-:data:`rait.inference.packing.PACK_ROWS`) for each of the model's weight shapes.
+and whether packed layers give ``F.linear``'s exact results at the row counts of decoding passes (1 to
+:data:`rait.inference.packing.PACK_ROWS`) and of prompts (80 to 700) for each of the model's weight shapes.
 
     python benchmarks/bench_matmul.py [--threads 1 2]
 
@@ -125,6 +125,22 @@ def stack() -> list[dict]:
     return found
 
 
+IDENTITY_ROWS = (
+    *range(1, PACK_ROWS + 1),
+    80,
+    96,
+    109,
+    128,
+    160,
+    200,
+    256,
+    300,
+    400,
+    512,
+    700,
+)  # decoding, prompts
+
+
 def _packed(weights: list[torch.Tensor]) -> list[torch.nn.Linear]:
     layers = []
     for weight in weights:
@@ -150,7 +166,7 @@ def packed_identity() -> dict:
         (layer,) = _packed([weight])
         differ = [
             rows
-            for rows in range(1, PACK_ROWS + 1)
+            for rows in IDENTITY_ROWS
             if not torch.equal(
                 layer(x := torch.randn(rows, in_features, dtype=torch.bfloat16)), F.linear(x, weight)
             )

@@ -25,8 +25,10 @@ model with each inference mode and decoding the config evaluates, in-domain ones
 mentions rait.NER keeps by default (rait.inference.DEFAULT_THRESHOLD, one type per span; --threshold,
 --multi-label, or --every-mention for the paper's protocol; --choose-threshold: each candidate at its best
 threshold of rait.evaluation.SWEEP_THRESHOLDS on the hold-out, as if shipped with it) [default output:
-results/<experiment>.heldout_f1.json]; a chosen candidate that uses examples at inference is recorded,
-not packaged. Without --scores, its scores metadata is the chosen cell's test F1
+results/<experiment>.heldout_f1.json]; the chosen decoding, threshold and multi_label are packaged as the
+model's defaults (rait_config.json), and a chosen candidate that uses out-domain examples at inference is
+packaged with its example pool (its training passages, as pool.jsonl and their embeddings) and
+examples="pool" as the default. Without --scores, its scores metadata is the chosen cell's test F1
 without examples, per decoding, with bootstrap intervals, from the study's finished eval cells
 (rait.experiment.choice.shipped_scores); none when it has no finished one. Run it where
 `rait experiment CONFIG` runs (output_dir is relative)."""
@@ -44,6 +46,8 @@ from rait.errors import RaitError
 from rait.evaluation import SWEEP_THRESHOLDS
 from rait.experiment.heldout import DEFAULT_PER_BENCHMARK, DEFAULT_TYPES, HELDOUT_SETS
 from rait.inference import DECODINGS, DEFAULT_THRESHOLD
+
+SHIPPABLE_STRATEGIES = ("nn_bm25", "nn")  # as rait.NER's out-domain and in-domain retrieval
 
 if TYPE_CHECKING:
     from rait.experiment import ExperimentConfig
@@ -127,6 +131,41 @@ def compare_heldout_f1(args) -> tuple[ExperimentConfig, dict]:
         print(f"{cell:<32} not compared ({status})")
     print(f"chosen: {chosen['cell']} with mode {chosen['mode']}; record in {output}")
     return config, result
+
+
+def shipped_settings(config: ExperimentConfig, chosen: dict, choice: dict | None) -> tuple[dict, object]:
+    """The built-in model's saved settings for the held-out choice (its decoding, threshold and
+    multi_label; with examples at inference, the examples mode and the pool's settings) and its pool
+    (the chosen model's out-domain pool, None without examples)."""
+    from rait.experiment.stages import PREDICT_DEFAULTS, _out_domain_pool
+
+    settings = {"decoding": chosen["decoding"]}
+    if choice is not None:
+        settings |= {"threshold": chosen["threshold"], "multi_label": choice["multi_label"]}
+    if chosen["mode"].startswith("none"):
+        return settings, None
+    cell = next(
+        c for c in config.eval_cells() if c.model_name == chosen["cell"] and c.mode.name == chosen["mode"]
+    )
+    mode = cell.mode
+    if mode.kind != "out-domain" or mode.strategy not in SHIPPABLE_STRATEGIES:
+        raise RaitError(
+            f"the chosen candidate retrieves examples as {chosen['mode']}; rait.NER retrieves out-domain "
+            f"({' or '.join(SHIPPABLE_STRATEGIES)}) only: package it by hand; the record is written"
+        )
+    bm25 = {**PREDICT_DEFAULTS, **config.evaluation.predict}["bm25_threshold"]
+    pool = _out_domain_pool(
+        config.training.source,
+        config.training.format,
+        config.lang,
+        config.embedder,
+        *config.pool_sample(cell.train),
+    )
+    # rait.NER's out-domain is the paper's NN + BM25 filter; its in-domain the k nearest, unfiltered
+    kind = "out-domain" if mode.strategy == "nn_bm25" else "in-domain"
+    settings |= {"examples": "pool", "pool": {"mode": kind, "k": mode.k, "bm25_threshold": bm25}}
+    print(f"shipped with its example pool: {len(pool)} passages, {kind}, k={mode.k}")
+    return settings, pool
 
 
 def _model_path(config: ExperimentConfig, cell: str) -> str:
@@ -240,23 +279,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
         adapter_dir, selection = args.adapter_dir, args.selection and json_option(args.selection)
         scores = json_option(args.scores) if args.scores is not None else None
+        settings, pool = None, None
         if args.experiment is not None:
             config, selection = compare_heldout_f1(args) if args.by == "heldout-f1" else compare(args)
             if args.compare_only:
                 return 0
             chosen = selection["chosen"]
             if args.by == "heldout-f1":
-                if not chosen["mode"].startswith("none"):
-                    raise RaitError(
-                        f"the chosen candidate uses examples at inference ({chosen['mode']}): package its "
-                        "adapter and pool by hand; the record is written"
-                    )
-                threshold = chosen["threshold"]
-                if threshold is not None and threshold != DEFAULT_THRESHOLD:
-                    print(
-                        f"the chosen threshold {threshold:g} is not rait.inference.DEFAULT_THRESHOLD "
-                        f"({DEFAULT_THRESHOLD:g}): set the default to it with this model"
-                    )
+                settings, pool = shipped_settings(config, chosen, selection["choice"])
                 chosen = chosen["cell"]
                 adapter_dir = config.output_dir / _model_path(config, chosen)
             else:
@@ -268,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             metadata["selection"] = selection
         if scores is not None:
             metadata["scores"] = scores
-        target = package_adapter(adapter_dir, args.name, metadata=metadata, overwrite=args.overwrite)
+        target = package_adapter(
+            adapter_dir, args.name, metadata=metadata, overwrite=args.overwrite, settings=settings, pool=pool
+        )
         print(f"packaged {args.name} in {target}")
         if args.card is not None:
             args.card.write_text(model_card(args.name), encoding="utf-8")

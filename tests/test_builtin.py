@@ -182,6 +182,45 @@ def test_from_pretrained_without_a_model_is_the_builtin(trained, packaged):
     assert ner.predict_entities("Barack Obama was born in Honolulu.", ["person"]) is not None
 
 
+def test_a_builtin_packaged_with_settings_and_a_pool_loads_them(trained, root, tmp_path, monkeypatch, capsys):
+    from rait.records import Mention, Record
+    from rait.retrieval import ExamplePool, get_embedder
+
+    records = [
+        Record(f"p{i}", f"{name} lives in Paris.", [Mention(name, "person")]) for i, name in enumerate("AB")
+    ]
+    pool = ExamplePool(records, get_embedder("hashing"), show_progress=False)
+    settings = {
+        "threshold": 0.5,
+        "examples": "pool",
+        "pool": {"mode": "in-domain", "k": 1, "bm25_threshold": 0},
+    }
+    target = builtin.package_adapter(trained, NAME, metadata={}, settings=settings, pool=pool)
+    info = builtin.builtin_info(NAME)
+    assert {"rait_config.json", "pool.jsonl", "pool_vectors.npy"} <= set(info["files"])
+    builtin.package_adapter(trained, NAME, metadata={}, settings=settings, pool=pool, overwrite=True)
+    assert builtin.builtin_info(NAME) == info  # the same bytes again
+    assert json.loads((target / "rait_config.json").read_text())["pool"]["size"] == 2
+    ner = NER.from_pretrained(device="cpu", precision="fp32", max_new_tokens=4)
+    assert (ner.threshold, ner.examples, ner.pool_mode, ner.k) == (0.5, "pool", "in-domain", 1)
+    assert [r.id for r in ner.pool.records] == ["p0", "p1"]
+    assert ner.extract(["C lives in Paris."], ["person"])[0].n_examples == 1
+    plain = NER.from_pretrained(NAME, device="cpu", precision="fp32", examples="none", threshold=0.9)
+    assert (plain.examples, plain.threshold) == ("none", 0.9)
+    passages = tmp_path / "passages.txt"
+    passages.write_text("Barack Obama was born in Honolulu.\n")
+    args = ("-i", passages, "--types", "person", "--max-new-tokens", "4", "--precision", "fp32", "-q")
+    code, output = run_cli(monkeypatch, capsys, "predict", *args, "-o", tmp_path / "p.jsonl")
+    assert code == 0, output
+    assert json.loads((tmp_path / "p.meta.json").read_text())["settings"]["threshold"] == 0.5
+    if importlib.util.find_spec("fastapi"):
+        served = {}
+        monkeypatch.setattr("rait.serve.run_server", lambda ner, **kwargs: served.update(ner=ner, **kwargs))
+        assert run_cli(monkeypatch, capsys, "serve", "--precision", "fp32")[0] == 0
+        assert (served["ner"].threshold, served["ner"].examples) == (0.5, "pool")
+        assert served["info"]["pool"] == "the model's own"
+
+
 def test_without_a_packaged_model_the_default_stays_untuned(root):
     assert not builtin.is_packaged(NAME) and builtin.default_model(None) is None
     ner = NER.from_pretrained(device="cpu", precision="fp32")

@@ -293,7 +293,7 @@ def test_ship_script_fills_the_scores_from_the_experiment(study, tmp_path, monke
     monkeypatch.setattr(builtin, "MODELS_ROOT", tmp_path / "models")
     ship, packaged = ship_script(), []
     monkeypatch.setattr(
-        ship, "package_adapter", lambda adapter_dir, name, metadata, overwrite: packaged.append(metadata)
+        ship, "package_adapter", lambda adapter_dir, name, metadata, **options: packaged.append(metadata)
     )
     args = ["--experiment", str(study.path), "--output", str(tmp_path / "choice.json")]
     assert ship.main(args) == 0

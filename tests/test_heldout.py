@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from rait.data.formats import write_records
+from rait.data.sources import subsample
 from rait.errors import RaitError
 from rait.experiment import Stages, load_config, run_experiment, stages
 from rait.experiment.choice import common_holdout
@@ -180,6 +181,26 @@ def test_ship_script_by_heldout_f1_writes_the_record(study, tmp_path, capsys):
     assert json.loads(output.read_text())["chosen"]["cell"] == "n20-vanilla-s1"
     with pytest.raises(SystemExit):
         script.main(["--experiment", str(config.path), "--types", "2"])  # --types without --by heldout-f1
+
+
+def test_a_chosen_candidate_with_examples_is_shipped_with_its_pool(study):
+    config, _ = study
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    chosen = {"cell": "n20-ra-it-nn-k2-s1", "mode": "out-nn_bm25-k2", "decoding": "free", "threshold": 0.7}
+    settings, pool = script.shipped_settings(config, chosen, {"thresholds": [0.5, 0.7], "multi_label": False})
+    assert settings == {
+        "decoding": "free",
+        "threshold": 0.7,
+        "multi_label": False,
+        "examples": "pool",
+        "pool": {"mode": "out-domain", "k": 2, "bm25_threshold": 20.0},
+    }
+    sample = subsample([record(n) for n in range(POOL)], 20, 1)  # the model's training sample (size, seed)
+    assert [r.id for r in pool.records] == [r.id for r in sample]
+    plain = dict(chosen, cell="n20-vanilla-s1", mode="none", threshold=None)
+    assert script.shipped_settings(config, plain, None) == ({"decoding": "free"}, None)
 
 
 def answer_with_scores(monkeypatch, ra_it_locations: list[str]) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from rait.api import NER
-from rait.errors import RaitError
+from rait.errors import DataError, RaitError
 from rait.model_card import render_model_card
+from rait.records import Mention, Record
+from rait.retrieval import ExamplePool, get_embedder
+from rait.retrieval.embed import HashingEmbedder
 from rait.testing import save_tiny_model
 from rait.training import TrainConfig, train
 
@@ -80,6 +83,7 @@ def test_save_pretrained_of_an_adapter_reloads_with_the_same_settings_and_answer
         "lang": "en",
         "threshold": 0.3,
         "multi_label": True,
+        "examples": "none",
     }
     again = NER.from_pretrained(str(saved), max_new_tokens=8)
     assert (again.predictor.decoding, again.lang) == ("constrained", "en")
@@ -89,6 +93,55 @@ def test_save_pretrained_of_an_adapter_reloads_with_the_same_settings_and_answer
     card = (saved / "README.md").read_text()
     assert "license: apache-2.0" in card and "| conll2003 | 12.35 |" in card
     assert '| decoding | `"constrained"` |' in card
+
+
+POOL = [
+    Record("p0", "Angela Merkel visited Paris in May.", [Mention("Angela Merkel", "person")]),
+    Record("p1", "The Louvre is a museum in Paris.", [Mention("Paris", "location")]),
+    Record("p2", "Honolulu is the capital of Hawaii.", [Mention("Honolulu", "location")]),
+]
+
+
+def test_save_pretrained_ships_the_example_pool_and_its_default_mode(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAIT_CACHE_DIR", str(tmp_path / "cache"))
+    pool = ExamplePool(POOL, get_embedder("hashing"), show_progress=False)
+    ner = NER.from_pretrained(
+        str(run), pool=pool, k=1, bm25_threshold=0, examples="pool", lang="en", max_new_tokens=8
+    )
+    expected = ner.extract([TEXT], TYPES)[0]
+    assert expected.n_examples == 1  # calls that name no examples retrieve from the pool
+    saved = ner.save_pretrained(tmp_path / "saved")
+    settings = json.loads((saved / "rait_config.json").read_text())
+    assert settings["examples"] == "pool"
+    assert settings["pool"] == {
+        "records": "pool.jsonl",
+        "vectors": "pool_vectors.npy",
+        "embedder": "hashing-256",
+        "lang": "en",
+        "size": 3,
+        "mode": "out-domain",
+        "k": 1,
+        "bm25_threshold": 0,
+    }
+    assert "It ships an example pool: 3 labelled passages" in (saved / "README.md").read_text()
+    again = NER.from_pretrained(str(saved), max_new_tokens=8)
+    assert [r.to_dict() for r in again.pool.records] == [r.to_dict() for r in POOL]
+    assert (again.examples, again.k, again.bm25_threshold) == ("pool", 1, 0)
+    assert isinstance(again.pool.embedder, HashingEmbedder) and again.pool.embedder.n_embedded == 0
+    found = again.extract([TEXT], TYPES)[0]  # its query embedding is cached: no pool record embedded
+    assert (found.entities, found.n_examples, again.pool.embedder.n_embedded) == (expected.entities, 1, 0)
+    assert again.pool.retrieve(["Merkel spoke in Paris."], k=1, bm25_threshold=0)[0][0].id == "p0"
+    assert again.extract([TEXT], TYPES, examples="none")[0].n_examples == 0
+    mine = NER.from_pretrained(str(saved), pool=POOL[:1], embedder="hashing", max_new_tokens=8)
+    assert [r.id for r in mine.pool.records] == ["p0"] and mine.k == 2  # a given pool replaces the saved one
+    (saved / "pool_vectors.npy").write_bytes(b"not numpy")
+    with pytest.raises(DataError, match="pool_vectors.npy: cannot read the pool's embeddings"):
+        NER.from_pretrained(str(saved), max_new_tokens=8)
+
+
+def test_examples_other_than_none_as_the_default_need_a_pool(run):
+    with pytest.raises(RaitError, match="examples='pool' needs a pool"):
+        NER.from_pretrained(str(run), examples="pool", max_new_tokens=8)
 
 
 def test_save_pretrained_without_an_adapter_writes_merged_weights(tmp_path):

@@ -309,6 +309,16 @@ def test_example_modes_in_one_batch_use_the_pool():
     assert all(r.json()["results"][0]["entities"][0]["text"] == "Paris" for r in responses.values())
 
 
+def test_a_request_without_examples_gets_the_servers_default_mode():
+    predictor = lookup_predictor(KNOWN, max_new_tokens=16)
+    with running_server(NER(predictor, pool=FakePool(), k=1, examples="pool")) as base:
+        info = httpx.get(f"{base}/v1/info").json()
+        default = post(base, {"text": "Paris.", "types": ["location"]}).json()["results"][0]
+        none = post(base, {"text": "Paris.", "types": ["location"], "examples": "none"}).json()["results"][0]
+    assert info["examples_default"] == "pool"
+    assert (default["examples"], none["examples"]) == (1, 0)
+
+
 def test_a_full_queue_answers_503_at_once():
     predictor = lookup_predictor(KNOWN, max_new_tokens=16)
     gate = Gate(predictor)

@@ -82,9 +82,10 @@ class NER:
     list of :class:`Record`, or a training file / registered training source. Out-domain keeps the ``k``
     nearest examples whose BM25 score reaches ``bm25_threshold`` (the paper's setting for a general
     training pool); in-domain keeps the ``k`` nearest (a pool labelled for the target domain); ``"pool"``
-    uses ``pool_mode``. ``lang`` fixes the template language; ``None`` detects it per passage (Chinese when
-    a fifth of it is CJK). ``embedder`` (a name for :func:`rait.retrieval.get_embedder` or an Embedder)
-    embeds a pool given as records or a file (default: the offline model for its language).
+    uses ``pool_mode``. ``examples`` is the mode of calls that name none (default ``"none"``; a model saved
+    with a pool may ship ``"pool"``). ``lang`` fixes the template language; ``None`` detects it per passage
+    (Chinese when a fifth of it is CJK). ``embedder`` (a name for :func:`rait.retrieval.get_embedder` or an
+    Embedder) embeds a pool given as records or a file (default: the offline model for its language).
 
     Texts longer than the model's context or ``max_chunk_tokens`` are split into sentence chunks
     (:mod:`rait.inference.chunking`; ``None``: the context is the only limit); examples are retrieved for the
@@ -111,6 +112,7 @@ class NER:
         max_chunk_tokens: int | None = DEFAULT_MAX_CHUNK_TOKENS,
         threshold: float | None = DEFAULT_THRESHOLD,
         multi_label: bool = DEFAULT_MULTI_LABEL,
+        examples: str | None = None,
     ):
         check_mode(pool_mode, POOL_MODES, "pool_mode")
         self.predictor = predictor
@@ -123,6 +125,7 @@ class NER:
         self.seed = seed
         self.threshold = check_threshold(threshold)
         self.multi_label = check_multi_label(multi_label)
+        self.examples = self._mode(examples or "none")
         self.n_queries = 0
         self.n_malformed = 0
         self.n_chunked = 0
@@ -135,9 +138,10 @@ class NER:
         *,
         adapter: str | None = None,
         pool=None,
-        pool_mode: str = "out-domain",
-        k: int = DEFAULT_NUM_EXAMPLES,
-        bm25_threshold: float = DEFAULT_BM25_THRESHOLD,
+        pool_mode: str | None = None,
+        k: int | None = None,
+        bm25_threshold: float | None = None,
+        examples: str | None = None,
         lang: str | None = None,
         embedder=None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -162,21 +166,23 @@ class NER:
         lets the model answer only with distinct substrings of the passage that start and end at word
         boundaries (:mod:`rait.inference.constrained`), so every entity has offsets; ``"constrained"``: any
         substring (for languages whose names take suffixes); ``"free"``: plain greedy decoding. A directory
-        written by :meth:`save_pretrained` supplies its saved decoding, system prompt, language, threshold and
-        multi_label as the defaults. ``threshold`` (0: keep every mention), ``multi_label``: see :class:`NER`;
-        None: the saved one, else 0.92 and one type per span."""
+        written by :meth:`save_pretrained` (or a built-in model) supplies its saved decoding, system prompt,
+        language, threshold, multi_label, examples mode and example pool (with its ``pool_mode``, ``k`` and
+        ``bm25_threshold``) as the defaults; a ``pool`` given here replaces the saved one. ``threshold`` (0:
+        keep every mention), ``multi_label``: see :class:`NER`; None: the saved one, else 0.92 and one type
+        per span. ``pool_mode``, ``k``, ``bm25_threshold``: None: the saved pool's, else ``"out-domain"``,
+        2 and 20."""
         from rait.builtin import default_model, resolve_builtin
         from rait.hub import saved_settings
 
-        saved = saved_settings(path_or_id)
-        decoding = decoding or saved.get("decoding") or DEFAULT_DECODING
+        model = resolve_builtin(default_model(path_or_id, adapter))
+        saved = saved_settings(model)
+        shipped = saved.get("pool") or {} if pool is None else {}
+        if shipped:
+            pool = ExamplePool.load(model, shipped, _embedder(embedder))
+        decoding, threshold, multi_label = model_defaults(saved, decoding, threshold, multi_label)
         system_prompt = system_prompt or saved.get("system_prompt")
         lang = lang or saved.get("lang")
-        threshold = check_threshold(
-            saved.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold
-        )
-        multi_label = saved.get("multi_label", DEFAULT_MULTI_LABEL) if multi_label is None else multi_label
-        check_multi_label(multi_label)
         predictor = load_predictor(
             path_or_id,
             adapter=adapter,
@@ -192,16 +198,18 @@ class NER:
         ner = cls(
             predictor,
             pool=pool,
-            pool_mode=pool_mode,
-            k=k,
-            bm25_threshold=bm25_threshold,
+            pool_mode=pool_mode or shipped.get("mode") or POOL_MODES[0],
+            k=k or shipped.get("k") or DEFAULT_NUM_EXAMPLES,
+            bm25_threshold=shipped.get("bm25_threshold", DEFAULT_BM25_THRESHOLD)
+            if bm25_threshold is None
+            else bm25_threshold,
             lang=lang,
             embedder=embedder,
             max_chunk_tokens=max_chunk_tokens,
             threshold=threshold,
             multi_label=multi_label,
+            examples=examples or saved.get("examples"),
         )
-        model = resolve_builtin(default_model(path_or_id, adapter))
         ner.loaded_from = (model, resolve_builtin(adapter)) if adapter else _split_adapter(model)
         return ner
 
@@ -238,8 +246,9 @@ class NER:
         text: it is kept once with ``start``/``end`` ``None`` and ``found`` False. A text split into chunks
         has the entities located in each chunk, merged (logged by ``rait.inference.chunking``; :meth:`extract`
         returns the chunks).
-        ``examples``: ``None``/``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from
-        the attached pool) or a list of labelled :class:`Record` to show the model. ``decoding``:
+        ``examples``: ``"none"``, ``"pool"``, ``"out-domain"``, ``"in-domain"`` (retrieved from the
+        attached pool), a list of labelled :class:`Record` to show the model, or ``None``: the NER's
+        ``examples`` mode. ``decoding``:
         one of :data:`DECODINGS` for this call (transformers backend); ``None``: the model's. ``threshold``
         (0: keep every score), ``multi_label``: see :class:`NER`; ``None``: this object's."""
         if not isinstance(text, str):
@@ -340,17 +349,20 @@ class NER:
         finally:
             self.predictor.min_score = current
 
+    def _mode(self, examples: str) -> str:
+        """``examples`` checked as a mode: one of :data:`EXAMPLES`, one that retrieves only with a pool."""
+        if examples not in EXAMPLES:
+            choices = ", ".join(EXAMPLES)
+            raise RaitError(f"examples must be None, one of {choices} or a list of records, not {examples!r}")
+        if examples != "none" and self.pool is None:
+            raise RaitError(f"examples={examples!r} needs a pool: NER.from_pretrained(..., pool=...)")
+        return examples
+
     def _examples_for(self, texts: list[str], examples) -> list[list[Record]]:
-        if examples is None or isinstance(examples, str) and examples == "none":
+        examples = self.examples if examples is None else examples
+        if isinstance(examples, str) and self._mode(examples) == "none":
             return [[] for _ in texts]
         if isinstance(examples, str):
-            if examples not in EXAMPLES:
-                choices = ", ".join(EXAMPLES)
-                raise RaitError(
-                    f"examples must be None, one of {choices} or a list of records, not {examples!r}"
-                )
-            if self.pool is None:
-                raise RaitError(f"examples={examples!r} needs a pool: NER.from_pretrained(..., pool=...)")
             mode = self.pool_mode if examples == "pool" else examples
             retriever = example_retriever(
                 mode, self.pool, k=self.k, bm25_threshold=self.bm25_threshold, seed=self.seed
@@ -377,6 +389,17 @@ class NER:
             self.n_chunked += extraction.chunked
             results.append(extraction)
         return results
+
+
+def model_defaults(
+    saved: dict, decoding: str | None, threshold: float | None, multi_label: bool | None
+) -> tuple[str, float | None, bool]:
+    """The decoding, threshold and multi_label a model is used with: each as given unless None, else the
+    model's saved one (``saved``: :func:`rait.hub.saved_settings`), else rait's default; checked."""
+    decoding = decoding or saved.get("decoding") or DEFAULT_DECODING
+    threshold = check_threshold(saved.get("threshold", DEFAULT_THRESHOLD) if threshold is None else threshold)
+    multi_label = saved.get("multi_label", DEFAULT_MULTI_LABEL) if multi_label is None else multi_label
+    return decoding, threshold, check_multi_label(multi_label)
 
 
 def _checked_texts(texts) -> list[str]:
@@ -427,10 +450,14 @@ def _types_per_text(types, n_texts: int) -> list[tuple[str, ...]]:
     return per_text
 
 
+def _embedder(embedder, lang: str | None = None):
+    """An Embedder for a name (:func:`rait.retrieval.get_embedder`); an Embedder or None unchanged."""
+    return get_embedder(embedder, lang or "en") if isinstance(embedder, str) else embedder
+
+
 def _as_pool(pool, lang: str | None, embedder=None):
     """An ExamplePool from a pool, a list of records, or a training file / registered source name."""
-    if isinstance(embedder, str):
-        embedder = get_embedder(embedder, lang or "en")
+    embedder = _embedder(embedder, lang)
 
     if hasattr(pool, "retrieve"):
         return pool

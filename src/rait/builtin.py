@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rait.errors import RaitError
+from rait.model_card import SETTINGS_FILE
 from rait.models import ADAPTER_CONFIG, DEFAULT_MODEL, TRAIN_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
@@ -109,15 +110,20 @@ def package_adapter(
     metadata: dict,
     root: str | Path | None = None,
     overwrite: bool = False,
+    settings: dict | None = None,
+    pool=None,
 ) -> Path:
     """Package a trained rait adapter directory as built-in model ``name``; returns its directory.
 
     Keeps only what inference needs (adapter weights converted to bf16, adapter config, training config
     with its system prompt, tokenizer files), names the base model by its portable name in
     ``adapter_config.json`` (its target modules sorted) and writes ``builtin.json``: name, base model,
-    language, ``metadata`` (JSON: source run, selection, scores) and every file's size and sha256. The
-    same input gives the same bytes. An existing packaged model is replaced only with ``overwrite``; the
-    directory is swapped in whole."""
+    language, ``metadata`` (JSON: source run, selection, scores) and every file's size and sha256.
+    ``settings`` (e.g. ``threshold``, ``examples``) go to ``rait_config.json``, the defaults
+    :meth:`rait.NER.from_pretrained` loads it with; ``pool`` (an :class:`rait.retrieval.ExamplePool`) is
+    saved beside them, its description under ``settings["pool"]`` (which holds its mode, k and BM25
+    threshold). The same input gives the same bytes. An existing packaged model is replaced only with
+    ``overwrite``; the directory is swapped in whole."""
     target = builtin_path(name, root)
     entry = BUILTIN_MODELS[name]
     source = Path(adapter_dir).expanduser()
@@ -150,6 +156,11 @@ def package_adapter(
         for file in (TRAIN_CONFIG_FILE, *TOKENIZER_FILES):
             if (source / file).is_file():
                 shutil.copyfile(source / file, tmp / file)
+        if settings or pool is not None:
+            saved = dict(settings or {})
+            if pool is not None:
+                saved["pool"] = {**pool.save(tmp), **saved.get("pool", {})}
+            (tmp / SETTINGS_FILE).write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", "utf-8")
         info = {
             "name": name,
             "base_model": entry.base_model,

@@ -3,8 +3,10 @@
 :func:`save_ner` writes a directory that :meth:`rait.NER.from_pretrained` loads with the same behaviour:
 the LoRA adapter the model was loaded with (its config, weights, training config and summary) or, for a
 model loaded without one, the merged weights; the tokenizer; ``rait_config.json`` with the inference
-settings (decoding, system prompt, language, confidence threshold, multi_label); and a ``README.md`` model
-card (:mod:`rait.model_card`). :func:`push_folder` uploads such a directory through ``huggingface_hub``."""
+settings (decoding, system prompt, language, confidence threshold, multi_label, the examples mode of calls
+that name none); the NER's example pool, if it has one (its records and embeddings, with its mode, k and
+BM25 threshold in the settings); and a ``README.md`` model card (:mod:`rait.model_card`).
+:func:`push_folder` uploads such a directory through ``huggingface_hub``."""
 
 from __future__ import annotations
 
@@ -20,11 +22,12 @@ from rait.models import ADAPTER_CONFIG, SUMMARY_FILE, TRAIN_CONFIG_FILE
 
 ADAPTER_FILES = (ADAPTER_CONFIG, WEIGHTS_FILE, TRAIN_CONFIG_FILE, SUMMARY_FILE, BUILTIN_FILE)
 # restored by NER.from_pretrained as defaults
-LOADED_SETTINGS = ("decoding", "system_prompt", "lang", "threshold", "multi_label")
+LOADED_SETTINGS = ("decoding", "system_prompt", "lang", "threshold", "multi_label", "examples", "pool")
 
 
 def saved_settings(path_or_id: str | None) -> dict:
-    """The inference settings of a directory written by :func:`save_ner` (empty for anything else)."""
+    """The inference settings of a directory written by :func:`save_ner` or of a packaged built-in model
+    (empty for anything else)."""
     path = None if path_or_id is None else Path(path_or_id).expanduser() / SETTINGS_FILE
     return read_json(path) if path is not None and path.is_file() else {}
 
@@ -63,7 +66,14 @@ def save_ner(ner, directory: str | Path, *, card: dict | None = None) -> Path:
         "system_prompt": getattr(predictor, "system_prompt", "none"),
         "lang": ner.lang,
     }
-    settings |= {"threshold": ner.threshold, "multi_label": ner.multi_label}
+    settings |= {"threshold": ner.threshold, "multi_label": ner.multi_label, "examples": ner.examples}
+    if ner.pool is not None:
+        settings["pool"] = {
+            **ner.pool.save(directory),
+            "mode": ner.pool_mode,
+            "k": ner.k,
+            "bm25_threshold": ner.bm25_threshold,
+        }
     write_json(directory / SETTINGS_FILE, settings)
     write_model_card(directory, **(card or {}))
     return directory

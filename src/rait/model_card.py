@@ -111,6 +111,15 @@ def render_model_card(
         lines += ["| setting | value |", "|---|---|"]
         lines += [f"| {key} | {_value(value)} |" for key, value in settings.items() if key != "weights"]
         lines += [""]
+    if pool := settings.get("pool"):
+        lines += [
+            f"It ships an example pool: {pool.get('size')} labelled passages (`{pool.get('records')}`, "
+            f"with their `{pool.get('embedder')}` embeddings), retrieved {pool.get('mode')} as in-context "
+            "examples "
+            f'(`examples="pool"`; the default of calls that name none when `examples` is `"pool"`). '
+            "The pool is training data: its licence is the training data's.",
+            "",
+        ]
     lines += ["## Training", ""]
     if train:
         data = ", ".join(f"`{Path(file).name}`" for file in train.get("data", [])) or UNRECORDED

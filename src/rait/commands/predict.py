@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from rait.api import model_defaults
+from rait.builtin import default_model, resolve_builtin
 from rait.console import escape, make_console
 from rait.corpus.ray import DEFAULT_SHARD_SIZE
 from rait.data.benchmarks import DEFAULT_MAX_EXAMPLES
@@ -14,6 +16,7 @@ from rait.data.formats import parse_columns
 from rait.data.labels import BUILTIN_MAPS
 from rait.errors import RaitError
 from rait.fileio import write_json
+from rait.hub import saved_settings
 from rait.inference import (
     BACKENDS,
     DECODINGS,
@@ -21,7 +24,6 @@ from rait.inference import (
     DEFAULT_DECODING,
     DEFAULT_MAX_CHUNK_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_MULTI_LABEL,
     DEFAULT_THRESHOLD,
     PredictConfig,
     run_predict,
@@ -156,25 +158,29 @@ def predict_command(
         ),
     ] = None,
     decoding: Annotated[
-        str,
+        str | None,
         typer.Option(
             help=f"{', '.join(DECODINGS)} (constrained: answers are lists of distinct passage substrings; "
-            "constrained-words: substrings that start and end at word boundaries)."
+            "constrained-words: substrings that start and end at word boundaries) [default: the model's "
+            f"saved one, else {DEFAULT_DECODING}]."
         ),
-    ] = DEFAULT_DECODING,
+    ] = None,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Drop mentions scored below this confidence, 0 to 1 (0: keep all; files keep every score)."
+            help="Drop mentions scored below this confidence, 0 to 1 (0: keep all; files keep every score) "
+            f"[default: the model's saved one, else {DEFAULT_THRESHOLD:g}]."
         ),
-    ] = DEFAULT_THRESHOLD,
+    ] = None,
     multi_label: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--multi-label/--one-type-per-span",
-            help="Keep every type given to a span, or only the best-scoring one.",
+            help="Keep every type given to a span, or only the best-scoring one [default: the model's saved "
+            "choice, else one type per span].",
+            show_default=False,
         ),
-    ] = DEFAULT_MULTI_LABEL,
+    ] = None,
     engine: Annotated[
         str,
         typer.Option(
@@ -228,6 +234,8 @@ def predict_command(
     for flag, value in ray_flags.items():
         if engine == "local" and value is not None:
             raise RaitError(f"{flag} applies to --engine ray only; leave it out")
+    saved = saved_settings(resolve_builtin(default_model(model, adapter)))
+    decoding, threshold, multi_label = model_defaults(saved, decoding, threshold, multi_label)
     config = PredictConfig(
         output=output,
         model=model,

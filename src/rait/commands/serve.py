@@ -14,7 +14,6 @@ from rait.inference import (
     DEFAULT_DECODING,
     DEFAULT_MAX_CHUNK_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
-    DEFAULT_MULTI_LABEL,
     DEFAULT_THRESHOLD,
 )
 from rait.precision import DEFAULT_PRECISION
@@ -36,13 +35,26 @@ def serve_command(
     pool: Annotated[
         str | None, typer.Option(help="Example pool (training file / registered source) for examples modes.")
     ] = None,
-    pool_mode: Annotated[str, typer.Option(help="What examples='pool' means: out-domain or in-domain.")] = (
-        "out-domain"
-    ),
-    k: Annotated[int, typer.Option("-k", help="Examples per text.")] = DEFAULT_NUM_EXAMPLES,
+    pool_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="What examples='pool' means: out-domain or in-domain [default: the model's saved pool's, "
+            "else out-domain]."
+        ),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "-k", help=f"Examples per text [default: the saved pool's, else {DEFAULT_NUM_EXAMPLES}]."
+        ),
+    ] = None,
     bm25_threshold: Annotated[
-        float, typer.Option(help="Out-domain: drop examples below this BM25.")
-    ] = DEFAULT_BM25_THRESHOLD,
+        float | None,
+        typer.Option(
+            help=f"Out-domain: drop examples below this BM25 [default: the saved pool's, else "
+            f"{DEFAULT_BM25_THRESHOLD:g}]."
+        ),
+    ] = None,
     embedder: Annotated[str | None, typer.Option(help="Pool embedder [default: by language].")] = None,
     lang: Annotated[str | None, typer.Option(help="Template language en/zh [default: detected].")] = None,
     max_new_tokens: Annotated[
@@ -55,18 +67,28 @@ def serve_command(
         typer.Option(help="none, default or a text [default: the one the model was trained with]."),
     ] = None,
     decoding: Annotated[
-        str, typer.Option(help=f"Default decoding: {', '.join(DECODINGS)} (requests may choose).")
-    ] = DEFAULT_DECODING,
+        str | None,
+        typer.Option(
+            help=f"Default decoding: {', '.join(DECODINGS)} (requests may choose) [default: the model's "
+            f"saved one, else {DEFAULT_DECODING}]."
+        ),
+    ] = None,
     threshold: Annotated[
-        float, typer.Option(help="Default score threshold, 0 to 1 (requests may choose).")
-    ] = DEFAULT_THRESHOLD,
+        float | None,
+        typer.Option(
+            help="Default score threshold, 0 to 1 (requests may choose) [default: the model's saved one, "
+            f"else {DEFAULT_THRESHOLD:g}]."
+        ),
+    ] = None,
     multi_label: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--multi-label/--one-type-per-span",
-            help="Default: every type of a span, or only its best-scoring one (requests may choose).",
+            help="Default: every type of a span, or only its best-scoring one (requests may choose) "
+            "[default: the model's saved choice, else one type per span].",
+            show_default=False,
         ),
-    ] = DEFAULT_MULTI_LABEL,
+    ] = None,
     max_chunk_tokens: Annotated[
         int, typer.Option(help="Split longer texts into sentence chunks of this many tokens (0: context).")
     ] = DEFAULT_MAX_CHUNK_TOKENS,
@@ -133,7 +155,13 @@ def serve_command(
         sock.close()
         raise
     name = default_model(model, adapter) or DEFAULT_MODEL
-    info = {"model": _public(name), "adapter": _public(adapter), "backend": backend, "pool": _public(pool)}
+    shipped = "the model's own" if pool is None and ner.pool is not None else None
+    info = {
+        "model": _public(name),
+        "adapter": _public(adapter),
+        "backend": backend,
+        "pool": _public(pool) or shipped,
+    }
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     make_console(stderr=True).print(f"rait serve: {url}  (Ctrl-C or SIGTERM to stop)", highlight=False)
     allowed = tuple(allowed_host) if allowed_host else None

@@ -2,7 +2,7 @@
 
 Modules: :mod:`.answerer` (the :class:`Answerer` interface every backend implements, :class:`PassageQuery`,
 the decodings), the backends :mod:`.transformers` (:class:`Predictor`; its bf16 CPU products on
-:mod:`.packing`'s packed weights) and :mod:`.vllm`
+:mod:`.packing`'s packed weights, its decoding cache :mod:`.kvcache`) and :mod:`.vllm`
 (:class:`VllmPredictor`), :mod:`.backends` (:func:`load_predictor`, which picks one), :mod:`.constrained`
 and :mod:`.constrained_vllm` (the copy constraint), :mod:`.stopping` (length caps, the repetition rule),
 :mod:`.chunking` (long passages in sentence chunks), :mod:`.entities` (answers -> located entities),

@@ -2,20 +2,19 @@
 CPU freezing uses), instead of repacking them at every call.
 
 Decoding runs the model's products on a few rows at a time; there, ``F.linear`` on bf16 weights spends much
-of its time laying the weights out for the kernel. :func:`pack_linears` lays each weight out once, for
-:data:`PACK_ROWS`-row inputs, and routes the layer's inference calls of at most that many rows to the
-packed kernel (larger ones, prompts, are bound by arithmetic and stay with ``F.linear``): faster products
-of 1-47 rows with results bit-identical to ``F.linear``'s on the machine it was measured on, with one or
-two threads (``benchmarks/bench_matmul.py``, docs/inference.md; with two threads some larger row counts
-differ in the last bit, hence the limit). Training, fp32 and non-CPU models are left as they are; a
-weight changed after packing is packed again at its next call.
+of its time laying the weights out for the kernel. :func:`pack_linears` lays each weight out once (for
+:data:`PACK_ROWS`-row inputs) and routes every inference call of the layer to the packed kernel: faster
+products of few rows, and of prompts too. On the machine it was measured on the results are bit-identical
+to ``F.linear``'s at every row count tried with one thread (1-700 rows); with two threads some row counts
+from 96 up differ in the last bit (``benchmarks/bench_matmul.py``, docs/inference.md). Training, fp32 and
+non-CPU models are left as they are; a weight changed after packing is packed again at its next call.
 """
 
 from __future__ import annotations
 
 import torch
 
-PACK_ROWS = 64  # the input rows the weights are laid out for, and the most a packed call takes
+PACK_ROWS = 64  # the input rows the weights are laid out for
 
 
 def pack_linears(model: torch.nn.Module) -> int:
@@ -35,8 +34,7 @@ def pack_linears(model: torch.nn.Module) -> int:
 
 
 class _PackedForward:
-    """A linear layer's forward: the packed kernel at inference on at most :data:`PACK_ROWS` rows, else
-    ``F.linear``."""
+    """A linear layer's forward: the packed kernel at inference, else ``F.linear``."""
 
     __slots__ = ("module", "packed", "key")
 
@@ -59,7 +57,6 @@ class _PackedForward:
             or weight.device.type != "cpu"
             or x.dtype != torch.bfloat16
             or x.dim() < 2
-            or x.numel() > PACK_ROWS * x.shape[-1]
         ):
             return torch.nn.functional.linear(x, weight, bias)
         # inference tensors keep no version counter: only replacing them is seen

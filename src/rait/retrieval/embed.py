@@ -261,8 +261,9 @@ def get_embedder(
     cache: bool = True,
     device: str | None = None,
 ) -> Embedder:
-    """An embedder by name: ``"minilm"``, ``"use-multilingual"`` (offline, bundled), ``"hashing"``
-    (lexical, no model: tests), or any sentence-transformers Hub id / local path. ``None`` picks the
+    """An embedder by name: ``"minilm"``, ``"use-multilingual"`` (offline, bundled), ``"hashing"`` or
+    ``"hashing-<dim>"`` (lexical, no model: tests), or any sentence-transformers Hub id / local path (an
+    embedder's ``name`` names it again). ``None`` picks the
     offline default for ``lang``. ``cache_dir`` defaults to :func:`default_cache_dir`; ``cache=False``
     disables the cache."""
     name = name or default_embedder_name(lang)
@@ -273,4 +274,6 @@ def get_embedder(
         return USEEmbedder(cache_dir, cache)
     if canonical == HASHING:
         return HashingEmbedder(cache_dir, cache)
+    if dim := re.fullmatch(rf"{HASHING}-([1-9][0-9]*)", name.lower()):
+        return HashingEmbedder(cache_dir, cache, dim=int(dim.group(1)))
     return SentenceTransformerEmbedder(name, cache_dir, cache, device=device)

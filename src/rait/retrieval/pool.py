@@ -21,14 +21,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import faiss
 import numpy as np
 import scipy.sparse as sp
 
 from rait.console import progress
+from rait.data.formats import load_records, write_records
 from rait.data.sources import detect_lang, load_source, subsample
-from rait.errors import RaitError
+from rait.errors import DataError, RaitError
+from rait.fileio import atomic_write
 from rait.records import DEFAULT_SEED, Record
 from rait.retrieval.bm25 import BM25Index
 from rait.retrieval.embed import Embedder, get_embedder, l2_normalise
@@ -39,6 +42,8 @@ DEFAULT_NUM_EXAMPLES = 2  # k, the examples per passage
 DEFAULT_K = 128  # K, the nearest neighbours the diverse strategies sample k from
 DEFAULT_BM25_THRESHOLD = 20.0
 DEFAULT_MIXED_RATIO = 0.5
+POOL_RECORDS = "pool.jsonl"  # a saved pool's records (rait format) and their embeddings, row for row
+POOL_VECTORS = "pool_vectors.npy"
 
 
 def check_options(
@@ -221,6 +226,47 @@ class ExamplePool:
         records, source_lang = load_source(source, fmt)
         records = subsample(records, size, seed)
         return cls(records, embedder, lang=lang or source_lang or detect_lang(records), **kwargs)
+
+    def save(self, directory: str | Path) -> dict:
+        """Write the records (:data:`POOL_RECORDS`) and their embeddings (:data:`POOL_VECTORS`, computed
+        now if need be) to ``directory``; returns what :meth:`load` needs: the file names, the embedder's
+        name, the language and the size."""
+        directory = Path(directory)
+        write_records(self.records, directory / POOL_RECORDS, "rait")
+        with atomic_write(directory / POOL_VECTORS, "wb") as handle:
+            np.save(handle, self.vectors, allow_pickle=False)
+        return {
+            "records": POOL_RECORDS,
+            "vectors": POOL_VECTORS,
+            "embedder": self.embedder.name,
+            "lang": self.lang,
+            "size": len(self.records),
+        }
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, saved: dict, embedder: Embedder | None = None, show_progress: bool = False
+    ) -> ExamplePool:
+        """The pool :meth:`save` wrote to ``directory`` (``saved``: its return value). Its embeddings are
+        reused with the embedder it was saved with (queries are embedded by it); another ``embedder``
+        embeds the records again. No progress bars unless ``show_progress`` (it serves inference calls)."""
+        directory = Path(directory)
+        lang = saved.get("lang") or "en"
+        records = load_records(directory / saved.get("records", POOL_RECORDS), "rait")
+        name = saved.get("embedder")
+        if embedder is not None and embedder.name != name:
+            return cls(records, embedder, lang=lang, show_progress=show_progress)
+        path = directory / saved.get("vectors", POOL_VECTORS)
+        try:
+            vectors = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DataError(path, f"cannot read the pool's embeddings ({exc})") from None
+        if vectors.ndim != 2 or len(vectors) != len(records):
+            raise DataError(
+                path, f"expected {len(records)} rows of embeddings, one per record in {POOL_RECORDS}"
+            )
+        embedder = embedder or get_embedder(name, lang)
+        return cls(records, embedder, lang=lang, vectors=vectors, show_progress=show_progress)
 
     # -- lazily built parts ------------------------------------------------------------------------
 

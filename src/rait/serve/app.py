@@ -65,7 +65,9 @@ class ExtractRequest(BaseModel):
     types: list[TypeName] | list[list[TypeName]] = Field(
         min_length=1, description="Entity types for every text, or one list per text."
     )
-    examples: Literal[EXAMPLES] = Field("none", description="In-context examples from the server's pool.")
+    examples: Literal[EXAMPLES] | None = Field(
+        None, description="In-context examples from the server's pool; null: the server's default."
+    )
     decoding: Literal[DECODINGS] | None = Field(
         None, description=f"{', '.join(DECODINGS)}; null: the server's."
     )
@@ -234,6 +236,7 @@ def create_app(
             "languages": sorted(WORDINGS),
             "lang": ner.lang or "detected per text",
             "examples": modes,
+            "examples_default": ner.examples,
             "decoding": current,
             "threshold": ner.threshold,
             "multi_label": ner.multi_label,
@@ -249,8 +252,9 @@ def create_app(
     async def extract(body: ExtractRequest):
         started = time.perf_counter()
         texts, types = _check(body, limits)
-        if body.examples != "none" and ner.pool is None:
-            raise ApiError(422, f"examples: {body.examples!r} needs a server started with --pool", "examples")
+        examples = body.examples or ner.examples
+        if examples != "none" and ner.pool is None:
+            raise ApiError(422, f"examples: {examples!r} needs a server started with --pool", "examples")
         decodings = [d for d in DECODINGS if isinstance(ner.predictor, Predictor)]
         if body.decoding not in (None, getattr(ner.predictor, "decoding", None), *decodings):
             raise ApiError(
@@ -258,7 +262,7 @@ def create_app(
             )
         threshold = ner.threshold if body.threshold is None else body.threshold
         try:
-            served = await batcher.submit(texts, types, body.examples, body.decoding, threshold)
+            served = await batcher.submit(texts, types, examples, body.decoding, threshold)
         except QueueFull as exc:
             raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from None
         except Exception as exc:  # noqa: BLE001 - this request's prediction failed; logged, not re-raised
