@@ -4,7 +4,8 @@ the sequence, and a step writes its tokens into the room instead of concatenatin
 more than the step's attention: the fresh allocation's pages are faulted in and zeroed each time).
 
 The layers expose the filled part as views, so attention reads exactly the values a ``DynamicLayer`` would
-hold: answers are identical (``tests/test_decoding.py``)."""
+hold: answers are identical (``tests/test_kvcache.py``). :func:`rait.inference.prefill.prefill` builds its
+caches of them: each bucket's, from the shared start with room for the bucket's tokens, and the rows'."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ SPARE_SLOTS = 64  # room added beyond the filled slots whenever a buffer is (re)
 
 class GrowingLayer(DynamicLayer):
     """A ``DynamicLayer`` whose ``keys``/``values`` are views of the first ``length`` slots of larger
-    buffers; :meth:`update` writes into the room, reallocating (with :data:`SPARE_SLOTS` more) only when
-    full."""
+    buffers, copied from ``keys`` and ``values`` with room for ``room`` more slots (and
+    :data:`SPARE_SLOTS`); :meth:`update` writes into the room, reallocating only when full."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, room: int = 0):
         super().__init__()
         self.device = keys.device
         self.is_initialized = True
-        self._buffers = (_with_room(keys, 0), _with_room(values, 0))
+        self._buffers = (_with_room(keys, room), _with_room(values, room))
         self._view(keys.shape[-2])
 
     def _view(self, length: int) -> None:
@@ -52,14 +53,6 @@ class GrowingLayer(DynamicLayer):
     def batch_repeat_interleave(self, repeats: int) -> None:
         self._buffers = tuple(buffer.repeat_interleave(repeats, dim=0) for buffer in self._buffers)
         self._view(self.length)
-
-
-def grow_in_place(cache) -> None:
-    """Replace each filled ``DynamicLayer`` of ``cache`` (a transformers ``DynamicCache``) by a
-    :class:`GrowingLayer` holding the same keys and values."""
-    for index, layer in enumerate(cache.layers):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
-            cache.layers[index] = GrowingLayer(layer.keys, layer.values)
 
 
 def _with_room(states: torch.Tensor, needed: int) -> torch.Tensor:

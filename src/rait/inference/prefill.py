@@ -67,7 +67,9 @@ def prefill(
     positions ``select``; ``mask`` is 4-D, added to the attention scores (``dtype``: the model's).
     ``start``: tokens every prompt of the predictor starts with (the system turn and the passage turn's
     opening) and their cache per layer, computed once: when every prefix starts with them they are not run
-    again."""
+    again. Its layers grow in place (:mod:`rait.inference.kvcache`), the buckets' too."""
+    from rait.inference import kvcache  # imports transformers
+
     rows_of: dict[int, list[int]] = {}
     for row, prefix in enumerate(owner):
         rows_of.setdefault(prefix, []).append(row)
@@ -122,9 +124,9 @@ def prefill(
                 source.append([b * span_all + s for s in slots])
                 at += k + nb
         part = cache_factory()
-        for layer, (keys, values) in enumerate(head_cache):
+        for layer, (keys, values) in enumerate(head_cache):  # the shared start, with room for the bucket
             size = (len(members), -1, -1, -1)
-            part.update(keys.expand(size).contiguous(), values.expand(size).contiguous(), layer)
+            part.layers[layer] = kvcache.GrowingLayer(keys.expand(size), values.expand(size), room=length)
         additive = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         scores = forward(
             ids.to(device),
@@ -139,16 +141,17 @@ def prefill(
                 picked = _gather(tensor, index)
                 if len(merged) <= layer * 2 + kind:
                     merged.append(picked.new_empty((len(owner), *picked.shape[1:])))
-                merged[layer * 2 + kind][targets] = picked
+                merged[layer * 2 + kind].index_copy_(
+                    0, targets, picked
+                )  # block copies: faster than [targets]
         if all_scores is None:
             all_scores = scores.new_empty((len(owner), 1 + nb, scores.shape[-1]))
         all_scores[targets] = scores.reshape(len(rows), 1 + nb, -1)
         del part
     cache = cache_factory()
-    for layer in range(len(merged) // 2):
-        keys, values = merged[2 * layer], merged[2 * layer + 1]
+    for layer in range(len(merged) // 2):  # the rows' cache grows in place as they decode
+        cache.layers[layer] = kvcache.GrowingLayer(merged[2 * layer], merged[2 * layer + 1])
         merged[2 * layer] = merged[2 * layer + 1] = None
-        cache.update(keys, values, layer)
     mask = torch.zeros((len(owner), width), dtype=torch.long)
     for r, prefix in enumerate(owner):
         mask[r, pwidth - len(prefixes[prefix]) : pwidth] = 1

@@ -212,8 +212,6 @@ class Predictor(Answerer):
         constrained decoding ``passages[r]`` is the passage row ``r``'s answer copies from."""
         from transformers import DynamicCache
 
-        from rait.inference.kvcache import grow_in_place
-
         branches = self._branches if self.draft_budget else ()
         cache, mask, next_pos, logits = prefill(
             self._forward,
@@ -227,7 +225,6 @@ class Predictor(Answerer):
             self._start(),
             branches,
         )
-        grow_in_place(cache)
         guide = self._constraint_rows(passages) if self.decoding != "free" else None
         choices = ChoiceRecorder(self._choice_tokens(), len(suffixes))
         decoder = Decoder(
