@@ -21,8 +21,6 @@ from rait.model_card import BUILTIN_FILE, SETTINGS_FILE, write_model_card
 from rait.models import ADAPTER_CONFIG, SUMMARY_FILE, TRAIN_CONFIG_FILE
 
 ADAPTER_FILES = (ADAPTER_CONFIG, WEIGHTS_FILE, TRAIN_CONFIG_FILE, SUMMARY_FILE, BUILTIN_FILE)
-# restored by NER.from_pretrained as defaults
-LOADED_SETTINGS = ("decoding", "system_prompt", "lang", "threshold", "multi_label", "examples", "pool")
 
 
 def saved_settings(path_or_id: str | None) -> dict:
