@@ -141,9 +141,8 @@ def prefill(
                 picked = _gather(tensor, index)
                 if len(merged) <= layer * 2 + kind:
                     merged.append(picked.new_empty((len(owner), *picked.shape[1:])))
-                merged[layer * 2 + kind].index_copy_(
-                    0, targets, picked
-                )  # block copies: faster than [targets]
+                # index_copy_: block copies, several times faster than indexed assignment on a CPU
+                merged[layer * 2 + kind].index_copy_(0, targets, picked)
         if all_scores is None:
             all_scores = scores.new_empty((len(owner), 1 + nb, scores.shape[-1]))
         all_scores[targets] = scores.reshape(len(rows), 1 + nb, -1)
