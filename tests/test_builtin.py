@@ -210,9 +210,19 @@ def test_a_builtin_packaged_with_settings_and_a_pool_loads_them(trained, root, t
     passages = tmp_path / "passages.txt"
     passages.write_text("Barack Obama was born in Honolulu.\n")
     args = ("-i", passages, "--types", "person", "--max-new-tokens", "4", "--precision", "fp32", "-q")
-    code, output = run_cli(monkeypatch, capsys, "predict", *args, "-o", tmp_path / "p.jsonl")
+    code, output = run_cli(
+        monkeypatch, capsys, "predict", *args, "--embedder", "hashing", "-o", tmp_path / "p.jsonl"
+    )
     assert code == 0, output
-    assert json.loads((tmp_path / "p.meta.json").read_text())["settings"]["threshold"] == 0.5
+    meta = json.loads((tmp_path / "p.meta.json").read_text())["settings"]
+    assert (meta["threshold"], meta["examples"], meta["k"]) == (0.5, "in-domain", 1)  # the model's own mode
+    assert Path(meta["pool"]).name == "pool.jsonl"
+    assert "1 had examples" in output
+    code, output = run_cli(
+        monkeypatch, capsys, "predict", *args, "--examples", "none", "-o", tmp_path / "n.jsonl"
+    )
+    assert code == 0, output
+    assert json.loads((tmp_path / "n.meta.json").read_text())["settings"]["examples"] == "none"
     if importlib.util.find_spec("fastapi"):
         served = {}
         monkeypatch.setattr("rait.serve.run_server", lambda ner, **kwargs: served.update(ner=ner, **kwargs))

@@ -98,11 +98,18 @@ def predict_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of benchmark and pool sampling.")] = DEFAULT_SEED,
-    examples: Annotated[str, typer.Option(help=f"In-context examples: {', '.join(EXAMPLE_MODES)}.")] = "none",
+    examples: Annotated[
+        str | None,
+        typer.Option(
+            help=f"In-context examples: {', '.join(EXAMPLE_MODES)} [default: the model's own, with the pool "
+            "it was saved with; else none]."
+        ),
+    ] = None,
     pool: Annotated[
         str | None,
         typer.Option(
-            help="Example pool: training file / registered source (out-domain), or labelled file (in-domain)."
+            help="Example pool: training file / registered source (out-domain), or labelled file (in-domain) "
+            "[default: the model's saved pool for its own mode and for out-domain]."
         ),
     ] = None,
     pool_size: Annotated[
@@ -212,6 +219,16 @@ def predict_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Extract entities for benchmarks or a file of passages (resumable; `rait evaluate` scores it)."""
+    model_dir = resolve_builtin(default_model(model, adapter))
+    saved = saved_settings(model_dir)
+    shipped = saved.get("pool") or {}
+    own = examples is None and saved.get("examples") == "pool" and shipped
+    examples = shipped.get("mode", EXAMPLE_MODES[0]) if own else examples or EXAMPLE_MODES[0]
+    if shipped and pool is None and (own or examples == "out-domain"):  # the model's saved pool
+        pool = str(Path(model_dir) / shipped["records"])
+        k = shipped.get("k") if k is None else k
+        if examples == "out-domain" and bm25_threshold is None:
+            bm25_threshold = shipped.get("bm25_threshold")
     unused = {"-k": k, "--pool": pool, "--pool-size": pool_size, "--embedder": embedder}
     if examples == "none":
         unused["--bm25-threshold"] = bm25_threshold
@@ -234,7 +251,6 @@ def predict_command(
     for flag, value in ray_flags.items():
         if engine == "local" and value is not None:
             raise RaitError(f"{flag} applies to --engine ray only; leave it out")
-    saved = saved_settings(resolve_builtin(default_model(model, adapter)))
     decoding, threshold, multi_label = model_defaults(saved, decoding, threshold, multi_label)
     config = PredictConfig(
         output=output,
