@@ -177,7 +177,7 @@ class NER:
 
         model = resolve_builtin(default_model(path_or_id, adapter))
         saved = saved_settings(model)
-        shipped = saved.get("pool") or {} if pool is None else {}
+        shipped = (saved.get("pool") or {}) if pool is None else {}  # a given pool replaces the saved one
         if shipped:
             pool = ExamplePool.load(model, shipped, _embedder(embedder))
         decoding, threshold, multi_label = model_defaults(saved, decoding, threshold, multi_label)

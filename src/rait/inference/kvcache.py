@@ -1,7 +1,7 @@
 """A decoding cache that grows in place: each layer's keys and values live in buffers with spare room along
 the sequence, and a step writes its tokens into the room instead of concatenating (transformers'
-``DynamicLayer`` copies the whole cache into a newly allocated tensor at every step, which on a CPU costs
-more than the step's attention: the fresh allocation's pages are faulted in and zeroed each time).
+``DynamicLayer`` copies the whole cache into a newly allocated tensor at every step; in a 47-row decoding
+step of the built-in model that concatenation took 40% of the operator time, docs/inference.md).
 
 The layers expose the filled part as views, so attention reads exactly the values a ``DynamicLayer`` would
 hold: answers are identical (``tests/test_kvcache.py``). :func:`rait.inference.prefill.prefill` builds its
